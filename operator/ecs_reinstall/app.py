@@ -1,0 +1,79 @@
+"""Assembling the operator's parts from the settings: Kubernetes client, cloud client, metrics, supervisor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import kopf
+
+from . import __version__
+from . import reconcile as rc
+from .cloud.client import ClientConfig, EcsClient
+from .kube import Kube, load_config
+from .metrics import Metrics
+from .runner import Deps, Supervisor
+from .settings import Settings
+
+
+def post_event(body: Mapping, event: rc.Event) -> None:
+    """Queues a Kubernetes Event through kopf's poster (messages are built from non-secret facts only)."""
+    kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+
+
+@dataclass
+class App:
+    settings: Settings
+    kube: Kube
+    cloud: EcsClient
+    metrics: Metrics
+    supervisor: Supervisor
+
+    async def close(self) -> None:
+        await self.supervisor.stop()
+        await self.cloud.aclose()
+        self.kube.close()
+
+
+async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: Metrics | None = None) -> App:
+    metrics = metrics or Metrics()
+    kube = Kube(load_config(kubeconfig))
+    cloud = EcsClient(
+        ClientConfig(
+            qps=settings.qps,
+            burst=settings.burst,
+            read_timeout=settings.request_timeout,
+            ca_bundle=settings.ca_bundle,
+            user_agent=f"ecs-reinstall-operator/{__version__}",
+        ),
+        observer=metrics.cloud_call,
+    )
+    supervisor = Supervisor(
+        Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=post_event)
+    )
+    # Learn which servers are held before the first runner starts (see server_locks).
+    supervisor.prime(await kube.list_reinstalls(settings.namespaces))
+    return App(settings=settings, kube=kube, cloud=cloud, metrics=metrics, supervisor=supervisor)
+
+
+def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same source as the kubernetes client: in-cluster, else the kubeconfig."""
+    config = load_config(kubeconfig).configuration
+    auth = (config.api_key or {}).get("authorization") or (config.api_key or {}).get("BearerToken")
+    prefix = (config.api_key_prefix or {}).get("authorization")
+    scheme, token = None, None
+    if auth:
+        text = f"{prefix} {auth}" if prefix else auth
+        scheme, _, token = text.partition(" ") if " " in text else ("Bearer", "", text)
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        expiration=None,
+    )

@@ -1,0 +1,47 @@
+"""kopf wiring only: thin handlers that hand over to `app` and `runner`.
+
+No handler here needs a finalizer, so deleting an EcsReinstall never waits for the operator.
+The operator's own settings arrive in `memo.config` (see __main__.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from . import app as app_module
+from .kube import GROUP, PLURAL, VERSION
+
+
+@kopf.on.startup(id="start")
+async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: object) -> None:
+    settings.posting.level = logging.WARNING  # only our explicit Events are posted, not log lines
+    settings.watching.server_timeout = 270  # re-establish long watches now and then, like client-go
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    memo.app = await app_module.start(memo.config, kubeconfig=memo.get("kubeconfig"))
+    memo.app.metrics.serve(memo.config.metrics_port)
+
+
+@kopf.on.cleanup(id="stop")
+async def stop(memo: kopf.Memo, **_: object) -> None:
+    if memo.get("app") is not None:
+        await memo.app.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id="track")
+def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
+    memo.app.supervisor.observe(event.get("type"), event["object"])
+
+
+@kopf.on.probe(id="runners")
+def runners(memo: kopf.Memo, **_: object) -> int:
+    return memo.app.supervisor.active if memo.get("app") is not None else 0
+
+
+@kopf.on.login(id="login")
+def login(memo: kopf.Memo, **_: object) -> kopf.ConnectionInfo:
+    """kopf talks to the same API server, as the same user, as our own Kubernetes client."""
+    return app_module.connection_info(memo.get("kubeconfig"))

@@ -1,0 +1,115 @@
+"""Resolving what a spec points to: the credentials, the target endpoint and project, the password and user data.
+
+Secret references are namespace-local: a resource reads only Secrets and ConfigMaps of its own namespace; the
+operator's default credentials Secret lives in the operator's namespace. A missing object or key is something to
+wait for (`MissingInput`); a setup that can never work (no credentials at all, no region) is `InvalidSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .cloud.models import CloudTarget, Credentials, endpoint_for_region
+from .kube import Kube, NotFound
+from .settings import Settings
+from .spec import InvalidSpec, ReinstallSpec, ResolvedInputs
+
+
+class MissingInput(Exception):
+    """Something the spec refers to does not exist (yet). `what` names it, never its content."""
+
+    def __init__(self, what: str):
+        super().__init__(f"waiting for {what}")
+        self.what = what
+
+
+@dataclass(frozen=True)
+class Resolved:
+    target: CloudTarget
+    inputs: ResolvedInputs
+
+
+async def _read(kube: Kube, kind: str, namespace: str, name: str) -> dict[str, bytes]:
+    reader = kube.read_secret if kind == "Secret" else kube.read_config_map
+    try:
+        return await reader(namespace, name)
+    except NotFound:
+        raise MissingInput(f'{kind} "{name}" in namespace "{namespace}"') from None
+
+
+def _key(data: dict[str, bytes], kind: str, namespace: str, name: str, key: str) -> bytes:
+    if key not in data:
+        raise MissingInput(f'key "{key}" in {kind} "{name}" in namespace "{namespace}"')
+    return data[key]
+
+
+def _text(value: bytes, where: str) -> str:
+    try:
+        return value.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise InvalidSpec("spec", f"{where} is not UTF-8 text") from None
+
+
+async def resolve_target(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> CloudTarget:
+    if spec.credentials_secret:
+        secret_ns, secret_name, field = namespace, spec.credentials_secret, "spec.credentialsSecretRef"
+    elif settings.credentials_secret:
+        secret_ns, secret_name, field = settings.operator_namespace, settings.credentials_secret, "spec"
+    else:
+        raise InvalidSpec(
+            "spec.credentialsSecretRef",
+            "no credentials: set spec.credentialsSecretRef to a Secret with accessKey and secretKey, "
+            "or give the operator a default credentials Secret (--credentials-secret)",
+        )
+    data = await _read(kube, "Secret", secret_ns, secret_name)
+    where = f'Secret "{secret_name}" in namespace "{secret_ns}"'
+    access_key = _text(_key(data, "Secret", secret_ns, secret_name, "accessKey"), f"accessKey of {where}")
+    secret_key = _text(_key(data, "Secret", secret_ns, secret_name, "secretKey"), f"secretKey of {where}")
+    token = _text(data["securityToken"], f"securityToken of {where}") if data.get("securityToken") else None
+    secret_project = _text(data["projectId"], f"projectId of {where}") if data.get("projectId") else None
+    project_id = spec.project_id or secret_project or settings.project_id
+    if not project_id:
+        raise InvalidSpec(
+            field,
+            f"no project ID: set spec.projectId, a projectId key in {where}, or the operator's --project-id",
+        )
+    region = spec.region or settings.region
+    endpoint = spec.endpoint or settings.endpoint or (endpoint_for_region(region) if region else None)
+    if not endpoint:
+        raise InvalidSpec(
+            "spec.region", "no region: set spec.region, spec.endpoint or the operator's --region"
+        )
+    return CloudTarget(
+        endpoint=endpoint.rstrip("/"),
+        project_id=project_id,
+        credentials=Credentials(access_key, secret_key, token),
+    )
+
+
+async def resolve_inputs(kube: Kube, namespace: str, spec: ReinstallSpec) -> ResolvedInputs:
+    password = None
+    if spec.admin_password_ref is not None:
+        ref = spec.admin_password_ref
+        data = await _read(kube, "Secret", namespace, ref.name)
+        raw = _key(data, "Secret", namespace, ref.name, ref.key)
+        password = _text(raw, f'key "{ref.key}" of Secret "{ref.name}"')
+    user_data = None
+    source = spec.user_data
+    if source is not None:
+        if source.value is not None:
+            user_data = source.value.encode("utf-8")
+        elif source.secret_ref is not None:
+            ref = source.secret_ref
+            user_data = _key(
+                await _read(kube, "Secret", namespace, ref.name), "Secret", namespace, ref.name, ref.key
+            )
+        elif source.config_map_ref is not None:
+            ref = source.config_map_ref
+            data = await _read(kube, "ConfigMap", namespace, ref.name)
+            user_data = _key(data, "ConfigMap", namespace, ref.name, ref.key)
+    return ResolvedInputs(admin_password=password, user_data=user_data)
+
+
+async def resolve(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> Resolved:
+    target = await resolve_target(kube, settings, namespace, spec)
+    return Resolved(target=target, inputs=await resolve_inputs(kube, namespace, spec))

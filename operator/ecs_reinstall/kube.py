@@ -1,0 +1,137 @@
+"""The Kubernetes side effects of the operator, on the official `kubernetes` client.
+
+Reading Secrets and ConfigMaps (namespace-local), listing and reading EcsReinstall resources, and writing their
+status through the status subresource. The client is synchronous, so calls run in a small dedicated thread pool;
+errors come back as the few exceptions the runner acts on (`NotFound`, `Conflict`, `KubeUnavailable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+GROUP = "ecs.reinstall.dev"
+VERSION = "v1alpha1"
+PLURAL = "ecsreinstalls"
+KIND = "EcsReinstall"
+
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(f"Kubernetes API error {status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+class KubeUnavailable(KubeError):
+    """Throttled, server error or connection problem: worth retrying."""
+
+
+def _translate(exc: ApiException) -> KubeError:
+    # Only the status and the API's reason: response bodies of Secret reads are never echoed.
+    status = exc.status or 0
+    reason = str(exc.reason or "")
+    if status == 404:
+        return NotFound(status, reason)
+    if status == 409:
+        return Conflict(status, reason)
+    return (
+        KubeUnavailable(status, reason) if status in (0, 429) or status >= 500 else KubeError(status, reason)
+    )
+
+
+def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """In-cluster configuration when running in a Pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, threads: int = 16):
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._api_client = api_client
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ApiException as exc:
+            raise _translate(exc) from None
+        except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:
+            raise KubeUnavailable(0, type(exc).__name__) from None
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        """The Secret's data, decoded. Raises NotFound."""
+        secret = await self._call(self._core.read_namespaced_secret, name, namespace)
+        data = secret.data or {}
+        return {key: base64.b64decode(value) for key, value in data.items()}
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, bytes]:
+        cm = await self._call(self._core.read_namespaced_config_map, name, namespace)
+        data = {k: v.encode() for k, v in (cm.data or {}).items()}
+        data.update({k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
+        return data
+
+    async def list_reinstalls(self, namespaces: tuple[str, ...] = ()) -> list[dict]:
+        if not namespaces:
+            result = await self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+            return list(result.get("items", []))
+        items: list[dict] = []
+        for namespace in namespaces:
+            result = await self._call(
+                self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+            )
+            items.extend(result.get("items", []))
+        return items
+
+    async def get_reinstall(self, namespace: str, name: str) -> dict:
+        return await self._call(
+            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+
+    async def patch_status(
+        self, namespace: str, name: str, status: Mapping, *, resource_version: str | None = None
+    ) -> dict:
+        """Merge-patches `status`; with `resource_version`, only if the object is still at that version
+        (else Conflict): the optimistic lock the intent write relies on."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._call(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api_client.close()

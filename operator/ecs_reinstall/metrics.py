@@ -1,0 +1,82 @@
+"""Prometheus metrics of the operator, on their own registry (one per operator instance; tests get fresh ones).
+
+Names and labels never carry secrets: the only labels are phases, results, operations and outcomes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PHASES = ("Pending", "Submitting", "Reinstalling", "Succeeded", "Failed")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.resources = Gauge(
+            "ecs_reinstall_resources", "EcsReinstall resources by phase", ["phase"], registry=r
+        )
+        self.finished = Counter(
+            "ecs_reinstall_finished_total", "Reinstalls that reached a terminal phase", ["result"], registry=r
+        )
+        self.submissions = Counter(
+            "ecs_reinstall_submissions_total", "Reinstall requests accepted by the cloud", registry=r
+        )
+        self.cloud_requests = Counter(
+            "ecs_reinstall_cloud_requests_total",
+            "ECS API calls by operation and outcome",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.cloud_latency = Histogram(
+            "ecs_reinstall_cloud_request_duration_seconds",
+            "ECS API call latency",
+            ["operation"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.throttled = Counter(
+            "ecs_reinstall_cloud_throttled_total",
+            "ECS API calls refused by throttling",
+            ["operation"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "ecs_reinstall_cloud_requests_in_flight", "ECS API calls in progress", registry=r
+        )
+        self._phases: dict[str, str] = {}
+        for phase in PHASES:
+            self.resources.labels(phase).set(0)
+
+    # --- resources -----------------------------------------------------------------------------------------
+    def observe_phase(self, uid: str, phase: str | None) -> None:
+        """The phase a resource is in now (None: gone). Keeps the per-phase gauge exact, in O(1)."""
+        if phase is not None and phase not in PHASES:
+            phase = "Pending"
+        previous = self._phases.pop(uid, None) if phase is None else self._phases.get(uid)
+        if previous == phase:
+            return
+        if previous is not None:
+            self.resources.labels(previous).dec()
+        if phase is not None:
+            self._phases[uid] = phase
+            self.resources.labels(phase).inc()
+
+    def transition(self, old: object, new: object) -> None:
+        if new is not None and str(new) in ("Succeeded", "Failed") and old != new:
+            self.finished.labels(str(new)).inc()
+
+    def submitted(self) -> None:
+        self.submissions.inc()
+
+    # --- cloud client observer -----------------------------------------------------------------------------
+    def cloud_call(self, operation: str, outcome: str, seconds: float) -> None:
+        self.cloud_requests.labels(operation, outcome).inc()
+        self.cloud_latency.labels(operation).observe(seconds)
+        if outcome == "throttled":
+            self.throttled.labels(operation).inc()
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        if port:
+            start_http_server(port, addr=addr, registry=self.registry)

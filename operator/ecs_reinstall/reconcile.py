@@ -1,0 +1,576 @@
+"""The reinstall state machine: every decision of the operator, as pure functions.
+
+Phases: Pending -> Submitting -> Reinstalling -> Succeeded | Failed.
+
+The runner (`runner.py`) asks `next_step(status)` what to do, performs that step's I/O, and hands what it learned
+to one of the `on_*` functions here. Each returns a `Transition`: the status to write (a merge patch of `status`),
+the Event to post, and when to look again. Nothing here reads a clock, a Secret or the network: `now` and the
+facts come in as arguments, so every rule is table-tested.
+
+Exactly one accepted reinstall per resource rests on three rules:
+1. the intent (`status.attempt`, phase Submitting) is written before the POST, with a resourceVersion precondition;
+2. the job ID is written right after the POST;
+3. a Submitting resource whose POST outcome is unknown (crash, timeout, dropped connection, 5xx) is never re-sent
+   blindly: `on_outcome_probe` decides from the server's state and `updated` time whether the cloud took it.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from . import conditions as cond
+from .cloud.models import Job, JobStatus, Server
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    SUBMITTING = "Submitting"
+    REINSTALLING = "Reinstalling"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class Step(enum.StrEnum):
+    PREPARE = "prepare"  # check the spec, resolve Secrets, check the server, write the intent, submit
+    PROBE_OUTCOME = "probe-outcome"  # a POST with an unknown outcome: ask the server whether it was taken
+    POLL_JOB = "poll-job"
+    POLL_SERVER = "poll-server"  # accepted, but the job ID was lost: follow the server's state
+    DONE = "done"
+
+
+class Reason(enum.StrEnum):
+    """Condition reasons and `status.failure.code` values of the operator's own making."""
+
+    PENDING = "Pending"
+    WAITING_FOR_INPUT = "WaitingForInput"
+    SERVER_BUSY = "ServerBusy"
+    THROTTLED = "Throttled"
+    CLOUD_UNAVAILABLE = "CloudUnavailable"
+    SUBMITTING = "Submitting"
+    OUTCOME_UNKNOWN = "OutcomeUnknown"
+    REINSTALLING = "Reinstalling"
+    ACCEPTED = "Accepted"
+    SUCCEEDED = "Succeeded"
+    INVALID_SPEC = "InvalidSpec"
+    JOB_FAILED = "JobFailed"
+    CLOUD_ERROR = "CloudError"
+    SERVER_NOT_READY = "ServerNotReady"
+    TIMEOUT = "Timeout"
+
+
+# Server states in which a job-less reinstall (job ID lost) is taken as finished.
+_SETTLED_STATES = frozenset({"ACTIVE", "SHUTOFF"})
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    patch: dict = field(default_factory=dict)  # merge patch for `status`; empty: nothing to write
+    event: Event | None = None
+    delay: float | None = None  # seconds until the next step; None: go on at once (or stop when terminal)
+    # True when the patch must only apply to the resourceVersion the step started from (the intent write).
+    guarded: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts about the resource that every transition needs."""
+
+    generation: int
+    now: datetime
+    poll_interval: float = 10.0
+    timeout: float = 1800.0
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC, second precision, as Kubernetes writes its own times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def precise_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, as the ECS API writes job and server times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def phase_of(status: Mapping | None) -> Phase | None:
+    try:
+        return Phase((status or {}).get("phase"))
+    except ValueError:
+        return None
+
+
+def next_step(status: Mapping | None) -> Step:
+    status = status or {}
+    phase = phase_of(status)
+    if phase is None or phase == Phase.PENDING:
+        return Step.PREPARE
+    if phase.is_terminal:
+        return Step.DONE
+    if phase == Phase.SUBMITTING:
+        # Submitting is only ever seen at rest when the POST's outcome is unknown (a crash after the intent was
+        # written, or an ambiguous error): the runner that writes the intent submits in the same step.
+        return Step.PROBE_OUTCOME if status.get("attempt") else Step.PREPARE
+    return Step.POLL_JOB if status.get("jobId") else Step.POLL_SERVER
+
+
+# --- building the status ---------------------------------------------------------------------------------------
+
+
+def _conditions(phase: Phase, reason: str, message: str, *, submitted: bool | None) -> list[cond.Condition]:
+    done = phase.is_terminal
+    if submitted is None:
+        submitted_c = cond.Condition(
+            cond.SUBMITTED, None, Reason.OUTCOME_UNKNOWN, "the outcome is being checked"
+        )
+    elif submitted:
+        submitted_c = cond.Condition(
+            cond.SUBMITTED, True, Reason.ACCEPTED, "the cloud accepted the reinstall"
+        )
+    else:
+        submitted_c = cond.Condition(
+            cond.SUBMITTED, False, reason, "not submitted yet" if not done else message
+        )
+    return [
+        cond.Condition(cond.READY, phase == Phase.SUCCEEDED, reason, message),
+        cond.Condition(
+            cond.RECONCILING, not done, reason if not done else phase.value, "" if done else message
+        ),
+        cond.Condition(
+            cond.STALLED,
+            phase == Phase.FAILED,
+            reason if phase == Phase.FAILED else phase.value,
+            message if phase == Phase.FAILED else "",
+        ),
+        submitted_c,
+    ]
+
+
+def _status(
+    ctx: Context,
+    old: Mapping,
+    phase: Phase,
+    reason: str,
+    message: str,
+    *,
+    submitted: bool | None,
+    **fields: object,
+) -> dict:
+    """A full status merge patch: phase, message, conditions, observedGeneration, plus `fields`.
+    Fields absent from `fields` keep their value; pass None to clear one."""
+    patch: dict = {
+        "phase": phase.value,
+        "message": message,
+        "observedGeneration": ctx.generation,
+        "conditions": cond.merge(
+            old.get("conditions"),
+            _conditions(phase, reason, message, submitted=submitted),
+            generation=ctx.generation,
+            now=timestamp(ctx.now),
+        ),
+    }
+    patch.update(fields)
+    return patch
+
+
+def _unchanged(old: Mapping, patch: Mapping) -> bool:
+    """True when writing `patch` would change nothing a reader can see (conditions compared without times)."""
+    for key, value in patch.items():
+        if key == "conditions":
+            strip = lambda cs: [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in cs or ()]  # noqa: E731
+            if strip(old.get("conditions")) != strip(value):
+                return False
+        elif old.get(key) != value:
+            return False
+    return True
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Jittered exponential backoff for waiting: between half and all of min(cap, base * 2**attempt)."""
+    ceiling = min(cap, base * (2 ** max(0, attempt)))
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
+def poll_delay(interval: float, rng: random.Random | None = None) -> float:
+    """The next poll in 80–100% of the interval: jitter spreads a fleet out without ever polling later than asked."""
+    return interval * (0.8 + 0.2 * (rng or random).random())
+
+
+# --- Pending -----------------------------------------------------------------------------------------------------
+
+
+def on_invalid(ctx: Context, status: Mapping, message: str, *, code: str = Reason.INVALID_SPEC) -> Transition:
+    """The spec (or what it points to) can never work: terminal, with a message that says what to fix."""
+    patch = _status(
+        ctx,
+        status,
+        Phase.FAILED,
+        code,
+        message,
+        submitted=False,
+        failure={"code": str(code), "reason": message},
+        completedAt=timestamp(ctx.now),
+        waitingFor=None,
+    )
+    return Transition(patch=patch, event=Event("Warning", str(code), message))
+
+
+def on_wait(
+    ctx: Context, status: Mapping, reason: Reason, waiting_for: str, message: str, delay: float
+) -> Transition:
+    """Something is missing or busy: stay Pending, say what we wait for, look again after `delay`."""
+    patch = _status(
+        ctx, status, Phase.PENDING, reason, message, submitted=False, waitingFor=waiting_for, attempt=None
+    )
+    if _unchanged(status, patch):
+        return Transition(delay=delay)
+    first_time = status.get("waitingFor") != waiting_for
+    event = (
+        Event("Normal" if reason == Reason.THROTTLED else "Warning", str(reason), message)
+        if first_time
+        else None
+    )
+    return Transition(patch=patch, event=event, delay=delay)
+
+
+def server_blocker(server: Server, *, stop_server: bool) -> tuple[str, str] | None:
+    """Why the cloud would refuse to reinstall this server now: (code, message), or None when it can go.
+    Busy is not here: it is a reason to wait, not to fail."""
+    if not server.has_system_disk:
+        return "Ecs.0105", f"server {server.id} has no system disk; the reinstall needs one"
+    if server.locked:
+        return "Ecs.0605", f"server {server.id} is locked; unlock it, then create a new EcsReinstall"
+    if server.status == "ACTIVE" and not stop_server:
+        return "Ecs.0100", (
+            f"server {server.id} is running; set spec.stopServer: true to let the cloud stop it, "
+            "or stop it first"
+        )
+    if server.status not in ("ACTIVE", "SHUTOFF"):
+        return Reason.SERVER_NOT_READY, (
+            f"server {server.id} is {server.status}; a reinstall needs it ACTIVE or SHUTOFF"
+        )
+    return None
+
+
+def new_attempt(attempt_id: str, server: Server, api: str, now: datetime) -> dict:
+    return {
+        "id": attempt_id,
+        "startedAt": precise_timestamp(now),
+        "serverUpdatedBefore": precise_timestamp(server.updated) if server.updated else None,
+        "serverStatusBefore": server.status,
+        "api": api,
+    }
+
+
+def on_intent(ctx: Context, status: Mapping, attempt: Mapping, server_id: str) -> Transition:
+    """Written (guarded by resourceVersion) just before the POST: if we die after this, the next runner probes."""
+    message = f"Submitting the reinstall of server {server_id}"
+    patch = _status(
+        ctx,
+        status,
+        Phase.SUBMITTING,
+        Reason.SUBMITTING,
+        message,
+        submitted=False,
+        attempt=dict(attempt),
+        waitingFor=None,
+        failure=None,
+    )
+    return Transition(patch=patch, event=Event("Normal", "Submitting", message), guarded=True)
+
+
+# --- Submitting --------------------------------------------------------------------------------------------------
+
+
+def on_submitted(ctx: Context, status: Mapping, job_id: str) -> Transition:
+    message = f"Reinstalling: cloud job {job_id} accepted"
+    patch = _status(
+        ctx,
+        status,
+        Phase.REINSTALLING,
+        Reason.REINSTALLING,
+        message,
+        submitted=True,
+        jobId=job_id,
+        jobStatus=JobStatus.INIT.value,
+        submittedAt=timestamp(ctx.now),
+    )
+    return Transition(
+        patch=patch, event=Event("Normal", "Submitted", message), delay=poll_delay(ctx.poll_interval)
+    )
+
+
+def on_not_submitted(ctx: Context, status: Mapping, reason: Reason, message: str, delay: float) -> Transition:
+    """The POST provably was not processed (throttled, busy, connection refused): back to Pending, retry later."""
+    return on_wait(ctx, status, reason, "the cloud to accept the request", message, delay)
+
+
+def on_submit_rejected(ctx: Context, status: Mapping, code: str, message: str) -> Transition:
+    """A terminal cloud error (4xx) on the POST: nothing was started."""
+    text = f"The cloud rejected the reinstall: {message}"
+    patch = _status(
+        ctx,
+        status,
+        Phase.FAILED,
+        Reason.CLOUD_ERROR,
+        text,
+        submitted=False,
+        failure={"code": code or Reason.CLOUD_ERROR, "reason": message},
+        completedAt=timestamp(ctx.now),
+    )
+    return Transition(patch=patch, event=Event("Warning", "Failed", text))
+
+
+def on_outcome_unknown(ctx: Context, status: Mapping, detail: str, delay: float) -> Transition:
+    """The POST may or may not have been processed: keep the intent, probe the server before anything else."""
+    message = (
+        f"The reinstall request's outcome is unknown ({detail}); checking the server before anything else"
+    )
+    patch = _status(ctx, status, Phase.SUBMITTING, Reason.OUTCOME_UNKNOWN, message, submitted=None)
+    return Transition(patch=patch, event=Event("Warning", "OutcomeUnknown", message), delay=delay)
+
+
+class Verdict(enum.StrEnum):
+    TAKEN = "taken"  # the cloud processed the request
+    NOT_TAKEN = "not-taken"  # the server shows no trace of it after the settle time: safe to submit again
+    UNDECIDED = "undecided"  # no trace yet, but too early to conclude
+    UNDECIDABLE = "undecidable"  # no safe way to tell: fail rather than guess
+
+
+def judge_outcome(attempt: Mapping, server: Server, now: datetime, settle_seconds: float) -> Verdict:
+    """Was the POST of `attempt` processed? Decided from the server alone, never by re-sending.
+
+    A reinstall moves the server to REBUILD with a rebuild task state and bumps its `updated` time; both outlast
+    the request. Comparing `updated` with the value read before the POST needs no clock agreement with the cloud.
+    """
+    if server.rebuilding:
+        return Verdict.TAKEN
+    before = parse_timestamp(attempt.get("serverUpdatedBefore"))
+    if before is None or server.updated is None:
+        return Verdict.TAKEN if server.busy else Verdict.UNDECIDABLE
+    if server.updated > before:
+        return Verdict.TAKEN
+    started = parse_timestamp(attempt.get("startedAt")) or now
+    if (now - started).total_seconds() < settle_seconds:
+        return Verdict.UNDECIDED
+    return Verdict.NOT_TAKEN
+
+
+def on_outcome_probe(
+    ctx: Context, status: Mapping, server: Server, *, settle_seconds: float, recheck: float
+) -> Transition:
+    attempt = status.get("attempt") or {}
+    verdict = judge_outcome(attempt, server, ctx.now, settle_seconds)
+    if verdict == Verdict.TAKEN:
+        message = (
+            f"Reinstalling: the cloud took the request (server {server.id} is {server.status}"
+            f"{', ' + server.task_state if server.task_state else ''}) but its job ID was lost; "
+            "following the server's state"
+        )
+        patch = _status(
+            ctx,
+            status,
+            Phase.REINSTALLING,
+            Reason.REINSTALLING,
+            message,
+            submitted=True,
+            jobId="",
+            submittedAt=timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
+        )
+        return Transition(
+            patch=patch,
+            event=Event("Normal", "Submitted", message),
+            delay=0 if not server.busy else poll_delay(ctx.poll_interval),
+        )
+    if verdict == Verdict.NOT_TAKEN:
+        message = (
+            f"The cloud shows no trace of the earlier request after {settle_seconds:.0f}s "
+            f"(server {server.id} unchanged); submitting again"
+        )
+        patch = _status(ctx, status, Phase.PENDING, Reason.PENDING, message, submitted=False, attempt=None)
+        return Transition(patch=patch, event=Event("Normal", "Resubmitting", message))
+    if verdict == Verdict.UNDECIDABLE:
+        message = (
+            f"Cannot tell whether the cloud took the reinstall of server {server.id}: the server reports "
+            "no update time. Not re-sending, to never reinstall twice; check the server in the console "
+            "and create a new EcsReinstall if needed"
+        )
+        patch = _status(
+            ctx,
+            status,
+            Phase.FAILED,
+            Reason.OUTCOME_UNKNOWN,
+            message,
+            submitted=None,
+            failure={"code": Reason.OUTCOME_UNKNOWN.value, "reason": message},
+            completedAt=timestamp(ctx.now),
+        )
+        return Transition(patch=patch, event=Event("Warning", "Failed", message))
+    return Transition(delay=recheck)
+
+
+# --- Reinstalling ------------------------------------------------------------------------------------------------
+
+
+def timed_out(ctx: Context, status: Mapping) -> bool:
+    started = parse_timestamp(status.get("submittedAt"))
+    return started is not None and (ctx.now - started).total_seconds() > ctx.timeout
+
+
+def on_timeout(ctx: Context, status: Mapping) -> Transition:
+    job = status.get("jobId") or "(unknown job)"
+    message = (
+        f"Timed out after {ctx.timeout:.0f}s waiting for cloud job {job}; the cloud job may still run: "
+        "check the server before reinstalling again"
+    )
+    patch = _status(
+        ctx,
+        status,
+        Phase.FAILED,
+        Reason.TIMEOUT,
+        message,
+        submitted=True,
+        failure={"code": Reason.TIMEOUT.value, "reason": message},
+        completedAt=timestamp(ctx.now),
+    )
+    return Transition(patch=patch, event=Event("Warning", "Failed", message))
+
+
+def _sub_jobs(job: Job) -> list[dict]:
+    return [
+        {
+            k: v
+            for k, v in {
+                "jobId": s.job_id,
+                "jobType": s.job_type,
+                "status": s.status.value,
+                "errorCode": s.error_code,
+                "failReason": s.fail_reason or s.errorcode_message,
+                "beginTime": precise_timestamp(s.begin_time) if s.begin_time else None,
+                "endTime": precise_timestamp(s.end_time) if s.end_time else None,
+            }.items()
+            if v
+        }
+        for s in job.sub_jobs
+    ]
+
+
+def failure_of(job: Job) -> tuple[str, str]:
+    """The most specific (code, reason) a failed job offers: its own, else its first failed sub-job's."""
+    code, reason = job.error_code, job.fail_reason
+    for sub in job.sub_jobs:
+        if sub.status == JobStatus.FAIL:
+            code = code or sub.error_code
+            reason = reason or sub.fail_reason or sub.errorcode_message
+    return code or Reason.JOB_FAILED.value, reason or "the cloud job failed without a reason"
+
+
+def on_job(ctx: Context, status: Mapping, job: Job) -> Transition:
+    times = {
+        "jobStatus": job.status.value,
+        "jobBeginTime": precise_timestamp(job.begin_time) if job.begin_time else None,
+        "jobEndTime": precise_timestamp(job.end_time) if job.end_time else None,
+        "subJobs": _sub_jobs(job),
+    }
+    if job.status == JobStatus.SUCCESS:
+        message = f"Reinstalled: cloud job {job.job_id} succeeded"
+        patch = _status(
+            ctx,
+            status,
+            Phase.SUCCEEDED,
+            Reason.SUCCEEDED,
+            message,
+            submitted=True,
+            completedAt=timestamp(job.end_time or ctx.now),
+            **times,
+        )
+        return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
+    if job.status == JobStatus.FAIL:
+        code, reason = failure_of(job)
+        message = f"Cloud job {job.job_id} failed: {code}: {reason}"
+        patch = _status(
+            ctx,
+            status,
+            Phase.FAILED,
+            Reason.JOB_FAILED,
+            message,
+            submitted=True,
+            failure={"code": code, "reason": reason},
+            completedAt=timestamp(job.end_time or ctx.now),
+            **times,
+        )
+        return Transition(patch=patch, event=Event("Warning", "Failed", message))
+    if timed_out(ctx, status):
+        return on_timeout(ctx, status)
+    waiting = " (waiting for payment)" if job.status == JobStatus.PENDING_PAYMENT else ""
+    message = f"Reinstalling: cloud job {job.job_id} is {job.status.value}{waiting}"
+    patch = _status(ctx, status, Phase.REINSTALLING, Reason.REINSTALLING, message, submitted=True, **times)
+    delay = poll_delay(ctx.poll_interval)
+    return Transition(delay=delay) if _unchanged(status, patch) else Transition(patch=patch, delay=delay)
+
+
+def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transition:
+    """Job ID lost: the server's state is the only witness. REBUILD/busy: still running; ERROR: failed;
+    back to ACTIVE or SHUTOFF: finished, taken as success (the message says how it was decided)."""
+    if not server.busy and server.status in _SETTLED_STATES:
+        message = (
+            f"Reinstalled: server {server.id} is {server.status} again after the reinstall "
+            "(outcome read from the server, the job ID having been lost)"
+        )
+        patch = _status(
+            ctx,
+            status,
+            Phase.SUCCEEDED,
+            Reason.SUCCEEDED,
+            message,
+            submitted=True,
+            completedAt=timestamp(ctx.now),
+        )
+        return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
+    if server.status == "ERROR":
+        message = f"Reinstall failed: server {server.id} is in ERROR after the reinstall"
+        patch = _status(
+            ctx,
+            status,
+            Phase.FAILED,
+            Reason.JOB_FAILED,
+            message,
+            submitted=True,
+            failure={"code": "ServerError", "reason": message},
+            completedAt=timestamp(ctx.now),
+        )
+        return Transition(patch=patch, event=Event("Warning", "Failed", message))
+    if timed_out(ctx, status):
+        return on_timeout(ctx, status)
+    return Transition(delay=poll_delay(ctx.poll_interval))
+
+
+def on_poll_error(ctx: Context, status: Mapping, detail: str, delay: float) -> Transition:
+    """A failed poll never fails the resource: only the timeout does. The message shows the last error."""
+    if timed_out(ctx, status):
+        return on_timeout(ctx, status)
+    message = f"Reinstalling: could not read the cloud job ({detail}); retrying"
+    patch = {"message": message}
+    return Transition(delay=delay) if _unchanged(status, patch) else Transition(patch=patch, delay=delay)

@@ -1,0 +1,123 @@
+"""Operator-wide settings: one typed object, filled from flags, then environment variables, then defaults.
+
+Every setting has a flag (`--region`) and an environment variable (`ECS_REINSTALL_REGION`); the flag wins.
+The Helm chart and the kustomize base set the environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "ECS_REINSTALL_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str | None = None
+    project_id: str | None = None
+    endpoint: str | None = None
+    credentials_secret: str | None = None  # default credentials Secret, in the operator's namespace
+    operator_namespace: str = "default"
+    ca_bundle: str | None = None
+    qps: float = 10.0
+    burst: int = 20
+    max_concurrency: int = 100
+    namespaces: tuple[str, ...] = ()  # empty: every namespace (cluster-wide)
+    log_format: str = "json"
+    log_level: str = "INFO"
+    metrics_port: int = 8080
+    health_port: int = 8081
+    request_timeout: float = 30.0
+    # How long an unknown POST outcome is re-checked on the server before we conclude it was not processed.
+    outcome_settle_seconds: float = 60.0
+    # Backoff while waiting for a missing Secret, a busy server or after throttling: base and cap, seconds.
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 300.0
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+# name -> (flag help, converter). The order is the order of `run --help`.
+_OPTIONS: dict[str, tuple[str, type]] = {
+    "region": ("default region, e.g. ap-southeast-1, for resources without spec.region", str),
+    "project_id": ("default project ID, for resources and credentials without one", str),
+    "endpoint": ("default ECS endpoint URL (default: https://ecs.{region}.myhuaweicloud.com)", str),
+    "credentials_secret": ("name of the default credentials Secret in the operator's namespace", str),
+    "operator_namespace": ("the operator's own namespace (downward API)", str),
+    "ca_bundle": ("CA bundle file to verify the ECS endpoint's TLS certificate", str),
+    "qps": ("cloud API calls per second, per endpoint and project", float),
+    "burst": ("cloud API burst size, per endpoint and project", int),
+    "max_concurrency": ("most reconcile steps in flight at once", int),
+    "log_format": ("log format: json or text", str),
+    "log_level": ("log level: DEBUG, INFO, WARNING, ERROR", str),
+    "metrics_port": ("Prometheus metrics port (path /metrics); 0 disables", int),
+    "health_port": ("liveness probe port (path /healthz); 0 disables", int),
+    "request_timeout": ("cloud API read timeout, seconds", float),
+    "outcome_settle_seconds": (
+        "how long an unknown reinstall outcome is re-checked before re-sending",
+        float,
+    ),
+    "retry_base_seconds": ("first retry delay while waiting (Secrets, busy server), seconds", float),
+    "retry_max_seconds": ("longest retry delay while waiting, seconds", float),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, (help_text, _) in _OPTIONS.items():
+        env = ENV_PREFIX + name.upper()
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, default=None, help=f"{help_text} [{env}]"
+        )
+    parser.add_argument(
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=None,
+        help=f"namespace to watch; repeat for several; none means all [{ENV_PREFIX}WATCH_NAMESPACES, comma-separated]",
+    )
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Builds the settings: flag, else environment variable, else the default. Raises ValueError on bad values."""
+    env = os.environ if environ is None else environ
+    given = vars(args) if args is not None else {}
+    defaults = {f.name: f.default for f in fields(Settings)}
+    values: dict[str, object] = {}
+    for name, (_, convert) in _OPTIONS.items():
+        raw = given.get(name)
+        source = "--" + name.replace("_", "-")
+        if raw is None:
+            raw = env.get(ENV_PREFIX + name.upper()) or None
+            source = ENV_PREFIX + name.upper()
+        if raw is None:
+            values[name] = defaults[name]
+            continue
+        try:
+            values[name] = convert(raw)
+        except ValueError:
+            raise ValueError(f"{source}={raw!r} is not a valid {convert.__name__}") from None
+    namespaces: Sequence[str] | None = given.get("namespaces")
+    if not namespaces:
+        namespaces = [n for n in env.get(ENV_PREFIX + "WATCH_NAMESPACES", "").split(",")]
+    values["namespaces"] = tuple(sorted({n.strip() for n in namespaces if n.strip()}))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check(settings)
+    return settings
+
+
+def _check(s: Settings) -> None:
+    if s.log_format not in ("json", "text"):
+        raise ValueError(f"log format {s.log_format!r} is not supported: use json or text")
+    if s.qps <= 0 or s.burst < 1:
+        raise ValueError("qps must be > 0 and burst >= 1")
+    if s.max_concurrency < 1:
+        raise ValueError("max concurrency must be >= 1")
+    if s.endpoint and not s.endpoint.startswith(("https://", "http://")):
+        raise ValueError(
+            f"endpoint {s.endpoint!r} must start with https:// (or http:// for a local emulator)"
+        )

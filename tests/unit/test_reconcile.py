@@ -1,0 +1,274 @@
+"""The state machine, table by table: every phase, every cloud fact, every condition."""
+
+from datetime import UTC, datetime, timedelta
+from random import Random
+
+import pytest
+
+from ecs_reinstall import conditions as cond
+from ecs_reinstall import reconcile as rc
+from ecs_reinstall.cloud.models import Job, JobStatus, Server, SubJob
+
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+BEFORE = datetime(2026, 5, 1, 11, 0, 0, 123000, tzinfo=UTC)
+CTX = rc.Context(generation=3, now=NOW, poll_interval=10, timeout=600)
+
+
+def conds(patch):
+    return {c["type"]: (c["status"], c["reason"]) for c in patch["conditions"]}
+
+
+def assert_kstatus_consistent(patch):
+    """kstatus: exactly one of in-progress / failed / current, and every condition at the current generation."""
+    c = conds(patch)
+    phase = rc.Phase(patch["phase"])
+    assert c[cond.READY][0] == ("True" if phase == rc.Phase.SUCCEEDED else "False")
+    assert c[cond.RECONCILING][0] == ("False" if phase.is_terminal else "True")
+    assert c[cond.STALLED][0] == ("True" if phase == rc.Phase.FAILED else "False")
+    assert patch["observedGeneration"] == CTX.generation
+    assert all(x["observedGeneration"] == CTX.generation for x in patch["conditions"])
+
+
+@pytest.mark.parametrize(
+    ("status", "step"),
+    [
+        (None, rc.Step.PREPARE),
+        ({}, rc.Step.PREPARE),
+        ({"phase": "Pending"}, rc.Step.PREPARE),
+        ({"phase": "Submitting"}, rc.Step.PREPARE),
+        ({"phase": "Submitting", "attempt": {"id": "a"}}, rc.Step.PROBE_OUTCOME),
+        ({"phase": "Reinstalling", "jobId": "j"}, rc.Step.POLL_JOB),
+        ({"phase": "Reinstalling", "jobId": ""}, rc.Step.POLL_SERVER),
+        ({"phase": "Succeeded"}, rc.Step.DONE),
+        ({"phase": "Failed"}, rc.Step.DONE),
+        ({"phase": "Bogus"}, rc.Step.PREPARE),
+    ],
+)
+def test_next_step(status, step):
+    assert rc.next_step(status) == step
+
+
+def test_invalid_spec_is_terminal_and_stalled():
+    t = rc.on_invalid(CTX, {}, "spec.keyName: needs spec.userId")
+    assert t.patch["phase"] == "Failed"
+    assert t.patch["failure"] == {"code": "InvalidSpec", "reason": "spec.keyName: needs spec.userId"}
+    assert conds(t.patch)[cond.STALLED] == ("True", "InvalidSpec")
+    assert conds(t.patch)[cond.SUBMITTED][0] == "False"
+    assert t.event.type == "Warning"
+    assert_kstatus_consistent(t.patch)
+
+
+def test_waiting_says_what_for_and_posts_one_event():
+    t = rc.on_wait(CTX, {}, rc.Reason.WAITING_FOR_INPUT, 'Secret "pw" in namespace "ns"', "Waiting for it", 5)
+    assert t.patch["phase"] == "Pending"
+    assert t.patch["waitingFor"] == 'Secret "pw" in namespace "ns"'
+    assert conds(t.patch)[cond.RECONCILING] == ("True", "WaitingForInput")
+    assert t.delay == 5 and t.event is not None
+    assert_kstatus_consistent(t.patch)
+    # Same wait again: nothing to write, no second Event.
+    again = rc.on_wait(
+        CTX, t.patch, rc.Reason.WAITING_FOR_INPUT, 'Secret "pw" in namespace "ns"', "Waiting for it", 7
+    )
+    assert again.patch == {} and again.event is None and again.delay == 7
+
+
+def test_condition_transition_time_moves_only_on_status_change():
+    first = rc.on_wait(CTX, {}, rc.Reason.SERVER_BUSY, "x", "busy", 1)
+    later = rc.Context(generation=3, now=NOW + timedelta(minutes=5))
+    second = rc.on_wait(later, first.patch, rc.Reason.WAITING_FOR_INPUT, "y", "other", 1)
+    times = {c["type"]: c["lastTransitionTime"] for c in second.patch["conditions"]}
+    assert times[cond.RECONCILING] == "2026-05-01T12:00:00Z"  # still True: time kept
+    done = rc.on_submitted(later, second.patch, "job-1")
+    times = {c["type"]: c["lastTransitionTime"] for c in done.patch["conditions"]}
+    assert times[cond.SUBMITTED] == "2026-05-01T12:05:00Z"  # False -> True: time moved
+
+
+@pytest.mark.parametrize(
+    ("server", "stop", "code"),
+    [
+        (Server(id="s", status="SHUTOFF"), False, None),
+        (Server(id="s", status="ACTIVE"), True, None),
+        (Server(id="s", status="ACTIVE"), False, "Ecs.0100"),
+        (Server(id="s", status="SHUTOFF", has_system_disk=False), True, "Ecs.0105"),
+        (Server(id="s", status="SHUTOFF", locked=True), True, "Ecs.0605"),
+        (Server(id="s", status="ERROR"), True, "ServerNotReady"),
+    ],
+)
+def test_server_blocker(server, stop, code):
+    blocker = rc.server_blocker(server, stop_server=stop)
+    assert (blocker[0] if blocker else None) == code
+
+
+def test_intent_is_guarded_and_records_the_server_before():
+    server = Server(id="s", status="SHUTOFF", updated=BEFORE)
+    attempt = rc.new_attempt("a1", server, "v2", NOW)
+    assert attempt == {
+        "id": "a1",
+        "startedAt": "2026-05-01T12:00:00.000Z",
+        "serverUpdatedBefore": "2026-05-01T11:00:00.123Z",
+        "serverStatusBefore": "SHUTOFF",
+        "api": "v2",
+    }
+    t = rc.on_intent(CTX, {}, attempt, "s")
+    assert t.guarded and t.patch["phase"] == "Submitting" and t.patch["attempt"] == attempt
+    assert (
+        rc.next_step(t.patch) == rc.Step.PROBE_OUTCOME
+    )  # if we die now, the next runner probes, never re-POSTs
+    assert_kstatus_consistent(t.patch)
+
+
+def test_submitted_records_job_and_polls_within_the_interval():
+    t = rc.on_submitted(CTX, {}, "job-9")
+    assert t.patch["phase"] == "Reinstalling" and t.patch["jobId"] == "job-9"
+    assert t.patch["submittedAt"] == "2026-05-01T12:00:00Z"
+    assert conds(t.patch)[cond.SUBMITTED] == ("True", "Accepted")
+    assert 8 <= t.delay <= 10
+    assert_kstatus_consistent(t.patch)
+
+
+def test_rejected_submission_fails_with_the_cloud_code():
+    t = rc.on_submit_rejected(CTX, {}, "Ecs.0011", "invalid password")
+    assert t.patch["phase"] == "Failed"
+    assert t.patch["failure"] == {"code": "Ecs.0011", "reason": "invalid password"}
+    assert_kstatus_consistent(t.patch)
+
+
+def test_throttled_submission_goes_back_to_pending_without_failing():
+    t = rc.on_not_submitted(
+        CTX, {"phase": "Submitting", "attempt": {"id": "a"}}, rc.Reason.THROTTLED, "slow", 30
+    )
+    assert t.patch["phase"] == "Pending" and t.patch["attempt"] is None
+    assert "failure" not in t.patch
+    assert t.delay == 30
+
+
+ATTEMPT = {
+    "id": "a",
+    "startedAt": "2026-05-01T11:59:30.000Z",
+    "serverUpdatedBefore": "2026-05-01T11:00:00.123Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("server", "now", "verdict"),
+    [
+        (Server(id="s", status="REBUILD", task_state="rebuilding", updated=BEFORE), NOW, rc.Verdict.TAKEN),
+        (Server(id="s", status="ACTIVE", updated=BEFORE + timedelta(seconds=40)), NOW, rc.Verdict.TAKEN),
+        (Server(id="s", status="SHUTOFF", updated=BEFORE), NOW, rc.Verdict.UNDECIDED),
+        (Server(id="s", status="SHUTOFF", updated=BEFORE), NOW + timedelta(seconds=61), rc.Verdict.NOT_TAKEN),
+        (Server(id="s", status="SHUTOFF", updated=None), NOW, rc.Verdict.UNDECIDABLE),
+        (Server(id="s", status="ACTIVE", task_state="powering-off", updated=None), NOW, rc.Verdict.TAKEN),
+    ],
+)
+def test_judge_outcome(server, now, verdict):
+    assert rc.judge_outcome(ATTEMPT, server, now, settle_seconds=60) == verdict
+
+
+def test_outcome_probe_taken_follows_the_server_without_resending():
+    status = {"phase": "Submitting", "attempt": ATTEMPT}
+    server = Server(id="s", status="REBUILD", task_state="rebuilding", updated=BEFORE)
+    t = rc.on_outcome_probe(CTX, status, server, settle_seconds=60, recheck=10)
+    assert t.patch["phase"] == "Reinstalling" and t.patch["jobId"] == ""
+    assert rc.next_step({**status, **t.patch}) == rc.Step.POLL_SERVER
+    assert conds(t.patch)[cond.SUBMITTED][0] == "True"
+
+
+def test_outcome_probe_not_taken_resubmits_only_after_settling():
+    status = {"phase": "Submitting", "attempt": ATTEMPT}
+    server = Server(id="s", status="SHUTOFF", updated=BEFORE)
+    early = rc.on_outcome_probe(CTX, status, server, settle_seconds=60, recheck=10)
+    assert early.patch == {} and early.delay == 10
+    late_ctx = rc.Context(generation=3, now=NOW + timedelta(seconds=90))
+    late = rc.on_outcome_probe(late_ctx, status, server, settle_seconds=60, recheck=10)
+    assert late.patch["phase"] == "Pending" and late.patch["attempt"] is None
+    assert late.event.reason == "Resubmitting"
+
+
+def test_outcome_probe_undecidable_fails_instead_of_guessing():
+    status = {"phase": "Submitting", "attempt": {"id": "a", "startedAt": "2026-05-01T11:59:30.000Z"}}
+    t = rc.on_outcome_probe(CTX, status, Server(id="s", status="SHUTOFF"), settle_seconds=60, recheck=10)
+    assert t.patch["phase"] == "Failed"
+    assert t.patch["failure"]["code"] == "OutcomeUnknown"
+    assert_kstatus_consistent(t.patch)
+
+
+def job(status, **kw):
+    return Job(job_id="job-1", job_type="rebuildServer", status=status, **kw)
+
+
+REINSTALLING = {"phase": "Reinstalling", "jobId": "job-1", "submittedAt": "2026-05-01T11:55:00Z"}
+
+
+def test_job_success_is_ready():
+    end = datetime(2026, 5, 1, 11, 59, 0, 500000, tzinfo=UTC)
+    t = rc.on_job(CTX, REINSTALLING, job(JobStatus.SUCCESS, end_time=end))
+    assert t.patch["phase"] == "Succeeded" and t.patch["completedAt"] == "2026-05-01T11:59:00Z"
+    assert t.patch["jobEndTime"] == "2026-05-01T11:59:00.500Z"
+    assert conds(t.patch)[cond.READY] == ("True", "Succeeded")
+    assert_kstatus_consistent(t.patch)
+
+
+def test_job_failure_carries_the_sub_job_error():
+    sub = SubJob(
+        job_id="sub-1",
+        job_type="rebuildVM",
+        status=JobStatus.FAIL,
+        error_code="Ecs.1234",
+        fail_reason="image broken",
+    )
+    t = rc.on_job(CTX, REINSTALLING, job(JobStatus.FAIL, sub_jobs=(sub,)))
+    assert t.patch["phase"] == "Failed"
+    assert t.patch["failure"] == {"code": "Ecs.1234", "reason": "image broken"}
+    assert t.patch["subJobs"] == [
+        {
+            "jobId": "sub-1",
+            "jobType": "rebuildVM",
+            "status": "FAIL",
+            "errorCode": "Ecs.1234",
+            "failReason": "image broken",
+        }
+    ]
+    assert_kstatus_consistent(t.patch)
+
+
+def test_running_job_writes_only_changes():
+    t = rc.on_job(CTX, REINSTALLING, job(JobStatus.RUNNING))
+    assert t.patch["jobStatus"] == "RUNNING" and 8 <= t.delay <= 10
+    again = rc.on_job(CTX, {**REINSTALLING, **t.patch}, job(JobStatus.RUNNING))
+    assert again.patch == {} and again.delay is not None
+
+
+def test_timeout_fails_and_says_the_job_may_still_run():
+    late = rc.Context(generation=3, now=NOW + timedelta(seconds=600), timeout=600)
+    t = rc.on_job(late, REINSTALLING, job(JobStatus.RUNNING))
+    assert t.patch["phase"] == "Failed" and t.patch["failure"]["code"] == "Timeout"
+    assert "may still run" in t.patch["message"]
+
+
+def test_poll_errors_never_fail_before_the_timeout():
+    t = rc.on_poll_error(CTX, REINSTALLING, "HTTP 500", 10)
+    assert t.patch == {"message": "Reinstalling: could not read the cloud job (HTTP 500); retrying"}
+    late = rc.Context(generation=3, now=NOW + timedelta(hours=1), timeout=600)
+    assert rc.on_poll_error(late, REINSTALLING, "HTTP 500", 10).patch["phase"] == "Failed"
+
+
+@pytest.mark.parametrize(
+    ("server", "phase"),
+    [
+        (Server(id="s", status="REBUILD", task_state="rebuild_spawning"), None),
+        (Server(id="s", status="ACTIVE"), "Succeeded"),
+        (Server(id="s", status="SHUTOFF"), "Succeeded"),
+        (Server(id="s", status="ERROR"), "Failed"),
+    ],
+)
+def test_jobless_reinstall_follows_the_server(server, phase):
+    t = rc.on_server_progress(CTX, {**REINSTALLING, "jobId": ""}, server)
+    assert t.patch.get("phase") == phase
+
+
+def test_backoff_and_poll_jitter_stay_in_bounds():
+    rng = Random(7)
+    for attempt in range(12):
+        d = rc.backoff(attempt, 5, 300, rng)
+        assert min(300, 5 * 2**attempt) / 2 <= d <= min(300, 5 * 2**attempt)
+    assert all(8 <= rc.poll_delay(10, rng) <= 10 for _ in range(100))

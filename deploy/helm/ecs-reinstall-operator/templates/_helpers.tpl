@@ -1,0 +1,100 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "ecs-reinstall-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects: the release name, prefixed by the chart name unless it contains it. */}}
+{{- define "ecs-reinstall-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of cluster-scoped objects (ClusterRole, ClusterRoleBinding): the release namespace is part of it, so two
+releases with the same name in different namespaces (e.g. one per team, each with its watchNamespaces) never
+share or overwrite each other's cluster-wide grants.
+*/}}
+{{- define "ecs-reinstall-operator.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "ecs-reinstall-operator.fullname" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ecs-reinstall-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ecs-reinstall-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ecs-reinstall-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ecs-reinstall-operator.labels" -}}
+helm.sh/chart: {{ include "ecs-reinstall-operator.chart" . }}
+{{ include "ecs-reinstall-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: ecs-reinstall-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ecs-reinstall-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ecs-reinstall-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ecs-reinstall-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* True (non-empty) when the operator serves every namespace. */}}
+{{- define "ecs-reinstall-operator.clusterwide" -}}
+{{- if not .Values.watchNamespaces }}true{{ end }}
+{{- end }}
+
+{{/*
+RBAC rules for the namespaced resources the operator uses, in every namespace it serves. Least privilege, as
+recorded from the operator's real API calls (tests/deploy/test_rbac.py):
+- ecsreinstalls: list and watch (kopf's watch streams); patch (kopf's finalizer and its progress annotations)
+- ecsreinstalls/status: patch (phase, conditions, job)
+- secrets, configmaps: get only (credentials, admin password, user data; by name, never listed)
+- events: create (a Kubernetes Event per transition)
+*/}}
+{{- define "ecs-reinstall-operator.namespacedRules" -}}
+- apiGroups: ["ecs.reinstall.dev"]
+  resources: ["ecsreinstalls"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["ecs.reinstall.dev"]
+  resources: ["ecsreinstalls/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/*
+RBAC rules for cluster-scoped resources: kopf watches CustomResourceDefinitions to notice its resource appear or
+change, and, when it serves a list of namespaces, lists and watches namespaces to notice them appear.
+*/}}
+{{- define "ecs-reinstall-operator.clusterScopedRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if not (include "ecs-reinstall-operator.clusterwide" .) }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end }}

@@ -1,0 +1,585 @@
+"""Everything the emulated cloud knows: servers, jobs, key pairs, credentials, configuration and counters.
+
+A reinstall is accepted at ``t0`` and then, lazily against the clock (no background task):
+
+- job ``INIT`` during ``init_seconds``, then ``RUNNING`` during ``job_seconds``, then ``SUCCESS`` or ``FAIL``;
+  ``begin_time`` is ``t0``, ``end_time`` is ``""`` until the end; one sub job ``reinstallSingleServer``
+  (``begin_time`` when RUNNING starts); on FAIL the job and sub job carry ``error_code`` / ``fail_reason``
+  (and the sub job's ``entities.errorcode_message``);
+- the server is ``REBUILD`` with task_state ``rebuilding`` until half way through RUNNING, then
+  ``rebuild_spawning``; ``updated`` is ``t0``, then the time spawning started, then the end time;
+- at the end, on SUCCESS the server is ``ACTIVE`` (a reinstalled ECS is started, whether it was running and
+  stopped by ``mode: withStopServer`` or already stopped); on FAIL it goes back to its previous status
+  (``fail_status: "previous"``, the default) or to ``ERROR`` (``fail_status: "ERROR"``).
+
+Durations, outcome, failure code / reason and fail status come from the emulator configuration, overridden per
+server. All times come from the injected `Clock`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+
+from ecs_emulator.clock import Clock, SystemClock, iso_millis, iso_seconds, parse_iso
+from ecs_emulator.errors import EcsError
+from ecs_emulator.faults import FaultRegistry, RateLimit, RateLimiter
+from ecs_emulator.validation import ReinstallRequest, check_password
+
+DEFAULT_FAIL_CODE = "Ecs.0000"
+DEFAULT_FAIL_REASON = "Reinstalling the OS failed: the system disk could not be rebuilt (emulated failure)."
+JOB_TYPE = "reinstallOS"
+SUB_JOB_TYPE = "reinstallSingleServer"
+
+
+class ServerStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    SHUTOFF = "SHUTOFF"
+    REBUILD = "REBUILD"
+    ERROR = "ERROR"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAIL = "FAIL"
+
+
+class FailStatus(StrEnum):
+    PREVIOUS = "previous"
+    ERROR = "ERROR"
+
+
+_VM_STATE = {"ACTIVE": "active", "SHUTOFF": "stopped", "REBUILD": "stopped", "ERROR": "error"}
+_POWER_STATE = {"ACTIVE": 1}  # running; anything else is 4 (shutdown)
+
+
+@dataclass(frozen=True)
+class JobBehaviour:
+    """How reinstall jobs behave: the emulator default, overridable per server."""
+
+    init_seconds: float = 0.5
+    job_seconds: float = 2.0
+    outcome: Outcome = Outcome.SUCCESS
+    fail_code: str = DEFAULT_FAIL_CODE
+    fail_reason: str = DEFAULT_FAIL_REASON
+    fail_status: FailStatus = FailStatus.PREVIOUS
+
+
+JOB_BEHAVIOUR_FIELDS = tuple(f.name for f in fields(JobBehaviour))
+
+
+def parse_job_behaviour(data: dict, base: JobBehaviour | None = None) -> dict:
+    """Validate the job-behaviour fields present in ``data``; return them typed (absent ones left out)."""
+    typed: dict = {}
+    for name in ("init_seconds", "job_seconds"):
+        if name in data:
+            value = data[name]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+            typed[name] = float(value)
+    if "outcome" in data:
+        if data["outcome"] not in ("SUCCESS", "FAIL"):
+            raise ValueError(f"outcome must be 'SUCCESS' or 'FAIL', not {data['outcome']!r}")
+        typed["outcome"] = Outcome(data["outcome"])
+    if "fail_status" in data:
+        if data["fail_status"] not in ("previous", "ERROR"):
+            raise ValueError(f"fail_status must be 'previous' or 'ERROR', not {data['fail_status']!r}")
+        typed["fail_status"] = FailStatus(data["fail_status"])
+    for name in ("fail_code", "fail_reason"):
+        if name in data:
+            if not isinstance(data[name], str) or not data[name]:
+                raise ValueError(f"{name} must be a non-empty string")
+            typed[name] = data[name]
+    if base is not None:
+        replace(base, **typed)  # type check of the combination
+    return typed
+
+
+@dataclass
+class EmulatorConfig:
+    job: JobBehaviour = field(default_factory=JobBehaviour)
+    auto_create_servers: bool = False
+    byol_supported: bool = True
+    rate_limit: RateLimit | None = None
+    operation_rate_limits: dict[str, RateLimit] = field(default_factory=dict)
+    accept_any_security_token: bool = False
+    max_clock_skew_seconds: float = 15 * 60
+
+    def to_json(self) -> dict:
+        return {
+            **{name: _jsonable(getattr(self.job, name)) for name in JOB_BEHAVIOUR_FIELDS},
+            "auto_create_servers": self.auto_create_servers,
+            "byol_supported": self.byol_supported,
+            "rate_limit": _limit_json(self.rate_limit),
+            "operation_rate_limits": {
+                op: _limit_json(limit) for op, limit in self.operation_rate_limits.items()
+            },
+            "accept_any_security_token": self.accept_any_security_token,
+            "max_clock_skew_seconds": self.max_clock_skew_seconds,
+        }
+
+
+def _jsonable(value: object) -> object:
+    return value.value if isinstance(value, StrEnum) else value
+
+
+def _limit_json(limit: RateLimit | None) -> dict | None:
+    return None if limit is None else {"qps": limit.qps, "burst": limit.burst}
+
+
+CONFIG_FIELDS = (
+    *JOB_BEHAVIOUR_FIELDS,
+    "auto_create_servers",
+    "byol_supported",
+    "rate_limit",
+    "operation_rate_limits",
+    "accept_any_security_token",
+    "max_clock_skew_seconds",
+)
+
+
+def apply_config(config: EmulatorConfig, data: object) -> EmulatorConfig:
+    """A new configuration with the fields of ``data`` changed; `ValueError` on any bad field."""
+    if not isinstance(data, dict):
+        raise ValueError("the configuration must be a JSON object")
+    unknown = sorted(set(data) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown configuration field(s) {unknown}; allowed: {list(CONFIG_FIELDS)}")
+    changes: dict = {"job": replace(config.job, **parse_job_behaviour(data))}
+    for name in ("auto_create_servers", "byol_supported", "accept_any_security_token"):
+        if name in data:
+            if not isinstance(data[name], bool):
+                raise ValueError(f"{name} must be true or false")
+            changes[name] = data[name]
+    if "max_clock_skew_seconds" in data:
+        skew = data["max_clock_skew_seconds"]
+        if not isinstance(skew, int | float) or skew <= 0:
+            raise ValueError("max_clock_skew_seconds must be a positive number")
+        changes["max_clock_skew_seconds"] = float(skew)
+    if "rate_limit" in data:
+        changes["rate_limit"] = RateLimit.from_json(data["rate_limit"])
+    if "operation_rate_limits" in data:
+        limits = data["operation_rate_limits"] or {}
+        if not isinstance(limits, dict):
+            raise ValueError('operation_rate_limits must be an object {"<operation>": {"qps", "burst"}}')
+        changes["operation_rate_limits"] = {op: RateLimit.from_json(limit) for op, limit in limits.items()}
+    return replace(config, **changes)
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key: str
+    secret_key: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+    project_id: str | None = None
+
+
+@dataclass
+class Job:
+    job_id: str
+    project_id: str
+    server_id: str
+    sub_job_id: str
+    accepted_at: float
+    running_at: float
+    end_at: float
+    behaviour: JobBehaviour
+    previous_status: str
+
+    def status_at(self, now: float) -> str:
+        if now >= self.end_at:
+            return self.behaviour.outcome.value
+        return "RUNNING" if now >= self.running_at else "INIT"
+
+    @property
+    def spawning_at(self) -> float:
+        return self.running_at + (self.end_at - self.running_at) / 2
+
+    def to_json(self, now: float) -> dict:
+        status = self.status_at(now)
+        failed = status == "FAIL"
+        finished = now >= self.end_at
+        error_code = self.behaviour.fail_code if failed else None
+        fail_reason = self.behaviour.fail_reason if failed else None
+        sub_job = {
+            "status": status,
+            "job_id": self.sub_job_id,
+            "job_type": SUB_JOB_TYPE,
+            "begin_time": iso_millis(self.running_at) if status != "INIT" else "",
+            "end_time": iso_millis(self.end_at) if finished else "",
+            "error_code": error_code,
+            "fail_reason": fail_reason,
+            "entities": {"server_id": self.server_id, "errorcode_message": fail_reason},
+        }
+        return {
+            "status": status,
+            "job_id": self.job_id,
+            "job_type": JOB_TYPE,
+            "begin_time": iso_millis(self.accepted_at),
+            "end_time": iso_millis(self.end_at) if finished else "",
+            "error_code": error_code,
+            "fail_reason": fail_reason,
+            "entities": {"server_id": self.server_id, "sub_jobs_total": 1, "sub_jobs": [sub_job]},
+        }
+
+
+SERVER_ADMIN_FIELDS = (
+    "id", "name", "project_id", "status", "locked", "has_system_disk", "task_state", "os_type", "created",
+    "updated", *JOB_BEHAVIOUR_FIELDS,
+)  # fmt: skip
+
+
+@dataclass
+class Server:
+    id: str
+    project_id: str
+    name: str
+    status: str = ServerStatus.ACTIVE.value
+    locked: bool = False
+    has_system_disk: bool = True
+    task_state: str | None = None
+    os_type: str = "Linux"
+    created: float = 0.0
+    updated: float = 0.0
+    job_overrides: dict = field(default_factory=dict)
+    job: Job | None = None  # the reinstall in progress
+    key_name: str | None = None
+
+    def admin_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "project_id": self.project_id,
+            "status": self.status,
+            "task_state": self.task_state,
+            "locked": self.locked,
+            "has_system_disk": self.has_system_disk,
+            "os_type": self.os_type,
+            "created": iso_seconds(self.created),
+            "updated": iso_seconds(self.updated),
+            "job_overrides": {name: _jsonable(value) for name, value in self.job_overrides.items()},
+            "current_job_id": self.job.job_id if self.job else None,
+        }
+
+    def api_json(self) -> dict:
+        """The ``server`` object of ``GET /v1/{project_id}/cloudservers/{server_id}``."""
+        volume_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ecs-emulator/volume/{self.id}"))
+        volumes = (
+            [{"id": volume_id, "delete_on_termination": "true", "bootIndex": "0", "device": "/dev/vda"}]
+            if self.has_system_disk
+            else []
+        )
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "created": iso_seconds(self.created),
+            "updated": iso_seconds(self.updated),
+            "tenant_id": self.project_id,
+            "user_id": "emulated0user0id0000000000000000",
+            "hostId": "emulated-host",
+            "key_name": self.key_name,
+            "image": {"id": "emulated-image-0000"},
+            "flavor": {"id": "s6.small.1", "name": "s6.small.1", "vcpus": "1", "ram": "1024", "disk": "0"},
+            "addresses": {},
+            "metadata": {"os_type": self.os_type, "charging_mode": "0"},
+            "locked": self.locked,
+            "progress": 0,
+            "description": "",
+            "tags": [],
+            "accessIPv4": "",
+            "accessIPv6": "",
+            "config_drive": "",
+            "OS-DCF:diskConfig": "MANUAL",
+            "OS-EXT-AZ:availability_zone": "emulated-az1",
+            "OS-EXT-STS:task_state": self.task_state,
+            "OS-EXT-STS:vm_state": _VM_STATE.get(self.status, "active"),
+            "OS-EXT-STS:power_state": _POWER_STATE.get(self.status, 4),
+            "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda" if self.has_system_disk else "",
+            "OS-SRV-USG:launched_at": iso_millis(self.created).replace("Z", "000"),
+            "OS-SRV-USG:terminated_at": "",
+            "os-extended-volumes:volumes_attached": volumes,
+        }
+
+
+@dataclass
+class ReinstallRecord:
+    """An accepted reinstall as the admin API shows it: secrets only as SHA-256 digests."""
+
+    server_id: str
+    project_id: str
+    job_id: str
+    api: str
+    at: float
+    access_key: str
+    request_id: str
+    request: ReinstallRequest
+
+    def to_json(self) -> dict:
+        r = self.request
+        return {
+            "server_id": self.server_id,
+            "project_id": self.project_id,
+            "job_id": self.job_id,
+            "api": self.api,
+            "at": iso_millis(self.at),
+            "access_key": self.access_key,
+            "request_id": self.request_id,
+            "fields": list(r.fields),
+            "keyname": r.keyname,
+            "userid": r.userid,
+            "mode": r.mode,
+            "metadata": {
+                "BYOL": r.byol,
+                "__system__encrypted": r.system_encrypted,
+                "__system__cmkid": r.system_cmkid,
+            },
+            "adminpass_sha256": r.adminpass_sha256,
+            "user_data_sha256": r.user_data_sha256,
+            "user_data_size": r.user_data_size,
+        }
+
+
+@dataclass
+class Counters:
+    requests: Counter = field(default_factory=Counter)  # "operation:status" -> n
+    accepted_reinstalls: Counter = field(default_factory=Counter)  # server_id -> n
+    throttled: int = 0
+    faults_hit: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "requests": dict(self.requests),
+            "accepted_reinstalls": dict(self.accepted_reinstalls),
+            "throttled": self.throttled,
+            "faults_hit": self.faults_hit,
+            "total_requests": sum(self.requests.values()),
+        }
+
+
+class EmulatorState:
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        credentials: list[Credential],
+        config: EmulatorConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.default_project_id = project_id
+        self.clock = clock or SystemClock()
+        self._startup_credentials = list(credentials)
+        self._startup_config = config or EmulatorConfig()
+        self.faults = FaultRegistry()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the startup state: startup credentials and configuration, nothing else."""
+        self.credentials: dict[str, Credential] = {c.access_key: c for c in self._startup_credentials}
+        self.config = self._startup_config
+        self.rate_limiter = RateLimiter(self.config.rate_limit, self.config.operation_rate_limits)
+        self.servers: dict[str, Server] = {}
+        self.jobs: dict[str, Job] = {}
+        self.keypairs: set[str] = set()
+        self.reinstalls: list[ReinstallRecord] = []
+        self.counters = Counters()
+        self.faults.clear()
+
+    # --- configuration ------------------------------------------------------------------------------------
+
+    def set_config(self, data: object) -> EmulatorConfig:
+        self.config = apply_config(self.config, data)
+        self.rate_limiter = RateLimiter(self.config.rate_limit, self.config.operation_rate_limits)
+        return self.config
+
+    def add_credential(self, credential: Credential) -> None:
+        self.credentials[credential.access_key] = credential
+
+    @property
+    def known_projects(self) -> set[str]:
+        return {self.default_project_id} | {c.project_id for c in self.credentials.values() if c.project_id}
+
+    # --- servers ------------------------------------------------------------------------------------------
+
+    def add_server(self, data: object) -> Server:
+        if not isinstance(data, dict):
+            raise ValueError("a server must be a JSON object")
+        unknown = sorted(set(data) - set(SERVER_ADMIN_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown server field(s) {unknown}; allowed: {list(SERVER_ADMIN_FIELDS)}")
+        server_id = data.get("id")
+        if not isinstance(server_id, str) or not server_id or "/" in server_id:
+            raise ValueError("id is required: a non-empty string without '/'")
+        if server_id in self.servers:
+            raise ValueError(f"server {server_id!r} already exists; PATCH it instead")
+        now = self.clock.now()
+        server = Server(
+            id=server_id,
+            project_id=self.default_project_id,
+            name=f"ecs-{server_id[:8]}",
+            created=now,
+            updated=now,
+        )
+        self._update_server(server, {k: v for k, v in data.items() if k != "id"}, touch=False)
+        self.servers[server_id] = server
+        return server
+
+    def patch_server(self, server_id: str, data: object) -> Server:
+        server = self.servers.get(server_id)
+        if server is None:
+            raise KeyError(server_id)
+        if not isinstance(data, dict):
+            raise ValueError("the patch must be a JSON object")
+        unknown = sorted(set(data) - set(SERVER_ADMIN_FIELDS) | ({"id"} & set(data)))
+        if unknown:
+            raise ValueError(
+                f"field(s) {unknown} cannot be patched; allowed: {list(SERVER_ADMIN_FIELDS[1:])}"
+            )
+        self.refresh(server)
+        self._update_server(server, data, touch=True)
+        return server
+
+    def _update_server(self, server: Server, data: dict, *, touch: bool) -> None:
+        overrides = parse_job_behaviour(data, self.config.job)
+        changes: dict = {}
+        for name, kind in (("name", str), ("project_id", str), ("os_type", str)):
+            if name in data:
+                if not isinstance(data[name], kind) or not data[name]:
+                    raise ValueError(f"{name} must be a non-empty string")
+                changes[name] = data[name]
+        if "os_type" in changes and changes["os_type"] not in ("Linux", "Windows"):
+            raise ValueError("os_type must be 'Linux' or 'Windows'")
+        if "status" in data:
+            if data["status"] not in tuple(ServerStatus):
+                raise ValueError(f"status must be one of {[s.value for s in ServerStatus]}")
+            changes["status"] = data["status"]
+        for name in ("locked", "has_system_disk"):
+            if name in data:
+                if not isinstance(data[name], bool):
+                    raise ValueError(f"{name} must be true or false")
+                changes[name] = data[name]
+        if "task_state" in data:
+            if data["task_state"] is not None and not isinstance(data["task_state"], str):
+                raise ValueError("task_state must be a string or null")
+            changes["task_state"] = data["task_state"] or None
+        for name in ("created", "updated"):
+            if name in data:
+                try:
+                    changes[name] = parse_iso(data[name])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name} must be an ISO-8601 time like 2024-05-01T12:00:00Z") from None
+        for name, value in changes.items():
+            setattr(server, name, value)
+        server.job_overrides.update(overrides)
+        if touch and "updated" not in changes and changes:
+            server.updated = self.clock.now()
+
+    def find_server(self, project_id: str, server_id: str) -> Server:
+        """The server (refreshed to now); auto-created when configured; else ``Ecs.0114``."""
+        server = self.servers.get(server_id)
+        if server is None and self.config.auto_create_servers:
+            now = self.clock.now()
+            server = Server(
+                id=server_id, project_id=project_id, name=f"ecs-{server_id[:8]}", created=now, updated=now
+            )
+            self.servers[server_id] = server
+        if server is None or server.project_id != project_id:
+            raise EcsError(404, "Ecs.0114", f"The ECS {server_id} does not exist in project {project_id}.")
+        self.refresh(server)
+        return server
+
+    def refresh(self, server: Server) -> None:
+        """Bring a server with a reinstall in progress up to the clock's time."""
+        job = server.job
+        if job is None:
+            return
+        now = self.clock.now()
+        if now >= job.end_at:
+            succeeded = job.behaviour.outcome is Outcome.SUCCESS
+            if succeeded:
+                server.status = ServerStatus.ACTIVE.value
+            elif job.behaviour.fail_status is FailStatus.ERROR:
+                server.status = ServerStatus.ERROR.value
+            else:
+                server.status = job.previous_status
+            server.task_state = None
+            server.updated = job.end_at
+            server.job = None
+        elif now >= job.spawning_at:
+            server.task_state = "rebuild_spawning"
+            server.updated = job.spawning_at
+        else:
+            server.task_state = "rebuilding"
+            server.updated = job.accepted_at
+
+    # --- the reinstall --------------------------------------------------------------------------------------
+
+    def reinstall(
+        self, project_id: str, server_id: str, request: ReinstallRequest, *, access_key: str, request_id: str
+    ) -> Job:
+        """Check the server's state, then accept the reinstall: start a job and mark the server REBUILD."""
+        server = self.find_server(project_id, server_id)
+        if request.adminpass is not None:
+            check_password(request.adminpass, server.os_type)
+        if server.locked:
+            raise EcsError(409, "Ecs.0605", f"The ECS {server_id} is locked; unlock it first.")
+        if server.status == ServerStatus.REBUILD or server.task_state:
+            raise EcsError(
+                501,
+                "Ecs.0603",
+                f"Another operation is running on the ECS {server_id}. Try again in a minute.",
+            )
+        if not server.has_system_disk:
+            raise EcsError(400, "Ecs.0105", f"The ECS {server_id} has no system disk.")
+        if server.status == ServerStatus.ACTIVE and request.mode != "withStopServer":
+            raise EcsError(
+                409, "Ecs.0100",
+                f"The ECS {server_id} is running: stop it first or send mode 'withStopServer'.",
+            )  # fmt: skip
+        if server.status not in (ServerStatus.ACTIVE, ServerStatus.SHUTOFF):
+            raise EcsError(
+                409, "Ecs.0100", f"The ECS {server_id} status {server.status} does not allow a reinstall."
+            )
+        if request.keyname is not None and request.keyname not in self.keypairs:
+            raise EcsError(400, "Ecs.0314", f"The key pair {request.keyname!r} does not exist.")
+        if request.byol == "true" and not self.config.byol_supported:
+            raise EcsError(400, "Ecs.0090", "BYOL is not supported in this region.")
+
+        now = self.clock.now()
+        behaviour = replace(self.config.job, **server.job_overrides)
+        running_at = now + behaviour.init_seconds
+        job = Job(
+            job_id=uuid.uuid4().hex,
+            project_id=project_id,
+            server_id=server_id,
+            sub_job_id=uuid.uuid4().hex,
+            accepted_at=now,
+            running_at=running_at,
+            end_at=running_at + behaviour.job_seconds,
+            behaviour=behaviour,
+            previous_status=server.status,
+        )
+        self.jobs[job.job_id] = job
+        server.job = job
+        server.status = ServerStatus.REBUILD.value
+        if request.keyname is not None:
+            server.key_name = request.keyname
+        self.refresh(server)
+        self.counters.accepted_reinstalls[server_id] += 1
+        self.reinstalls.append(
+            ReinstallRecord(
+                server_id, project_id, job.job_id, request.api, now, access_key, request_id, request
+            )
+        )
+        return job
+
+    def find_job(self, project_id: str, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None or job.project_id != project_id:
+            raise EcsError(404, "Common.0011", f"The job {job_id} does not exist.")
+        server = self.servers.get(job.server_id)
+        if server is not None:
+            self.refresh(server)
+        return job

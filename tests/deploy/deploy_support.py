@@ -118,3 +118,98 @@ def only(docs: Iterable[Mapping[str, Any]], kind: str) -> Mapping[str, Any]:
     found = by_kind(docs, kind)
     assert len(found) == 1, f"expected exactly one {kind}, found {len(found)}"
     return found[0]
+
+
+def container(deployment: Mapping[str, Any], name: str = "operator") -> Mapping[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    matching = [c for c in containers if c["name"] == name]
+    assert len(matching) == 1, (
+        f"expected one container named {name!r}, found {[c['name'] for c in containers]}"
+    )
+    return matching[0]
+
+
+# --- RBAC, evaluated the way the Kubernetes RBAC authorizer does ---------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class ApiCall:
+    """One resource request to the API server, in RBAC terms (verb as RBAC names it: list vs watch)."""
+
+    verb: str
+    group: str  # "" for the core group
+    resource: str
+    subresource: str = ""
+    namespace: str = ""  # "" for cluster-scoped or all-namespaces requests
+    name: str = ""
+
+    @property
+    def rbac_resource(self) -> str:
+        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One (group, resource, verb[, resourceName]) a rule allows, in a namespace ("" = cluster-wide)."""
+
+    namespace: str
+    group: str
+    resource: str
+    verb: str
+    resource_name: str = ""
+
+
+def rule_grants(rules: Iterable[Mapping[str, Any]], namespace: str = "") -> set[Grant]:
+    grants = set()
+    for rule in rules:
+        names = rule.get("resourceNames") or [""]
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                for verb in rule.get("verbs", []):
+                    for resource_name in names:
+                        grants.add(Grant(namespace, group, resource, verb, resource_name))
+    return grants
+
+
+def service_account_grants(docs: Iterable[Mapping[str, Any]], namespace: str, name: str) -> set[Grant]:
+    """Everything the ServiceAccount namespace/name may do according to the (Cluster)Roles and bindings in docs."""
+    docs = list(docs)
+    cluster_roles = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole")}
+    roles = {(d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in by_kind(docs, "Role")}
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+    grants: set[Grant] = set()
+    for binding in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+        if subject not in [dict(s) for s in binding.get("subjects", [])]:
+            continue
+        binding_namespace = (
+            binding["metadata"].get("namespace", "") if binding["kind"] == "RoleBinding" else ""
+        )
+        ref = binding["roleRef"]
+        if ref["kind"] == "ClusterRole":
+            role = cluster_roles.get(ref["name"])
+        else:
+            role = roles.get((binding_namespace, ref["name"]))
+        assert role is not None, f"{binding['kind']} {binding['metadata']['name']} refers to a missing {ref}"
+        grants |= rule_grants(role.get("rules", []), binding_namespace)
+    return grants
+
+
+def _matches(wanted: str, granted: str) -> bool:
+    return granted in ("*", wanted)
+
+
+def is_allowed(grants: Iterable[Grant], call: ApiCall) -> bool:
+    for grant in grants:
+        if grant.namespace and grant.namespace != call.namespace:
+            continue
+        if not (
+            _matches(call.group, grant.group)
+            and _matches(call.rbac_resource, grant.resource)
+            and _matches(call.verb, grant.verb)
+        ):
+            continue
+        # resourceNames never match list/watch of a collection nor create (the name is not known up front).
+        if grant.resource_name and grant.resource_name != call.name:
+            continue
+        return True
+    return False

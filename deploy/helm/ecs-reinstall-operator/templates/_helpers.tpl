@@ -64,7 +64,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 RBAC rules for the namespaced resources the operator uses, in every namespace it serves. Least privilege, as
 recorded from the operator's real API calls (tests/deploy/test_rbac.py):
-- ecsreinstalls: list and watch (kopf's watch streams); patch (kopf's finalizer and its progress annotations)
+- ecsreinstalls: list and watch (kopf's watch stream, the startup listing), get (re-reading one resource); no
+  patch: the operator keeps no finalizer and no kopf progress annotations (it only has event handlers)
 - ecsreinstalls/status: patch (phase, conditions, job)
 - secrets, configmaps: get only (credentials, admin password, user data; by name, never listed)
 - events: create (a Kubernetes Event per transition)
@@ -72,7 +73,7 @@ recorded from the operator's real API calls (tests/deploy/test_rbac.py):
 {{- define "ecs-reinstall-operator.namespacedRules" -}}
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls/status"]
   verbs: ["patch"]

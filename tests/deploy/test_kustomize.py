@@ -1,0 +1,109 @@
+"""The kustomize base, rendered with the real `kubectl kustomize`, matches the Helm chart's default render:
+same RBAC rules, same pod (security, args, probes, ports, volumes) and the same effective environment."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from deploy_support import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_RELEASE,
+    MANIFESTS_DIR,
+    Helm,
+    by_kind,
+    container,
+    load_yaml_documents,
+    only,
+    run_tool,
+    service_account_grants,
+)
+
+
+@pytest.fixture(scope="module")
+def kustomized(kubectl_binary: str) -> list[dict[str, Any]]:
+    return load_yaml_documents(run_tool([kubectl_binary, "kustomize", str(MANIFESTS_DIR)]).stdout)
+
+
+@pytest.fixture(scope="module")
+def chart_default(helm: Helm) -> list[dict[str, Any]]:
+    return helm.render(include_crds=True)
+
+
+def test_renders_every_object(kustomized: list[dict[str, Any]]) -> None:
+    kinds = sorted(d["kind"] for d in kustomized)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+        ]
+    )
+    assert only(kustomized, "Namespace")["metadata"]["name"] == DEFAULT_NAMESPACE
+    for doc in kustomized:
+        if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert doc["metadata"]["namespace"] == DEFAULT_NAMESPACE, doc["kind"]
+
+
+def test_same_crd_as_the_chart(kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]) -> None:
+    ours = copy.deepcopy(only(kustomized, "CustomResourceDefinition"))
+    ours["metadata"].pop("labels", None)  # kustomize adds the part-of label
+    assert ours == only(chart_default, "CustomResourceDefinition")
+
+
+def test_same_rbac_as_the_chart_default(
+    kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]
+) -> None:
+    ours = service_account_grants(kustomized, DEFAULT_NAMESPACE, "ecs-reinstall-operator")
+    chart = service_account_grants(chart_default, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
+    assert ours, "the kustomize base grants the operator's ServiceAccount nothing"
+    assert ours == chart, f"only kustomize: {sorted(ours - chart)}; only chart: {sorted(chart - ours)}"
+
+
+def effective_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator container's environment as the kubelet builds it: envFrom ConfigMaps, then env."""
+    operator = container(only(docs, "Deployment"))
+    config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in by_kind(docs, "ConfigMap")}
+    env: dict[str, Any] = {}
+    for source in operator.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]])
+    env.update({e["name"]: e.get("value", e.get("valueFrom")) for e in operator.get("env", [])})
+    return env
+
+
+def test_same_effective_environment(
+    kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]
+) -> None:
+    assert effective_env(kustomized) == effective_env(chart_default)
+
+
+def comparable_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = copy.deepcopy(only(docs, "Deployment"))
+    pod = deployment["spec"]["template"]["spec"]
+    for c in pod["containers"]:
+        c.pop("env", None)
+        c.pop("envFrom", None)
+    return {
+        "replicas": deployment["spec"]["replicas"],
+        "strategy": deployment["spec"]["strategy"],
+        "selector": deployment["spec"]["selector"],
+        "pod": pod,
+    }
+
+
+def test_same_deployment_as_the_chart_default(
+    kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]
+) -> None:
+    assert comparable_pod(kustomized) == comparable_pod(chart_default)
+
+
+def test_same_metrics_service(kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]) -> None:
+    ours, chart = only(kustomized, "Service"), only(chart_default, "Service")
+    assert ours["metadata"]["name"] == chart["metadata"]["name"]
+    assert ours["spec"] == chart["spec"]

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,10 @@ class AdminClient:
     """Async helpers over the admin API (``/_emulator/...``)."""
 
     def __init__(self, base_url: str) -> None:
-        self._http = httpx.AsyncClient(base_url=f"{base_url}/_emulator", timeout=10.0)
+        # Plain HTTP only: a bare TLS context (no CA bundle to load) keeps start-up fast and trusts nothing.
+        self._http = httpx.AsyncClient(
+            base_url=f"{base_url}/_emulator", timeout=10.0, verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,0 +1,158 @@
+"""The official SDK (huaweicloudsdkecs 3.1.219), unchanged, against the emulator: the emulator accepts its
+signatures and its requests, and the SDK parses the emulator's answers and errors.
+
+The SDK is synchronous, so each SDK call runs in a worker thread while the emulator serves in the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkecs.v2 import (
+    EcsClient,
+    ReinstallServerWithCloudInitOption,
+    ReinstallServerWithCloudInitRequest,
+    ReinstallServerWithCloudInitRequestBody,
+    ReinstallServerWithoutCloudInitOption,
+    ReinstallServerWithoutCloudInitRequest,
+    ReinstallServerWithoutCloudInitRequestBody,
+    ReinstallSeverMetadata,
+    ShowJobRequest,
+    ShowServerRequest,
+)
+
+from ecs_emulator.testing import EmulatorHandle
+
+PASSWORD = "Sdk@Test-2024pass"
+USER_DATA = b"#cloud-config\nruncmd:\n  - echo from-the-sdk\n"
+T = TypeVar("T")
+
+
+def sdk_client(
+    emulator: EmulatorHandle, *, secret_key: str | None = None, token: str | None = None
+) -> EcsClient:
+    credentials = BasicCredentials(
+        emulator.access_key, secret_key or emulator.secret_key, emulator.project_id
+    )
+    if token is not None:
+        credentials = credentials.with_security_token(token)
+    config = HttpConfig.get_default_config()
+    config.timeout = (5, 10)
+    return (
+        EcsClient.new_builder()
+        .with_http_config(config)
+        .with_credentials(credentials)
+        .with_endpoints([emulator.url])
+        .build()
+    )
+
+
+async def in_thread(call: Callable[[], T]) -> T:
+    return await asyncio.to_thread(call)
+
+
+def reinstall_v2(client: EcsClient, server_id: str) -> str:
+    option = ReinstallServerWithCloudInitOption(
+        adminpass=PASSWORD,
+        userid="7e25b1da389f4697a79df3a0e5bd494e",
+        mode="withStopServer",
+        metadata=ReinstallSeverMetadata(user_data=base64.b64encode(USER_DATA).decode()),
+    )
+    request = ReinstallServerWithCloudInitRequest(
+        server_id=server_id, body=ReinstallServerWithCloudInitRequestBody(os_reinstall=option)
+    )
+    return client.reinstall_server_with_cloud_init(request).job_id
+
+
+async def test_sdk_reinstall_v2_then_show_job_and_server(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-sdk", name="web-01", status="ACTIVE")
+    client = sdk_client(ecs_emulator)
+
+    job_id = await in_thread(lambda: reinstall_v2(client, "srv-sdk"))
+    [record] = await ecs_emulator.admin.reinstalls()
+    assert record["job_id"] == job_id and record["api"] == "v2"
+    assert record["fields"] == ["adminpass", "mode", "userid", "metadata.user_data"]
+    assert record["adminpass_sha256"] == hashlib.sha256(PASSWORD.encode()).hexdigest()
+    assert record["user_data_sha256"] == hashlib.sha256(USER_DATA).hexdigest()
+
+    server = (await in_thread(lambda: client.show_server(ShowServerRequest(server_id="srv-sdk")))).server
+    assert (server.id, server.name, server.status) == ("srv-sdk", "web-01", "REBUILD")
+    assert server.os_ext_st_stask_state == "rebuilding"
+    assert server.locked is False
+    [volume] = server.os_extended_volumesvolumes_attached
+    assert volume.boot_index == "0"
+
+    deadline = time.monotonic() + 5
+    while True:
+        job = await in_thread(lambda: client.show_job(ShowJobRequest(job_id=job_id)))
+        if job.status == "SUCCESS":
+            break
+        assert job.status in ("INIT", "RUNNING") and job.end_time == ""
+        assert time.monotonic() < deadline, "the job did not finish"
+        await asyncio.sleep(0.05)
+    assert job.job_id == job_id and job.job_type == "reinstallOS" and job.end_time
+    assert job.entities.server_id == "srv-sdk" and job.entities.sub_jobs_total == 1
+    assert job.entities.sub_jobs[0].status == "SUCCESS"
+
+    server = (await in_thread(lambda: client.show_server(ShowServerRequest(server_id="srv-sdk")))).server
+    assert (server.status, server.os_ext_st_stask_state) == ("ACTIVE", None)
+
+
+async def test_sdk_reinstall_v1_with_a_key_pair(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-v1", status="SHUTOFF")
+    await ecs_emulator.admin.add_keypair("KeyPair-350b")
+    client = sdk_client(ecs_emulator)
+    option = ReinstallServerWithoutCloudInitOption(keyname="KeyPair-350b", userid="u-1")
+    request = ReinstallServerWithoutCloudInitRequest(
+        server_id="srv-v1", body=ReinstallServerWithoutCloudInitRequestBody(os_reinstall=option)
+    )
+    response = await in_thread(lambda: client.reinstall_server_without_cloud_init(request))
+    [record] = await ecs_emulator.admin.reinstalls()
+    assert record["job_id"] == response.job_id and record["api"] == "v1"
+    assert (record["keyname"], record["userid"], record["adminpass_sha256"]) == ("KeyPair-350b", "u-1", None)
+
+
+async def test_sdk_with_temporary_credentials(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-1")
+    await ecs_emulator.admin.add_credential("STSAK", "sts-secret", security_token="sts-token")
+    handle = EmulatorHandle(
+        ecs_emulator.url,
+        "STSAK",
+        "sts-secret",
+        ecs_emulator.project_id,
+        ecs_emulator.state,
+        ecs_emulator.admin,
+    )
+    client = sdk_client(handle, token="sts-token")
+    server = (await in_thread(lambda: client.show_server(ShowServerRequest(server_id="srv-1")))).server
+    assert server.id == "srv-1"
+
+
+async def test_sdk_sees_gateway_401_for_a_wrong_secret_key(ecs_emulator: EmulatorHandle) -> None:
+    client = sdk_client(ecs_emulator, secret_key="not-the-secret")
+    with pytest.raises(ClientRequestException) as caught:
+        await in_thread(lambda: client.show_job(ShowJobRequest(job_id="ff80808288d41e1b018990260955686a")))
+    assert caught.value.status_code == 401
+    assert caught.value.error_code == "APIGW.0301"
+    assert caught.value.request_id
+
+
+async def test_sdk_parses_ecs_errors(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-1", status="SHUTOFF", task_state="resize_prep")
+    client = sdk_client(ecs_emulator)
+    with pytest.raises(ClientRequestException) as missing:
+        await in_thread(lambda: client.show_server(ShowServerRequest(server_id="nope")))
+    assert (missing.value.status_code, missing.value.error_code) == (404, "Ecs.0114")
+    with pytest.raises(ServerResponseException) as busy:
+        await in_thread(lambda: reinstall_v2(client, "srv-1"))
+    assert (busy.value.status_code, busy.value.error_code) == (501, "Ecs.0603")
+    assert (await ecs_emulator.admin.counters())["accepted_reinstalls"] == {}

@@ -231,7 +231,8 @@ class ReinstallSpec:
 class ResolvedInputs:
     """The values the operator read from Secrets and ConfigMaps for one spec. Never shown in reprs.
 
-    `user_data` is None for inline user data (it is in the spec) and when the spec has none.
+    `user_data` is None when the spec has none; for inline user data it may be None (taken from the spec) or
+    the UTF-8 bytes of the inline value.
     """
 
     admin_password: str | None = field(default=None, repr=False)
@@ -669,10 +670,11 @@ def user_data_bytes(spec: ReinstallSpec, resolved: ResolvedInputs) -> bytes | No
     if source is None:
         return None
     if source.inline:
-        if resolved.user_data is not None:
-            raise ValueError("inline user data is taken from the spec; ResolvedInputs.user_data must be None")
         assert source.value is not None
-        return source.value.encode("utf-8")
+        inline = source.value.encode("utf-8")
+        if resolved.user_data is not None and resolved.user_data != inline:
+            raise ValueError("ResolvedInputs.user_data differs from the inline spec.userData.value")
+        return inline
     if resolved.user_data is None:
         raise ValueError(f"user data from {source.describe()} was not resolved")
     return resolved.user_data

@@ -4,6 +4,7 @@ kube emulator)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections.abc import Iterator
@@ -17,7 +18,14 @@ import pytest
 import yaml
 
 from ecs_reinstall import spec as spec_module
-from ecs_reinstall.spec import FIELD_PATHS, InvalidSpec, ReinstallSpec, parse_spec
+from ecs_reinstall.spec import (
+    FIELD_PATHS,
+    InvalidSpec,
+    ReinstallSpec,
+    ResolvedInputs,
+    build_reinstall_body,
+    parse_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "ecsreinstalls.ecs.reinstall.dev.yaml"
@@ -538,3 +546,87 @@ def test_schema_rejects_malformed_fields_before_cel():
 def test_unknown_spec_fields_would_be_pruned():
     errors = admit(resource({"serverId": SERVER, "adminPasswordSecretRef": PW, "adminpass": "x"}))
     assert errors == [".spec.adminpass: pruned (not declared)"]
+
+
+# --- the samples in deploy/examples ---
+
+EXAMPLES = ROOT / "deploy" / "examples"
+
+
+def load_examples() -> dict[Path, list[dict]]:
+    return {
+        path: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for path in sorted(EXAMPLES.glob("*.yaml"))
+    }
+
+
+def example_objects(kind: str) -> dict[str, dict]:
+    return {
+        doc["metadata"]["name"]: doc
+        for docs in load_examples().values()
+        for doc in docs
+        if doc["kind"] == kind
+    }
+
+
+def example_data(kind: str, name: str, key: str) -> bytes:
+    obj = example_objects(kind)[name]
+    if key in obj.get("stringData", {}):
+        return obj["stringData"][key].encode()
+    if key in obj.get("data", {}):
+        return base64.b64decode(obj["data"][key]) if kind == "Secret" else obj["data"][key].encode()
+    raise KeyError(f"{kind} {name} has no key {key}")
+
+
+def resolve_from_examples(spec: ReinstallSpec) -> ResolvedInputs:
+    """What the operator would read from the sample Secrets and ConfigMaps."""
+    password = None
+    if spec.admin_password_ref:
+        password = example_data("Secret", spec.admin_password_ref.name, spec.admin_password_ref.key).decode()
+    user_data = None
+    if spec.user_data and spec.user_data.secret_ref:
+        user_data = example_data("Secret", spec.user_data.secret_ref.name, spec.user_data.secret_ref.key)
+    if spec.user_data and spec.user_data.config_map_ref:
+        ref = spec.user_data.config_map_ref
+        user_data = example_data("ConfigMap", ref.name, ref.key)
+    return ResolvedInputs(admin_password=password, user_data=user_data)
+
+
+def test_the_samples_cover_every_login_mode_and_the_v1_api():
+    samples = {name: parse_spec(doc["spec"]) for name, doc in example_objects("EcsReinstall").items()}
+    assert set(samples) == {"web-01", "web-02", "web-03", "legacy-01"}
+    assert (samples["web-01"].auth_mode, samples["web-01"].stop_server) == ("password", True)
+    assert samples["web-02"].auth_mode == "keypair"
+    assert samples["web-03"].auth_mode == "user-data"
+    assert (samples["legacy-01"].api_version, samples["legacy-01"].auth_mode) == ("v1", "password")
+    assert len({sample.server_id for sample in samples.values()}) == len(samples)
+
+
+@pytest.mark.parametrize("name", ["web-01", "web-02", "web-03", "legacy-01"])
+def test_each_sample_is_admitted_and_builds_a_request(name):
+    doc = example_objects("EcsReinstall")[name]
+    assert doc["apiVersion"] == "ecs.reinstall.dev/v1alpha1"
+    assert admit(doc) == []
+    parsed = parse_spec(apply_defaults(SPEC_SCHEMA, doc["spec"]))
+    assert parsed == parse_spec(doc["spec"])
+    body = build_reinstall_body(parsed, resolve_from_examples(parsed), namespace="default")
+    assert body["os-reinstall"]
+    credentials = example_objects("Secret")[parsed.credentials_secret]["stringData"]
+    assert {"accessKey", "secretKey", "projectId"} <= set(credentials)
+    assert re.fullmatch(spec_module.HEX32_PATTERN, credentials["projectId"])
+
+
+def test_each_file_lists_its_server_ids_at_the_top():
+    for path, docs in load_examples().items():
+        listed = set()
+        for line in path.read_text().splitlines():
+            if line.startswith("# Demo ECS servers:"):
+                listed |= set(line.split(":", 1)[1].split())
+        in_file = {doc["spec"]["serverId"] for doc in docs if doc["kind"] == "EcsReinstall"}
+        assert listed == in_file, path.name
+        assert all(re.fullmatch(spec_module.UUID_PATTERN, server) for server in listed)
+
+
+def test_sample_credentials_are_clearly_fake():
+    credentials = example_objects("Secret")["hwc-credentials"]["stringData"]
+    assert credentials["accessKey"].startswith("DEMO") and "fake" in credentials["secretKey"]

@@ -469,6 +469,8 @@ def test_unresolved_references_are_the_callers_bug():
     inline_spec = parse_spec(spec(userData=USER_DATA))
     with pytest.raises(ValueError, match="inline"):
         check_resolved(inline_spec, ResolvedInputs(user_data=b"x"))
+    # The inline value itself, passed through as resolved bytes, is fine.
+    check_resolved(inline_spec, ResolvedInputs(user_data=USER_DATA["value"].encode()))
     secret_spec = parse_spec(spec(userData={"valueFrom": {"secretKeyRef": {"name": "ud", "key": "k"}}}))
     with pytest.raises(ValueError, match="not resolved"):
         check_resolved(secret_spec, ResolvedInputs())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -113,7 +113,7 @@ def _check_project(
 def _gateway(name: str, operation: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         state = request.app[STATE_KEY]
-        request_id = uuid.uuid4().hex
+        request_id = secrets.token_hex(16)
         body = await request.read()
         fault = state.faults.pick(name)
         if fault is not None:
@@ -168,7 +168,7 @@ def _process(
 
 
 async def _no_such_api(request: web.Request) -> web.Response:
-    request_id = uuid.uuid4().hex
+    request_id = secrets.token_hex(16)
     request.app[STATE_KEY].counters.requests["unknown:404"] += 1
     error = GatewayError(
         404,

@@ -203,6 +203,8 @@ def test_sdk_date_defaults_to_now_in_utc() -> None:
 def test_bad_inputs_get_specific_errors() -> None:
     with pytest.raises(SigningError, match="YYYYMMDDTHHMMSSZ"):
         _sign(sdk_date="2024-05-01 12:00")
+    with pytest.raises(SigningError, match="YYYYMMDDTHHMMSSZ"):
+        _sign(headers={"X-Sdk-Date": "20241301T120000Z"}, sdk_date=None)
     with pytest.raises(SigningError, match="twice"):
         _sign(headers={"X-A": "1", "x-a": "2"})
     with pytest.raises(SigningError, match="absolute"):

@@ -60,6 +60,7 @@ HEADER_SECURITY_TOKEN = "X-Security-Token"  # noqa: S105 (a header name)
 HEADER_CONTENT_SHA256 = "X-Sdk-Content-Sha256"
 
 _SIGNED_BODY_CONTENT_TYPES = ("application/json", "application/bson")
+_SDK_DATE_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
 _AUTHORIZATION_RE = re.compile(
     r"^SDK-HMAC-SHA256\s+Access=(?P<access>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<signature>[0-9a-fA-F]+)\s*$"
@@ -195,8 +196,13 @@ def payload_hash(body: bytes | str | None, headers: Mapping[str, str]) -> str:
 
 def parse_sdk_date(value: str) -> datetime:
     """Parse an ``X-Sdk-Date`` value (UTC, ``%Y%m%dT%H%M%SZ``) into an aware datetime."""
+    text = value.strip()
+    match = _SDK_DATE_RE.match(text)
     try:
-        return datetime.strptime(value.strip(), SDK_DATE_FORMAT).replace(tzinfo=UTC)
+        if match:  # the canonical form, parsed without strptime (servers check every request)
+            year, month, day, hour, minute, second = (int(part) for part in match.groups())
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        return datetime.strptime(text, SDK_DATE_FORMAT).replace(tzinfo=UTC)  # lenient forms, as the SDK
     except ValueError:
         raise SigningError(
             f"X-Sdk-Date {value!r} is not in the form YYYYMMDDTHHMMSSZ (UTC), e.g. 20240501T120000Z"
@@ -231,7 +237,10 @@ def build_canonical_request(
 
 def build_string_to_sign(canonical_request: str, sdk_date: str) -> str:
     digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
-    return f"{ALGORITHM}\n{format_sdk_date(parse_sdk_date(sdk_date))}\n{digest}"
+    date = sdk_date.strip()
+    if not _SDK_DATE_RE.match(date):  # the SDK re-formats what it parsed
+        date = format_sdk_date(parse_sdk_date(date))
+    return f"{ALGORITHM}\n{date}\n{digest}"
 
 
 def hmac_signature(string_to_sign: str, secret_key: str) -> str:
@@ -305,7 +314,9 @@ def _prepare_headers(
         _set_header(headers, HEADER_CONTENT_SHA256, UNSIGNED_PAYLOAD)
     if sdk_date is not None:
         _set_header(headers, HEADER_SDK_DATE, format_sdk_date(parse_sdk_date(sdk_date)))
-    elif _lookup(headers, HEADER_SDK_DATE) is None:
+    elif (preset := _lookup(headers, HEADER_SDK_DATE)) is not None:
+        parse_sdk_date(preset)  # honoured as given, but it must be a valid date
+    else:
         headers[HEADER_SDK_DATE] = format_sdk_date(datetime.now(UTC))
     if project_id:
         _set_header(headers, HEADER_PROJECT_ID, project_id)

@@ -36,3 +36,14 @@ def kubectl_binary() -> str:
     if not found:
         raise RuntimeError("kubectl not found on PATH (set KUBECTL_BIN to a kubectl v1.27+ binary)")
     return found
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Run the operator-on-kube_emulator module last: its least-privilege check also reads the API calls that
+    the e2e suite (tests/e2e, collected after tests/deploy) records in the same session."""
+    last = [item for item in items if item.path.name == "test_operator_on_kube_emulator.py"]
+    if last:
+        moved = set(last)
+        items[:] = [item for item in items if item not in moved] + last

@@ -153,7 +153,7 @@ class Runner:
         ctx = self._context(spec)
         try:
             resolved = await resolve(self.deps.kube, self.deps.settings, self.namespace, spec)
-            spec_model.check_resolved(spec, resolved.inputs)
+            spec_model.check_resolved(spec, resolved.inputs, namespace=self.namespace)
         except MissingInput as missing:
             return rc.on_wait(
                 ctx,
@@ -228,7 +228,7 @@ class Runner:
     async def _submit(
         self, spec: spec_model.ReinstallSpec, target: CloudTarget, inputs: spec_model.ResolvedInputs
     ) -> rc.Transition:
-        body = spec_model.build_reinstall_body(spec, inputs)
+        body = spec_model.build_reinstall_body(spec, inputs, namespace=self.namespace)
         try:
             job_id = await self.deps.cloud.reinstall(target, spec.server_id, body, cloud_init=spec.cloud_init)
         except ThrottledError as exc:

@@ -1,0 +1,173 @@
+"""`make demo`: the operator end to end on the two local emulators, driven with real kubectl.
+
+Starts kube_emulator and ecs_emulator (each a subprocess on a free loopback port), registers the servers the
+samples in deploy/examples name, starts the operator as `python -m ecs_reinstall run`, applies the CRD and the
+samples with kubectl, and prints `kubectl get ecsreinstalls` whenever it changes until every sample is Ready.
+Exit 0 on success; otherwise it says what failed (resource messages, the operator's last log lines) and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "deploy" / "examples"
+CRDS = REPO / "crds"
+# The demo credentials match the sample Secret in deploy/examples (fake values, for the emulator only).
+DEMO_PROJECT = "0123456789abcdef0123456789abcdef"
+JOB_SECONDS = 4.0
+
+
+def _kubectl() -> str:
+    for candidate in (shutil.which("kubectl"), str(REPO / ".tools" / "bin" / "kubectl-1.35")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("demo: kubectl not found on PATH (run `make tools` or install kubectl)")
+
+
+def _start(stack: ExitStack, argv: list[str], log: Path) -> tuple[subprocess.Popen, str]:
+    """Starts a server that prints its URL on its first stdout line; stopped when the stack closes."""
+    out = open(log, "w")  # noqa: SIM115 (closed by the stack)
+    stack.callback(out.close)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=out, text=True)
+    stack.callback(_stop, proc)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        raise RuntimeError(f"{argv[2]} did not start (see {log})")
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _documents() -> list[dict]:
+    docs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict))
+    return docs
+
+
+def _credentials(docs: list[dict]) -> list[tuple[str, str, str | None]]:
+    """(access key, secret key, project) of every sample credentials Secret, to register them in the emulator."""
+    found = []
+    for doc in docs:
+        data = doc.get("stringData") or {}
+        if doc.get("kind") == "Secret" and "accessKey" in data and "secretKey" in data:
+            found.append((data["accessKey"], data["secretKey"], data.get("projectId")))
+    return found
+
+
+def _prepare_cloud(admin: httpx.Client, docs: list[dict]) -> list[str]:
+    servers = []
+    for doc in docs:
+        if doc.get("kind") != "EcsReinstall":
+            continue
+        spec = doc["spec"]
+        servers.append(spec["serverId"])
+        status = "ACTIVE" if spec.get("stopServer") else "SHUTOFF"
+        admin.post("/_emulator/servers", json={"id": spec["serverId"], "status": status,
+                                              "job_seconds": JOB_SECONDS}).raise_for_status()
+        if spec.get("keyName"):
+            admin.post("/_emulator/keypairs", json={"name": spec["keyName"]}).raise_for_status()
+    for access_key, secret_key, project in _credentials(docs):
+        admin.post("/_emulator/credentials", json={"access_key": access_key, "secret_key": secret_key,
+                                                   "project_id": project or DEMO_PROJECT}).raise_for_status()
+    return servers
+
+
+def _get(kubectl: str, env: dict, *args: str) -> str:
+    return subprocess.run([kubectl, *args], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def main(timeout: float = 120.0) -> int:
+    kubectl = _kubectl()
+    docs = _documents()
+    if not docs:
+        print(f"demo: no samples found in {EXAMPLES} (run from a checkout)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="ecs-reinstall-demo-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        kubeconfig = work / "kubeconfig"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        py = sys.executable
+        print("demo: starting kube_emulator and ecs_emulator on loopback ...")
+        _, kube_url = _start(stack, [py, "-m", "kube_emulator", "--host", "127.0.0.1", "--port", "0",
+                                     "--kubeconfig", str(kubeconfig)], work / "kube-emulator.log")
+        _, ecs_url = _start(stack, [py, "-m", "ecs_emulator", "--host", "127.0.0.1", "--port", "0",
+                                    "--project-id", DEMO_PROJECT], work / "ecs-emulator.log")
+        with httpx.Client(base_url=ecs_url, timeout=10) as admin:
+            servers = _prepare_cloud(admin, docs)
+        print(f"demo: Kubernetes API {kube_url}, ECS API {ecs_url}, {len(servers)} servers registered")
+
+        subprocess.run([kubectl, "apply", "-f", str(CRDS)], env=env, check=True)
+        subprocess.run([kubectl, "wait", "--for=condition=Established", "--timeout=30s", "-f", str(CRDS)],
+                       env=env, check=True, capture_output=True)
+        operator_log = work / "operator.log"
+        operator = subprocess.Popen(
+            [py, "-m", "ecs_reinstall", "run", "--kubeconfig", str(kubeconfig), "--endpoint", ecs_url,
+             "--operator-namespace", "default", "--credentials-secret", "hwc-credentials",
+             "--log-format", "text", "--metrics-port", "0", "--health-port", "0", "--qps", "50"],
+            stdout=stack.enter_context(open(operator_log, "w")), stderr=subprocess.STDOUT, env=env,
+        )
+        stack.callback(_stop, operator)
+
+        applied_at = time.monotonic()
+        subprocess.run([kubectl, "apply", "-f", str(EXAMPLES)], env=env, check=True)
+        submitted: dict[str, float] = {}
+        last_table = ""
+        deadline = applied_at + timeout
+        while time.monotonic() < deadline:
+            items = json.loads(_get(kubectl, env, "get", "ecsreinstalls", "-A", "-o", "json"))["items"]
+            for item in items:
+                key = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+                conds = {c["type"]: c["status"] for c in (item.get("status") or {}).get("conditions", [])}
+                if conds.get("Submitted") == "True" and key not in submitted:
+                    submitted[key] = time.monotonic() - applied_at
+            table = _get(kubectl, env, "get", "ecsreinstalls", "-A")
+            if table != last_table:
+                print(f"\n$ kubectl get ecsreinstalls -A   (t={time.monotonic() - applied_at:.1f}s)\n{table}", end="")
+                last_table = table
+            phases = [(item.get("status") or {}).get("phase") for item in items]
+            if items and all(p in ("Succeeded", "Failed") for p in phases):
+                break
+            if operator.poll() is not None:
+                break
+            time.sleep(0.25)
+        return _report(items, submitted, operator, operator_log)
+
+
+def _report(items: list[dict], submitted: dict[str, float], operator: subprocess.Popen, log: Path) -> int:
+    failed = [i for i in items if (i.get("status") or {}).get("phase") != "Succeeded"]
+    if not failed and items:
+        print("\ndemo: every sample is Ready. Time from `kubectl apply` to Submitted:")
+        for key, seconds in sorted(submitted.items()):
+            print(f"  {key}: {seconds:.2f}s")
+        return 0
+    print("\ndemo: FAILED", file=sys.stderr)
+    if operator.poll() is not None:
+        print(f"  the operator exited with code {operator.returncode}", file=sys.stderr)
+    for item in failed:
+        status = item.get("status") or {}
+        print(f"  {item['metadata']['namespace']}/{item['metadata']['name']}: phase {status.get('phase')}: "
+              f"{status.get('message')}", file=sys.stderr)
+    tail = log.read_text().splitlines()[-30:]
+    print("  last operator log lines:\n    " + "\n    ".join(tail), file=sys.stderr)
+    return 1

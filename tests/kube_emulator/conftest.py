@@ -1,0 +1,152 @@
+"""Fixtures for the Kubernetes conformance tests.
+
+The tests state expectations about Kubernetes, not about the emulator: by default they run against a
+kube_emulator started per test module (in a background thread, so that blocking clients can be used from the
+test), and against a real cluster when KUBE_CONFORMANCE_KUBECONFIG names its kubeconfig. The test CRD
+(`data/widgets-crd.yaml`) is applied with kubectl in both cases; every test works in a namespace of its own.
+Tests that need the emulator itself (faults, counters, its CLI) take the `emulator` fixture and are skipped on
+a real cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from kube_emulator.app import ServerOptions
+from kube_emulator.testing import KubeEmulatorHandle, kube_emulator_in_thread
+
+DATA = Path(__file__).parent / "data"
+WIDGETS_CRD = DATA / "widgets-crd.yaml"
+GROUP = "conformance.example.com"
+VERSION = "v1"
+PLURAL = "widgets"
+REAL_CLUSTER_KUBECONFIG = os.environ.get("KUBE_CONFORMANCE_KUBECONFIG")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kubectl_binaries() -> list[str]:
+    """The kubectl binaries to test with: the one on PATH (v1.32 here) and v1.35 from .tools when present."""
+    found = []
+    if shutil.which("kubectl"):
+        found.append("kubectl")
+    for candidate in (os.environ.get("KUBECTL_135_BIN"), str(REPO / ".tools" / "bin" / "kubectl-1.35")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            found.append(candidate)
+            break
+    return found
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@dataclass
+class KubeTarget:
+    """The API server under test and how to reach it."""
+
+    kubeconfig: Path
+    cache_dir: Path
+    emulator: KubeEmulatorHandle | None  # None on a real cluster
+
+    def kubectl(
+        self, binary: str, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.cache_dir),
+            "HOME": str(self.cache_dir),
+        }
+        result = subprocess.run(
+            [binary, *args], capture_output=True, text=True, env=env, input=input, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{binary} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def api_client(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+def _apply_crd(target: KubeTarget) -> None:
+    binary = kubectl_binaries()[0] if kubectl_binaries() else None
+    if binary is None:
+        pytest.skip("no kubectl binary")
+    target.kubectl(binary, "apply", "-f", str(WIDGETS_CRD))
+    target.kubectl(
+        binary, "wait", "--for=condition=established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"
+    )
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeTarget]:
+    workdir = tmp_path_factory.mktemp("kube")
+    cache = workdir / "cache"
+    cache.mkdir()
+    if REAL_CLUSTER_KUBECONFIG:
+        target = KubeTarget(Path(REAL_CLUSTER_KUBECONFIG), cache, None)
+        _apply_crd(target)
+        yield target
+        return
+    with kube_emulator_in_thread(workdir, options=ServerOptions(bookmark_interval=1.0)) as handle:
+        target = KubeTarget(handle.kubeconfig, cache, handle)
+        _apply_crd(target)
+        yield target
+
+
+@pytest.fixture
+def emulator(kube: KubeTarget) -> KubeEmulatorHandle:
+    """The emulator behind `kube`, for tests of what only the emulator has (faults, counters)."""
+    if kube.emulator is None:
+        pytest.skip("emulator-only test (KUBE_CONFORMANCE_KUBECONFIG points at a real cluster)")
+    return kube.emulator
+
+
+@pytest.fixture(scope="module")
+def api(kube: KubeTarget) -> Iterator[client.ApiClient]:
+    api_client = kube.api_client()
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    name = f"conf-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    try:
+        core.delete_namespace(name)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def widget(name: str, serial: str = "AB-1234", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": {"serial": serial, **spec},
+    }

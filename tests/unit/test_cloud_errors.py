@@ -88,8 +88,8 @@ def test_classify_accepts_operation_names_and_rejects_unknown_ones():
         classify("delete_everything", 500, None, request_sent=True)
 
 
-def test_certificate_rejection_is_terminal_even_for_reads():
-    assert classify(JOB, None, None, request_sent=False, certificate_rejected=True) is ErrorKind.TERMINAL
+def test_misconfiguration_is_terminal_even_for_reads():
+    assert classify(JOB, None, None, request_sent=False, misconfigured=True) is ErrorKind.TERMINAL
 
 
 def test_rate_limit_versus_busy():
@@ -246,7 +246,7 @@ def test_transport_errors():
     assert isinstance(refused, TransientError) and "no response (connection refused)" in str(refused)
     dropped = transport_error(POST, "server disconnected", request_sent=True)
     assert isinstance(dropped, AmbiguousError)
-    tls = transport_error(JOB, "certificate verify failed", request_sent=False, certificate_rejected=True)
+    tls = transport_error(JOB, "certificate verify failed", request_sent=False, misconfigured=True)
     assert isinstance(tls, TerminalError)
 
 
@@ -264,6 +264,13 @@ def test_echoed_secrets_are_masked_in_every_text_field():
         for secret in SECRETS:
             assert secret not in text
     assert "***" in str(error)
+
+
+def test_an_echo_in_the_request_id_is_masked_too():
+    body = ('{"error_code": "X.1", "error_msg": "m", "request_id": "id-' + SECRETS[0] + '"}').encode()
+    error = error_from_response(POST, 400, {}, body, secrets=SECRETS)
+    assert error.request_id == "id-***"
+    assert SECRETS[0] not in str(error) and SECRETS[0] not in repr(error)
 
 
 def test_messages_are_single_line_and_bounded():

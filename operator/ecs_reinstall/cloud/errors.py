@@ -60,12 +60,13 @@ def classify(
     code: str | None,
     *,
     request_sent: bool,
-    certificate_rejected: bool = False,
+    misconfigured: bool = False,
 ) -> ErrorKind:
     """Decide what a failed call means. `http_status` is None when no response arrived.
 
     `request_sent` says whether any byte of the request may have reached the server (False for connection
-    refused / connect timeout). `certificate_rejected`: TLS verification failed, a configuration problem.
+    refused / connect timeout). `misconfigured` means no retry can help: TLS verification failed, or the
+    request could not even be written (an invalid header value).
 
     Choice for the reinstall POST: only answers that prove the request was refused before processing are
     THROTTLED (HTTP 429 with any code, a gateway rate-limit code on a 4xx, or ECS's own busy code Ecs.0603).
@@ -74,7 +75,7 @@ def classify(
     """
     operation = Operation(operation)
     if http_status is None:
-        if certificate_rejected:
+        if misconfigured:
             return ErrorKind.TERMINAL
         if not request_sent:
             return ErrorKind.TRANSIENT
@@ -354,7 +355,7 @@ def error_from_response(
         http_status=http_status,
         code=clean_message(parsed.code, secrets),
         message=clean_message(parsed.message, secrets),
-        request_id=clean_message(parsed.request_id),
+        request_id=clean_message(parsed.request_id, secrets),
         retry_after=parse_retry_after(_header(headers, "retry-after")),
         details=tuple(
             ErrorDetail(clean_message(d.code, secrets), clean_message(d.message, secrets))
@@ -368,10 +369,8 @@ def transport_error(
     reason: str,
     *,
     request_sent: bool,
-    certificate_rejected: bool = False,
+    misconfigured: bool = False,
 ) -> CloudError:
     """The classified error for a call that got no usable HTTP answer (refused, timed out, cut off)."""
-    kind = classify(
-        operation, None, None, request_sent=request_sent, certificate_rejected=certificate_rejected
-    )
+    kind = classify(operation, None, None, request_sent=request_sent, misconfigured=misconfigured)
     return ERROR_CLASSES[kind](operation=operation, reason=clean_message(reason))

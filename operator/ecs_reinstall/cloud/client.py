@@ -1,0 +1,587 @@
+"""The async ECS API client: signed calls over one shared httpx connection pool, paced and retried safely.
+
+Three calls, each returning typed models (`models.Job`, `models.Server`) or raising a classified `CloudError`:
+
+- `reinstall` POSTs the reinstall and returns the job ID. It is sent again only when the first attempt
+  provably did nothing: the connection could not be opened, or the cloud answered with a rate limit (429 /
+  `APIGW.0308` / `Common.0024`). A 5xx, a read timeout or a connection lost after sending raise
+  `AmbiguousError` at once: the POST has no idempotency token, so only the caller, looking at the server,
+  can tell whether it was taken. `Ecs.0603` (another operation runs on the server) raises `ThrottledError`
+  at once: it was refused, and the cloud asks to come back in about a minute, longer than a call should block.
+- `get_job` and `get_server` are retried on throttling and transient failures with full-jitter exponential
+  backoff, never sooner than the cloud's `Retry-After`, up to `max_get_attempts`; then the last error is
+  raised.
+
+Every attempt first takes a token from the bucket shared by all calls to the same endpoint and project, and is
+signed afresh (a new `X-Sdk-Date`). A rate-limit answer pauses that bucket for everyone. Logs and errors name
+the operation, path, status, cloud code and request ID, never headers, bodies or credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from ecs_reinstall import __version__
+from ecs_reinstall.cloud.errors import (
+    BUSY_CODES,
+    AmbiguousError,
+    CloudError,
+    ErrorKind,
+    Operation,
+    TerminalError,
+    ThrottledError,
+    TransientError,
+    clean_message,
+    error_from_response,
+    is_rate_limit,
+    transport_error,
+)
+from ecs_reinstall.cloud.models import CloudTarget, Job, JobStatus, Server, SubJob
+from ecs_reinstall.cloud.ratelimit import RateLimiterRegistry, TokenBucket, limiter_key
+from ecs_reinstall.cloud.retry import Backoff
+from ecs_reinstall.cloud.signing import sign_request
+
+log = logging.getLogger("ecs_reinstall.cloud")
+_T = TypeVar("_T")
+
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+SUCCESS = "success"  # the observer's outcome for a 2xx; the other outcomes are the `ErrorKind` values
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    qps: float = 10.0  # calls per second per (endpoint, project), shared by every caller
+    burst: int = 20
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    ca_bundle: str | None = None  # PEM file of CAs to trust instead of the system store
+    verify_tls: bool = True
+    max_get_attempts: int = 5
+    max_post_attempts: int = 3  # attempts of the reinstall POST while it provably was not processed
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0  # also the longest Retry-After waited out (or paused for) inside one call
+    throttle_pause: float = 1.0  # how long a rate-limit answer without Retry-After pauses the shared bucket
+    max_connections: int = 100
+    user_agent: str = f"ecs-reinstall-operator/{__version__}"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.connect_timeout > 0, "connect_timeout must be > 0 seconds"),
+            (self.read_timeout > 0, "read_timeout must be > 0 seconds"),
+            (self.max_get_attempts >= 1, "max_get_attempts must be >= 1"),
+            (self.max_post_attempts >= 1, "max_post_attempts must be >= 1"),
+            (self.throttle_pause >= 0, "throttle_pause must be >= 0 seconds"),
+            (self.max_connections >= 1, "max_connections must be >= 1"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise ValueError(f"invalid cloud client settings: {problem}")
+        Backoff(self.backoff_base, self.backoff_max)  # raises with the reason when invalid
+        TokenBucket(self.qps, self.burst)
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_base, self.backoff_max)
+
+
+class CloudObserver(Protocol):
+    """Where metrics plug in (the operator's metrics module implements it; no prometheus needed here)."""
+
+    def on_attempt(self, operation: str, outcome: str, seconds: float) -> None:
+        """One HTTP attempt ended: "success", "throttled", "transient", "terminal" or "ambiguous"."""
+
+    def on_throttled(self, operation: str) -> None:
+        """The cloud throttled a call (rate limit or busy server)."""
+
+
+class UnexpectedResponse(ValueError):
+    """A 2xx answer whose content is not what the API documents."""
+
+
+# --- the client ---------------------------------------------------------------------------------------------
+
+
+class EcsClient:
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        limiters: RateLimiterRegistry | None = None,
+        observer: CloudObserver | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`http`: a client to share (it is not closed by `aclose`); by default one is made from `config`.
+        `limiters`: a registry to share with other clients; by default one is made from `config.qps/burst`."""
+        self.config = config or ClientConfig()
+        self.limiters = (
+            limiters if limiters is not None else RateLimiterRegistry(self.config.qps, self.config.burst)
+        )
+        self._owns_limiters = limiters is None
+        self._http = http if http is not None else _make_http_client(self.config)
+        self._owns_http = http is None
+        self._observer = observer
+        self._sleep = sleep
+        self._backoff = self.config.backoff
+
+    async def __aenter__(self) -> EcsClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+        if self._owns_limiters:
+            await self.limiters.aclose()
+
+    def limiter(self, target: CloudTarget) -> TokenBucket:
+        """The bucket shared by all calls to this target's endpoint and project."""
+        return self.limiters.get(limiter_key(target.endpoint, target.project_id))
+
+    # -- public calls --
+
+    async def reinstall(
+        self, target: CloudTarget, server_id: str, body: Mapping[str, Any], *, cloud_init: bool = True
+    ) -> str:
+        """Submit the reinstall; return the cloud job ID. `body` is the whole request: {"os-reinstall": {}}."""
+        secrets = _body_secrets(body) + _credential_secrets(target)
+        operation = Operation.REINSTALL if cloud_init else Operation.REINSTALL_V1
+        version = "v2" if cloud_init else "v1"
+        project, server = _segment(target.project_id, "project_id"), _segment(server_id, "server_id")
+        path = f"/{version}/{project}/cloudservers/{server}/reinstallos"
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+        for attempt in range(self.config.max_post_attempts):
+            try:
+                response = await self._attempt(operation, target, "POST", path, content, secrets)
+                return _job_id(operation, response)
+            except ThrottledError as error:
+                if error.code in BUSY_CODES:
+                    raise  # the server is busy for a while; the caller comes back later
+                last_error: CloudError = error
+            except TransientError as error:  # on the POST: only failures that sent nothing (see classify)
+                last_error = error
+            delay = self._retry_delay(attempt, self.config.max_post_attempts, last_error)
+            if delay is None:
+                raise last_error
+            await self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    async def get_job(self, target: CloudTarget, job_id: str) -> Job:
+        path = f"/v1/{_segment(target.project_id, 'project_id')}/jobs/{_segment(job_id, 'job_id')}"
+        return await self._read(Operation.GET_JOB, target, path, parse_job)
+
+    async def get_server(self, target: CloudTarget, server_id: str) -> Server:
+        path = (
+            f"/v1/{_segment(target.project_id, 'project_id')}/cloudservers/{_segment(server_id, 'server_id')}"
+        )
+        return await self._read(Operation.GET_SERVER, target, path, parse_server)
+
+    # -- retries --
+
+    async def _read(
+        self, operation: Operation, target: CloudTarget, path: str, parse: Callable[[Any], _T]
+    ) -> _T:
+        secrets = _credential_secrets(target)
+        for attempt in range(self.config.max_get_attempts):
+            try:
+                response = await self._attempt(operation, target, "GET", path, None, secrets)
+                return _parse_read(operation, response, parse)
+            except (ThrottledError, TransientError) as error:
+                delay = self._retry_delay(attempt, self.config.max_get_attempts, error)
+                if delay is None:
+                    raise
+                await self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _retry_delay(self, attempt: int, max_attempts: int, error: CloudError) -> float | None:
+        """Seconds before the next attempt, or None when the error should go to the caller now."""
+        if attempt + 1 >= max_attempts:
+            return None
+        delay = self._backoff.delay(attempt, retry_after=error.retry_after)
+        if delay is not None:
+            log.debug(
+                "retrying ECS %s in %.2fs after: %s",
+                error.operation,
+                delay,
+                error,
+                extra={"cloud_operation": error.operation, "retry_in_s": round(delay, 3)},
+            )
+        return delay
+
+    # -- one attempt --
+
+    async def _attempt(
+        self,
+        operation: Operation,
+        target: CloudTarget,
+        method: str,
+        path: str,
+        content: bytes | None,
+        secrets: tuple[str, ...],
+    ) -> httpx.Response:
+        """Take a token, sign, send once. Return a 2xx response or raise the classified error."""
+        bucket = self.limiter(target)
+        await bucket.acquire()
+        headers = {"User-Agent": self.config.user_agent}
+        if content is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+        credentials = target.credentials
+        signed = sign_request(
+            method,
+            _base_url(target.endpoint) + path,
+            headers=headers,
+            body=content,
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+            security_token=credentials.security_token or None,
+            project_id=target.project_id,
+        )
+        request = self._http.build_request(method, signed.url, headers=signed.wire_headers(), content=content)
+        started = time.monotonic()
+        status: int | None = None
+        request_id: str | None = None
+        try:
+            try:
+                response = await self._http.send(request)
+            except httpx.HTTPError as exc:
+                raise _transport_error(operation, exc, secrets) from exc
+            status = response.status_code
+            request_id = response.headers.get("x-request-id")
+            if 200 <= status < 300:
+                self._observe(operation, SUCCESS, time.monotonic() - started)
+                return response
+            error = error_from_response(
+                operation, status, response.headers, response.content, secrets=secrets
+            )
+            request_id = error.request_id
+            raise error
+        except CloudError as error:
+            self._observe(operation, error.kind.value, time.monotonic() - started)
+            if error.kind is ErrorKind.THROTTLED:
+                self._observe_throttled(operation)
+            if is_rate_limit(error.http_status, error.code):
+                pause = min(self.config.backoff_max, error.retry_after or self.config.throttle_pause)
+                bucket.pause(pause)
+            raise
+        finally:
+            log.debug(
+                "ECS %s %s %s -> %s request_id=%s in %.3fs",
+                operation.value,
+                method,
+                path,
+                status if status is not None else "no response",
+                request_id,
+                time.monotonic() - started,
+                extra={
+                    "cloud_operation": operation.value,
+                    "http_method": method,
+                    "http_path": path,
+                    "http_status": status,
+                    "request_id": request_id,
+                    "duration_s": round(time.monotonic() - started, 6),
+                },
+            )
+
+    def _observe(self, operation: Operation, outcome: str, seconds: float) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.on_attempt(operation.value, outcome, seconds)
+            except Exception:  # metrics must never break a cloud call
+                log.exception("cloud observer failed in on_attempt")
+
+    def _observe_throttled(self, operation: Operation) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.on_throttled(operation.value)
+            except Exception:
+                log.exception("cloud observer failed in on_throttled")
+
+
+def _make_http_client(config: ClientConfig) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool
+    if not config.verify_tls:
+        verify = False
+    elif config.ca_bundle:
+        try:
+            verify = ssl.create_default_context(cafile=config.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load the CA bundle {config.ca_bundle!r} ({exc}): give the path of a PEM file of CA "
+                "certificates"
+            ) from exc
+    else:
+        verify = True
+    timeout = httpx.Timeout(
+        connect=config.connect_timeout,
+        read=config.read_timeout,
+        write=config.read_timeout,
+        pool=config.connect_timeout + config.read_timeout,  # waiting for a free connection sends nothing
+    )
+    limits = httpx.Limits(
+        max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+    )
+    return httpx.AsyncClient(timeout=timeout, verify=verify, limits=limits, follow_redirects=False)
+
+
+# --- what httpx failures mean ------------------------------------------------------------------------------
+
+# No byte of the request left: the connection (or the tunnel through a proxy, or a pool slot) never opened.
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def _transport_error(operation: Operation, exc: httpx.HTTPError, secrets: Iterable[str]) -> CloudError:
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11 quotes the offending header value, which may be a credential: never show it.
+        return transport_error(
+            operation,
+            "the request could not be written (an invalid character in a header value?); check the endpoint "
+            "and the credentials",
+            request_sent=False,
+            misconfigured=True,
+        )
+    if _certificate_rejected(exc):
+        return transport_error(
+            operation,
+            f"TLS certificate verification failed: {_cause_text(exc)}; trust the endpoint's CA (CA bundle)",
+            request_sent=False,
+            misconfigured=True,
+        )
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return transport_error(
+            operation, f"invalid endpoint URL: {exc}", request_sent=False, misconfigured=True
+        )
+    sent = not isinstance(exc, _NOTHING_SENT)
+    what = _describe(exc)
+    reason = clean_message(f"{what}: {_cause_text(exc)}" if _cause_text(exc) else what, secrets) or what
+    return transport_error(operation, reason, request_sent=sent)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    if isinstance(exc, httpx.PoolTimeout):
+        return "no free connection in the pool"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "read timeout after sending the request"
+    if isinstance(exc, httpx.WriteTimeout | httpx.WriteError):
+        return "sending the request failed"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection broke after sending the request"
+    return type(exc).__name__
+
+
+def _cause_text(exc: BaseException) -> str:
+    text = str(exc)
+    if not text and exc.__cause__ is not None:
+        text = str(exc.__cause__)
+    return text
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+# --- requests ---------------------------------------------------------------------------------------------
+
+
+def _base_url(endpoint: str) -> str:
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            f"ECS endpoint {endpoint!r} is not a base URL: use https://host[:port][/prefix], "
+            "e.g. https://ecs.ap-southeast-1.myhuaweicloud.com"
+        )
+    return endpoint.strip().rstrip("/")
+
+
+def _segment(value: str, name: str) -> str:
+    """One path segment from an ID, refused when it could change the path's meaning."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if value in (".", "..") or any(ch in value for ch in "/\\?#") or any(ch.isspace() for ch in value):
+        raise ValueError(
+            f"{name} {value!r} is not a valid ID: it must not contain '/', '\\', '?', '#' or spaces"
+        )
+    return quote(value, safe="")
+
+
+def _body_secrets(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """Check the body's shape and collect the values no error may ever show (the password and user data)."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("os-reinstall"), Mapping) or len(body) != 1:
+        keys = sorted(body) if isinstance(body, Mapping) else type(body).__name__
+        raise ValueError(
+            f'the reinstall body must be {{"os-reinstall": {{...}}}} and nothing else; got keys {keys}'
+        )
+    fields = body["os-reinstall"]
+    metadata = fields.get("metadata")
+    user_data = metadata.get("user_data") if isinstance(metadata, Mapping) else None
+    secrets = [fields.get("adminpass"), user_data]
+    if isinstance(user_data, str):
+        try:
+            secrets.append(base64.b64decode(user_data, validate=True).decode("utf-8"))
+        except (binascii.Error, UnicodeDecodeError):
+            pass
+    return tuple(s for s in secrets if isinstance(s, str) and s)
+
+
+def _credential_secrets(target: CloudTarget) -> tuple[str, ...]:
+    credentials = target.credentials
+    return tuple(s for s in (credentials.secret_key, credentials.security_token) if s)
+
+
+# --- responses ----------------------------------------------------------------------------------------------
+
+
+def _job_id(operation: Operation, response: httpx.Response) -> str:
+    """The job ID of an accepted POST. Without one the cloud took the request but we cannot follow it."""
+    try:
+        job_id = response.json().get("job_id")
+    except (ValueError, AttributeError):
+        job_id = None
+    if not isinstance(job_id, str) or not job_id:
+        raise AmbiguousError(
+            operation=operation,
+            http_status=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+            reason="the cloud accepted the request but its answer carries no job_id",
+        )
+    return job_id
+
+
+def _parse_read(operation: Operation, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
+    try:
+        return parse(response.json())
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A proxy's page or a truncated answer may not happen again: let the read be retried.
+        raise TransientError(
+            operation=operation,
+            http_status=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+            reason=f"unexpected answer: {clean_message(str(exc)) or type(exc).__name__}",
+        ) from exc
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 as the API writes it (`2016-04-25T20:04:47.591Z`); empty or unreadable gives None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        log.debug("ignoring unreadable time %r in an ECS answer", value)
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _job_status(value: Any) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise UnexpectedResponse(f"job status {value!r} is not one of {known}") from None
+
+
+def parse_job(data: Mapping[str, Any]) -> Job:
+    """A `Job` from the body of GET /v1/{project}/jobs/{job}."""
+    if not isinstance(data, Mapping) or not data.get("job_id"):
+        raise UnexpectedResponse("the job answer has no job_id")
+    entities = data.get("entities") or {}
+    sub_jobs = tuple(
+        SubJob(
+            job_id=str(item.get("job_id") or ""),
+            job_type=str(item.get("job_type") or ""),
+            status=_job_status(item.get("status")),
+            begin_time=parse_time(item.get("begin_time")),
+            end_time=parse_time(item.get("end_time")),
+            error_code=_text(item.get("error_code")),
+            fail_reason=_text(item.get("fail_reason")),
+            server_id=_text((item.get("entities") or {}).get("server_id")),
+            errorcode_message=_text((item.get("entities") or {}).get("errorcode_message")),
+        )
+        for item in entities.get("sub_jobs") or ()
+    )
+    return Job(
+        job_id=str(data["job_id"]),
+        job_type=str(data.get("job_type") or ""),
+        status=_job_status(data.get("status")),
+        begin_time=parse_time(data.get("begin_time")),
+        end_time=parse_time(data.get("end_time")),
+        error_code=_text(data.get("error_code")),
+        fail_reason=_text(data.get("fail_reason")),
+        server_id=_text(entities.get("server_id")),
+        sub_jobs=sub_jobs,
+    )
+
+
+def parse_server(data: Mapping[str, Any]) -> Server:
+    """A `Server` from the body of GET /v1/{project}/cloudservers/{server}."""
+    server = data.get("server") if isinstance(data, Mapping) else None
+    if not isinstance(server, Mapping) or not server.get("id") or not server.get("status"):
+        raise UnexpectedResponse("the server answer has no server.id or server.status")
+    locked = server.get("locked")
+    return Server(
+        id=str(server["id"]),
+        status=str(server["status"]),
+        task_state=_text(server.get("OS-EXT-STS:task_state")),
+        vm_state=_text(server.get("OS-EXT-STS:vm_state")),
+        locked=locked is True or (isinstance(locked, str) and locked.lower() == "true"),
+        updated=parse_time(server.get("updated")),
+        has_system_disk=_has_system_disk(server),
+    )
+
+
+def _has_system_disk(server: Mapping[str, Any]) -> bool:
+    """A volume with bootIndex "0", or a root device name. When the answer shows neither field, assume a disk
+    (the cloud itself refuses a disk-less reinstall with Ecs.0105)."""
+    volumes_key, root_key = "os-extended-volumes:volumes_attached", "OS-EXT-SRV-ATTR:root_device_name"
+    if volumes_key not in server and root_key not in server:
+        return True
+    volumes = server.get(volumes_key) or ()
+    booted = any(isinstance(v, Mapping) and str(v.get("bootIndex")) == "0" for v in volumes)
+    return booted or bool(server.get(root_key))
+
+
+__all__ = [
+    "AmbiguousError",
+    "ClientConfig",
+    "CloudError",
+    "CloudObserver",
+    "EcsClient",
+    "TerminalError",
+    "ThrottledError",
+    "TransientError",
+    "parse_job",
+    "parse_server",
+    "parse_time",
+]

@@ -886,6 +886,22 @@ def _validate_openapi(node: _Node, value: Any, old: Any, name: str, prefix: str,
 
     kind = _json_kind(value)
     type_names = node.type_names
+    kept_format = node.format if node.format_check is not None else ""  # unsupported formats are stripped
+    if kept_format and kind not in ("string", "array"):
+        if kind not in type_names and not (kind == "integer" and "number" in type_names):
+            integral_float = kind == "number" and "integer" in type_names and float(value).is_integer()
+            if not integral_float:
+                data_format = {"integer": "int64", "number": "float64"}.get(kind, "")
+                causes.append(
+                    field_type_invalid(
+                        _field_path(prefix, name),
+                        data_format,
+                        f"{in_body} must be of type {kept_format}: {go_quote(data_format)}",
+                    )
+                )
+                type_names = ()  # the type validator stops at its first error
+    elif kept_format and not ({"number", "integer"} & set(type_names)):
+        type_names = ()  # kube-openapi skips the type check of strings and lists that have a format
     if type_names and kind not in type_names:
         integral_float = kind == "number" and "integer" in type_names and float(value).is_integer()
         int_as_number = kind == "integer" and "number" in type_names
@@ -934,7 +950,7 @@ def _validate_string(node: _Node, value: str, name: str, prefix: str, causes: li
             field_type_invalid(
                 _field_path(prefix, name),
                 value,
-                f"{in_body} must be of type {node.format_name}: {go_quote(value)}",
+                f"{in_body} must be of type {node.format}: {go_quote(value)}",
             )
         )
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import conversion, discovery
+from . import conversion, discovery, protobuf
 from .cluster import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -315,8 +315,10 @@ class KubeEmulator:
         if patch:
             if content_type not in _PATCH_TYPES:
                 raise unsupported_media_type(list(_PATCH_TYPES))
+        elif content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode(raw), content_type
         elif content_type not in (JSON, "application/yaml", "*/*", ""):
-            raise unsupported_media_type([JSON, "application/yaml"])
+            raise unsupported_media_type([JSON, "application/yaml", protobuf.CONTENT_TYPE])
         if not raw.strip():
             return ({} if not patch else None), content_type
         try:

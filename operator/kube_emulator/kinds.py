@@ -48,7 +48,8 @@ def secret(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         data[key] = base64.b64encode(str(value).encode()).decode()
     if data:
         obj["data"] = data
-    obj.setdefault("type", "Opaque")
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
     if old is not None and obj["type"] != old.get("type", "Opaque"):
         causes.append(field_invalid("type", obj["type"], "field is immutable"))
     return causes + _immutable_data(obj, old, ("data",))

@@ -47,7 +47,9 @@ def kubectl_binaries() -> list[str]:
     return found
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
     """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -77,7 +79,13 @@ class KubeTarget:
             "HOME": str(self.cache_dir),
         }
         result = subprocess.run(
-            [binary, *args], capture_output=True, text=True, env=env, input=input, timeout=timeout, check=False
+            [binary, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=input,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -94,9 +102,7 @@ def _apply_crd(target: KubeTarget) -> None:
     if binary is None:
         pytest.skip("no kubectl binary")
     target.kubectl(binary, "apply", "-f", str(WIDGETS_CRD))
-    target.kubectl(
-        binary, "wait", "--for=condition=established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"
-    )
+    target.kubectl(binary, "wait", "--for=condition=established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
 
 
 @pytest.fixture(scope="module")

@@ -257,6 +257,8 @@ async def test_get_throttled_with_a_retry_after_longer_than_the_cap_goes_back_to
         await client.get_job(target_of(ecs_emulator), "job-1")
     assert caught.value.retry_after == 60 and caught.value.code == "APIGW.0308"
     assert (await ecs_emulator.admin.counters())["requests"] == {"get_job:429": 1}
+    # a rate limit holds every caller of the endpoint and project, for at most backoff_max
+    assert 1.0 < client.limiter(target_of(ecs_emulator)).paused_for() <= FAST.backoff_max
 
 
 async def test_post_500_is_ambiguous_and_sent_exactly_once(ecs_emulator, client):
@@ -301,7 +303,7 @@ async def test_post_dropped_before_processing_is_just_as_ambiguous_to_the_client
 
 async def test_post_read_timeout_is_ambiguous_and_the_cloud_may_still_take_it(ecs_emulator):
     await ecs_emulator.admin.add_server("srv-1", status="SHUTOFF")
-    await ecs_emulator.admin.add_fault("reinstall", latency_ms=600)
+    await ecs_emulator.admin.add_fault("reinstall", latency_ms=600, count=1)
     config = ClientConfig(read_timeout=0.2, backoff_base=0.01)
     async with EcsClient(config) as ecs:
         with pytest.raises(AmbiguousError) as caught:
@@ -336,6 +338,7 @@ async def test_post_busy_server_is_throttled_at_once_without_resending(ecs_emula
         await client.reinstall(target_of(ecs_emulator), "srv-1", password_body())
     assert (caught.value.http_status, caught.value.code) == (501, "Ecs.0603")
     assert await reinstall_requests(ecs_emulator) == {"reinstall:501": 1}
+    assert client.limiter(target_of(ecs_emulator)).paused_for() == 0  # one busy server slows nobody else
 
 
 async def test_post_accepted_without_a_job_id_is_ambiguous(ecs_emulator, client):
@@ -497,7 +500,7 @@ async def tls_endpoint(self_signed):
     context.load_cert_chain(cert, key)
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         yield f"https://127.0.0.1:{port}"
     finally:

@@ -115,6 +115,11 @@ class UnexpectedResponse(ValueError):
 
 
 class EcsClient:
+    """The ECS calls the operator makes, for any target (endpoint, project, credentials); one per process.
+
+    Use as `async with EcsClient(config) as ecs:` or call `aclose()`. Safe for concurrent use by many tasks.
+    """
+
     def __init__(
         self,
         config: ClientConfig | None = None,
@@ -126,7 +131,7 @@ class EcsClient:
     ) -> None:
         """`http`: a client to share (it is not closed by `aclose`); by default one is made from `config`.
         `limiters`: a registry to share with other clients; by default one is made from `config.qps/burst`."""
-        self.config = config or ClientConfig()
+        self.config = config if config is not None else ClientConfig()
         self.limiters = (
             limiters if limiters is not None else RateLimiterRegistry(self.config.qps, self.config.burst)
         )

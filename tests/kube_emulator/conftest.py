@@ -10,10 +10,12 @@ a real cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, config
 
 from kube_emulator.app import ServerOptions
@@ -156,3 +159,95 @@ def widget(name: str, serial: str = "AB-1234", **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"serial": serial, **spec},
     }
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: Any
+    body: Any
+
+
+class RawApi:
+    """Plain HTTP to the API server with the kubeconfig's credentials: for what typed clients hide (headers,
+    watch event streams, patch content types)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        configuration = api_client.configuration
+        self.host = configuration.host.rstrip("/")
+        self.headers = {"Accept": "application/json"}
+        token = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get(
+            "BearerToken"
+        )
+        if token:
+            prefix = (configuration.api_key_prefix or {}).get("authorization", "")
+            self.headers["Authorization"] = f"{prefix} {token}".strip()
+        self.pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
+            ca_certs=configuration.ssl_ca_cert,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> RawResponse:
+        url = self.host + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        all_headers = {**self.headers, **(headers or {})}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            all_headers["Content-Type"] = content_type
+        response = self.pool.request(method, url, body=data, headers=all_headers, timeout=30)
+        text = response.data.decode()
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return RawResponse(response.status, response.headers, parsed)
+
+    def watch(
+        self, path: str, *, timeout: float = 30, max_events: int | None = None, **query: str
+    ) -> list[dict]:
+        """The events of one watch request, read until the server ends it (or `max_events` arrive)."""
+        url = self.host + path + "?" + urllib.parse.urlencode({"watch": "true", **query})
+        response = self.pool.request(
+            "GET", url, headers=self.headers, preload_content=False, timeout=urllib3.Timeout(read=timeout)
+        )
+        events: list[dict] = []
+        buffer = b""
+        try:
+            for chunk in response.stream(1024, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        events.append(json.loads(line))
+                        if max_events is not None and len(events) >= max_events:
+                            return events
+        finally:
+            response.release_conn()
+        return events
+
+
+@pytest.fixture(scope="module")
+def raw(api: client.ApiClient) -> RawApi:
+    return RawApi(api)
+
+
+def widgets_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path

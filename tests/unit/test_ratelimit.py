@@ -212,13 +212,13 @@ def test_backoff_ceiling_doubles_up_to_the_cap():
 
 
 def test_backoff_is_full_jitter():
-    assert Backoff(base=1, cap=8, random=lambda: 0.0).delay(3) == 0.0
-    assert Backoff(base=1, cap=8, random=lambda: 0.5).delay(2) == 2.0
-    assert Backoff(base=1, cap=8, random=lambda: 0.999).delay(5) == pytest.approx(7.992)
+    assert Backoff(base=1, cap=8, draw=lambda: 0.0).delay(3) == 0.0
+    assert Backoff(base=1, cap=8, draw=lambda: 0.5).delay(2) == 2.0
+    assert Backoff(base=1, cap=8, draw=lambda: 0.999).delay(5) == pytest.approx(7.992)
 
 
 def test_retry_after_is_a_floor_and_too_long_is_not_waited():
-    backoff = Backoff(base=1, cap=10, random=lambda: 0.1)
+    backoff = Backoff(base=1, cap=10, draw=lambda: 0.1)
     assert backoff.delay(0, retry_after=3) == 3
     assert backoff.delay(6, retry_after=0.5) == pytest.approx(1.0)  # jitter 0.1 * ceiling 10 > 0.5
     assert backoff.delay(0, retry_after=10) == 10

@@ -7,7 +7,8 @@ of each caller discovering it alone; after a pause the bucket resumes at the ste
 
 Waiters are served strictly first come, first served: they queue as futures, and a single releaser task wakes
 them one token at a time, so thousands of waiters cost one timer and O(1) work per token. The clock and the
-sleep function are injectable, so tests run on fake time.
+sleep function are injectable, so tests run on fake time. (The event loop's timers tick in milliseconds, so
+with `burst` 1 a bucket cannot exceed about 1000 calls a second; cloud limits are far below that.)
 """
 
 from __future__ import annotations

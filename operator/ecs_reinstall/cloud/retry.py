@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 class Backoff:
     base: float = 0.5  # ceiling of the first retry's delay, seconds
     cap: float = 30.0  # largest delay waited inside one call, seconds
-    random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    draw: Callable[[], float] = field(default=random.random, repr=False, compare=False)  # uniform in [0, 1)
 
     def __post_init__(self) -> None:
         if not self.base > 0:
@@ -33,5 +33,5 @@ class Backoff:
         """Seconds to wait before retry number `retry`, or None when the cloud asks for more than `cap`."""
         if retry_after is not None and retry_after > self.cap:
             return None
-        jittered = self.random() * self.ceiling(retry)
+        jittered = self.draw() * self.ceiling(retry)
         return max(jittered, retry_after or 0.0)

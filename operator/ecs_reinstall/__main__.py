@@ -21,9 +21,18 @@ def configure_logging(settings: settings_module.Settings) -> None:
         log_prefix=not json_logs,
         log_refkey="object",
     )
-    logging.getLogger().setLevel(settings.log_level.upper())
-    for noisy in ("kubernetes", "urllib3", "httpx", "httpcore", "aiohttp.access"):
+    set_log_levels(settings.log_level)
+
+
+def set_log_levels(level: str) -> None:
+    """Our level for the operator; libraries that would log request or response bodies stay at WARNING,
+    whatever the level (the kubernetes client logs whole Secret bodies at DEBUG)."""
+    logging.getLogger().setLevel(level.upper())
+    for noisy in ("kubernetes", "urllib3", "httpx", "httpcore", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if level.upper() != "DEBUG":
+        # kopf reports every watch-event handler call ("Handler 'track' succeeded"): noise at fleet scale.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 async def run_operator(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ class App:
         await self.supervisor.stop()
         await self.cloud.aclose()
         self.kube.close()
+        await asyncio.to_thread(self.metrics.close)  # waits for its serving thread
 
 
 async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: Metrics | None = None) -> App:
@@ -46,7 +48,7 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
             ca_bundle=settings.ca_bundle,
             user_agent=f"ecs-reinstall-operator/{__version__}",
         ),
-        observer=metrics.cloud_call,
+        observer=metrics,
     )
     supervisor = Supervisor(
         Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=post_event)

@@ -38,7 +38,7 @@ def _kubectl() -> str:
 
 def _start(stack: ExitStack, argv: list[str], log: Path) -> tuple[subprocess.Popen, str]:
     """Starts a server that prints its URL on its first stdout line; stopped when the stack closes."""
-    out = open(log, "w")  # noqa: SIM115 (closed by the stack)
+    out = open(log, "w")
     stack.callback(out.close)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=out, text=True)
     stack.callback(_stop, proc)
@@ -83,13 +83,16 @@ def _prepare_cloud(admin: httpx.Client, docs: list[dict]) -> list[str]:
         spec = doc["spec"]
         servers.append(spec["serverId"])
         status = "ACTIVE" if spec.get("stopServer") else "SHUTOFF"
-        admin.post("/_emulator/servers", json={"id": spec["serverId"], "status": status,
-                                              "job_seconds": JOB_SECONDS}).raise_for_status()
+        admin.post(
+            "/_emulator/servers", json={"id": spec["serverId"], "status": status, "job_seconds": JOB_SECONDS}
+        ).raise_for_status()
         if spec.get("keyName"):
             admin.post("/_emulator/keypairs", json={"name": spec["keyName"]}).raise_for_status()
     for access_key, secret_key, project in _credentials(docs):
-        admin.post("/_emulator/credentials", json={"access_key": access_key, "secret_key": secret_key,
-                                                   "project_id": project or DEMO_PROJECT}).raise_for_status()
+        admin.post(
+            "/_emulator/credentials",
+            json={"access_key": access_key, "secret_key": secret_key, "project_id": project or DEMO_PROJECT},
+        ).raise_for_status()
     return servers
 
 
@@ -109,23 +112,64 @@ def main(timeout: float = 120.0) -> int:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         py = sys.executable
         print("demo: starting kube_emulator and ecs_emulator on loopback ...")
-        _, kube_url = _start(stack, [py, "-m", "kube_emulator", "--host", "127.0.0.1", "--port", "0",
-                                     "--kubeconfig", str(kubeconfig)], work / "kube-emulator.log")
-        _, ecs_url = _start(stack, [py, "-m", "ecs_emulator", "--host", "127.0.0.1", "--port", "0",
-                                    "--project-id", DEMO_PROJECT], work / "ecs-emulator.log")
+        _, kube_url = _start(
+            stack,
+            [
+                py,
+                "-m",
+                "kube_emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+            work / "kube-emulator.log",
+        )
+        _, ecs_url = _start(
+            stack,
+            [py, "-m", "ecs_emulator", "--host", "127.0.0.1", "--port", "0", "--project-id", DEMO_PROJECT],
+            work / "ecs-emulator.log",
+        )
         with httpx.Client(base_url=ecs_url, timeout=10) as admin:
             servers = _prepare_cloud(admin, docs)
         print(f"demo: Kubernetes API {kube_url}, ECS API {ecs_url}, {len(servers)} servers registered")
 
         subprocess.run([kubectl, "apply", "-f", str(CRDS)], env=env, check=True)
-        subprocess.run([kubectl, "wait", "--for=condition=Established", "--timeout=30s", "-f", str(CRDS)],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [kubectl, "wait", "--for=condition=Established", "--timeout=30s", "-f", str(CRDS)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         operator_log = work / "operator.log"
         operator = subprocess.Popen(
-            [py, "-m", "ecs_reinstall", "run", "--kubeconfig", str(kubeconfig), "--endpoint", ecs_url,
-             "--operator-namespace", "default", "--credentials-secret", "hwc-credentials",
-             "--log-format", "text", "--metrics-port", "0", "--health-port", "0", "--qps", "50"],
-            stdout=stack.enter_context(open(operator_log, "w")), stderr=subprocess.STDOUT, env=env,
+            [
+                py,
+                "-m",
+                "ecs_reinstall",
+                "run",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--endpoint",
+                ecs_url,
+                "--operator-namespace",
+                "default",
+                "--credentials-secret",
+                "hwc-credentials",
+                "--log-format",
+                "text",
+                "--metrics-port",
+                "0",
+                "--health-port",
+                "0",
+                "--qps",
+                "50",
+            ],
+            stdout=stack.enter_context(open(operator_log, "w")),
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         stack.callback(_stop, operator)
 
@@ -143,7 +187,10 @@ def main(timeout: float = 120.0) -> int:
                     submitted[key] = time.monotonic() - applied_at
             table = _get(kubectl, env, "get", "ecsreinstalls", "-A")
             if table != last_table:
-                print(f"\n$ kubectl get ecsreinstalls -A   (t={time.monotonic() - applied_at:.1f}s)\n{table}", end="")
+                print(
+                    f"\n$ kubectl get ecsreinstalls -A   (t={time.monotonic() - applied_at:.1f}s)\n{table}",
+                    end="",
+                )
                 last_table = table
             phases = [(item.get("status") or {}).get("phase") for item in items]
             if items and all(p in ("Succeeded", "Failed") for p in phases):
@@ -166,8 +213,11 @@ def _report(items: list[dict], submitted: dict[str, float], operator: subprocess
         print(f"  the operator exited with code {operator.returncode}", file=sys.stderr)
     for item in failed:
         status = item.get("status") or {}
-        print(f"  {item['metadata']['namespace']}/{item['metadata']['name']}: phase {status.get('phase')}: "
-              f"{status.get('message')}", file=sys.stderr)
+        print(
+            f"  {item['metadata']['namespace']}/{item['metadata']['name']}: phase {status.get('phase')}: "
+            f"{status.get('message')}",
+            file=sys.stderr,
+        )
     tail = log.read_text().splitlines()[-30:]
     print("  last operator log lines:\n    " + "\n    ".join(tail), file=sys.stderr)
     return 1

@@ -32,7 +32,7 @@ async def stop(memo: kopf.Memo, **_: object) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="track")
-def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
+async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
     memo.app.supervisor.observe(event.get("type"), event["object"])
 
 

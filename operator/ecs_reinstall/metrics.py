@@ -43,7 +43,9 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "ecs_reinstall_cloud_requests_in_flight", "ECS API calls in progress", registry=r
+            "ecs_reinstall_steps_in_flight",
+            "Reconcile steps (Kubernetes and cloud I/O) in progress",
+            registry=r,
         )
         self._phases: dict[str, str] = {}
         for phase in PHASES:
@@ -70,13 +72,22 @@ class Metrics:
     def submitted(self) -> None:
         self.submissions.inc()
 
-    # --- cloud client observer -----------------------------------------------------------------------------
-    def cloud_call(self, operation: str, outcome: str, seconds: float) -> None:
+    # --- the cloud client's observer (cloud.client.CloudObserver) ----------------------------------------
+    def on_attempt(self, operation: str, outcome: str, seconds: float) -> None:
         self.cloud_requests.labels(operation, outcome).inc()
         self.cloud_latency.labels(operation).observe(seconds)
-        if outcome == "throttled":
-            self.throttled.labels(operation).inc()
+
+    def on_throttled(self, operation: str) -> None:
+        self.throttled.labels(operation).inc()
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Serves /metrics on `port` (0: not at all) until `close`."""
         if port:
-            start_http_server(port, addr=addr, registry=self.registry)
+            self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
+
+    def close(self) -> None:
+        server = getattr(self, "_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._server = None

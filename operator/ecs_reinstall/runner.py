@@ -105,7 +105,11 @@ class Runner:
                     return
                 assert self.deps.gate is not None
                 async with self.deps.gate:
-                    transition = await self._do(step)
+                    self.deps.metrics.in_flight.inc()
+                    try:
+                        transition = await self._do(step)
+                    finally:
+                        self.deps.metrics.in_flight.dec()
                 if transition is None:
                     continue
                 await self._apply(transition)

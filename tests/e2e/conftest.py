@@ -1,0 +1,365 @@
+"""End-to-end harness: the real operator (kopf, in-process) against kube_emulator and ecs_emulator over loopback.
+
+Each test gets fresh emulators, a namespace, a credentials Secret, and an operator it can stop and start again.
+At teardown every test is scanned for leaked secrets: the operator's log records, the Kubernetes Events, every
+EcsReinstall status and the metrics page must not contain any secret value the test registered.
+
+`E2E_KUBECONFIG` is reserved for pointing the suite at a real cluster; by default the emulator serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from ecs_emulator.testing import EmulatorHandle, running_emulator
+from ecs_reinstall import settings as settings_module
+from ecs_reinstall.__main__ import run_operator, set_log_levels
+from kube_emulator.testing import KubeEmulatorHandle, running_kube_emulator
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "ecsreinstalls.ecs.reinstall.dev.yaml"
+GROUP, VERSION, PLURAL = "ecs.reinstall.dev", "v1alpha1", "ecsreinstalls"
+
+ACCESS_KEY = "E2EACCESSKEY00000001"
+SECRET_KEY = "e2e-secret-key-never-shown-0000000000001"
+PROJECT_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+OPERATOR_NAMESPACE = "ecs-system"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LogCapture(logging.Handler):
+    """Every log record of the process while the test runs, formatted with its arguments and tracebacks."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        extra = {k: v for k, v in record.__dict__.items() if k in ("k8s_ref", "object")}
+        self.lines.append(f"{record.name} {record.levelname} {text} {extra}")
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class OperatorThread:
+    """The operator in a thread with its own loop; `stop` is graceful, `kill` cancels it on the spot."""
+
+    def __init__(self, settings: settings_module.Settings, kubeconfig: str):
+        self.settings, self.kubeconfig = settings, kubeconfig
+        self.stop_flag, self.ready_flag = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            await run_operator(
+                self.settings,
+                kubeconfig=self.kubeconfig,
+                stop_flag=self.stop_flag,
+                ready_flag=self.ready_flag,
+            )
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self.error = exc
+
+    def start_and_wait(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.ready_flag.wait(0.05):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"operator did not start: {self.error!r}")
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "operator did not stop within 30 s"
+
+    def kill(self) -> None:
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(30)
+
+
+@dataclasses.dataclass
+class Harness:
+    kube: KubeEmulatorHandle
+    ecs: EmulatorHandle
+    namespace: str
+    api: kubernetes.client.ApiClient
+    logs: LogCapture
+    secrets: set[str] = dataclasses.field(default_factory=set)
+    metrics_port: int = 0
+    _operator: OperatorThread | None = None
+    settings_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    # --- clients --------------------------------------------------------------------------------------------
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # --- the operator ---------------------------------------------------------------------------------------
+    def settings(self, **overrides: Any) -> settings_module.Settings:
+        values = dict(
+            endpoint=self.ecs.url,
+            operator_namespace=OPERATOR_NAMESPACE,
+            credentials_secret="default-credentials",
+            qps=200.0,
+            burst=50,
+            log_format="text",
+            metrics_port=self.metrics_port,
+            health_port=0,
+            outcome_settle_seconds=2.0,
+            retry_base_seconds=0.2,
+            retry_max_seconds=1.0,
+        )
+        values.update(self.settings_overrides)
+        values.update(overrides)
+        return settings_module.Settings(**values)
+
+    async def start_operator(self, **overrides: Any) -> None:
+        """Runs the operator in its own thread and event loop, as it runs in its own process in production
+        (kopf cancels every task of its loop that it did not start when it stops)."""
+        assert self._operator is None, "operator already running"
+        self._operator = OperatorThread(self.settings(**overrides), str(self.kube.kubeconfig))
+        await asyncio.to_thread(self._operator.start_and_wait)
+
+    async def stop_operator(self) -> None:
+        if self._operator is not None:
+            operator, self._operator = self._operator, None
+            await asyncio.to_thread(operator.stop)
+
+    async def kill_operator(self) -> None:
+        """Abrupt stop: the operator's task is cancelled wherever it is, mid-step, without its cleanup."""
+        if self._operator is not None:
+            operator, self._operator = self._operator, None
+            await asyncio.to_thread(operator.kill)
+
+    # --- Kubernetes objects ----------------------------------------------------------------------------------
+    async def create_namespace(self, name: str) -> None:
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        try:
+            await self.call(self.core.create_namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def create_secret(
+        self, name: str, data: Mapping[str, str], namespace: str | None = None, *, secret: bool = True
+    ) -> None:
+        if secret:  # identifiers (access key, project ID) are not secret; everything else is scanned for
+            self.secrets.update(
+                v for k, v in data.items() if k not in ("accessKey", "projectId") and len(v) >= 6
+            )
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+        await self.call(self.core.create_namespaced_secret, namespace or self.namespace, body)
+
+    async def create_config_map(
+        self, name: str, data: Mapping[str, str], namespace: str | None = None
+    ) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": dict(data)}
+        await self.call(self.core.create_namespaced_config_map, namespace or self.namespace, body)
+
+    async def create(self, name: str, spec: Mapping[str, Any], namespace: str | None = None) -> dict:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EcsReinstall",
+            "metadata": {"name": name},
+            "spec": dict(spec),
+        }
+        return await self.call(
+            self.custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace or self.namespace,
+            PLURAL,
+            body,
+        )
+
+    async def get(self, name: str, namespace: str | None = None) -> dict:
+        return await self.call(
+            self.custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace or self.namespace,
+            PLURAL,
+            name,
+        )
+
+    async def delete(self, name: str, namespace: str | None = None) -> None:
+        await self.call(
+            self.custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace or self.namespace,
+            PLURAL,
+            name,
+        )
+
+    async def exists(self, name: str, namespace: str | None = None) -> bool:
+        try:
+            await self.get(name, namespace)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    async def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[dict], bool],
+        *,
+        timeout: float = 30,
+        namespace: str | None = None,
+        what: str = "condition",
+    ) -> dict:
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            body = await self.get(name, namespace)
+            if predicate(body):
+                return body
+            await asyncio.sleep(0.1)
+        raise AssertionError(
+            f"{name}: {what} not reached in {timeout}s; status: {json.dumps(body.get('status'), indent=1)}"
+        )
+
+    async def wait_phase(
+        self, name: str, phase: str, *, timeout: float = 30, namespace: str | None = None
+    ) -> dict:
+        return await self.wait_for(
+            name,
+            lambda b: (b.get("status") or {}).get("phase") == phase,
+            timeout=timeout,
+            namespace=namespace,
+            what=f"phase {phase}",
+        )
+
+    async def events(self, namespace: str | None = None) -> list[dict]:
+        result = await self.call(self.core.list_namespaced_event, namespace or self.namespace)
+        return [self.api.sanitize_for_serialization(e) for e in result.items]
+
+    async def all_reinstalls(self) -> list[dict]:
+        result = await self.call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+        return result["items"]
+
+    async def metrics_text(self) -> str:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+
+    # --- the secret scan -------------------------------------------------------------------------------------
+    async def assert_no_secret_leaked(self) -> None:
+        places = {"operator logs": self.logs.text}
+        events = []
+        for ns in {self.namespace, OPERATOR_NAMESPACE, "default"}:
+            events.extend(await self.events(ns))
+        places["events"] = json.dumps(events)
+        places["statuses"] = json.dumps([item.get("status") for item in await self.all_reinstalls()])
+        places["metrics"] = await self.metrics_text()
+        for where, text in places.items():
+            for secret in self.secrets:
+                encoded = base64.b64encode(secret.encode()).decode()
+                for line in text.splitlines():
+                    assert secret not in line and encoded not in line, (
+                        f"a test secret leaked into the {where}: {line[:300]}"
+                    )
+
+
+def spec(server_id: str, **fields: Any) -> dict:
+    """A valid spec for a SHUTOFF server, logging in with the default test password Secret unless told."""
+    base: dict[str, Any] = {"serverId": server_id, "pollIntervalSeconds": 2}
+    if not {"keyName", "userData", "adminPasswordSecretRef"} & fields.keys():
+        base["adminPasswordSecretRef"] = {"name": "root-password"}
+    base.update(fields)
+    return base
+
+
+PASSWORD = "Reinstall!2026pw"
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    logs = LogCapture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(logs)
+    set_log_levels("DEBUG")  # the operator's own logging rules, at its most talkative level
+    try:
+        async with (
+            running_kube_emulator(tmp_path, crds=[CRD]) as kube,
+            running_emulator(
+                access_key=ACCESS_KEY,
+                secret_key=SECRET_KEY,
+                project_id=PROJECT_ID,
+                init_seconds=0.2,
+                job_seconds=0.6,
+            ) as ecs,
+        ):
+            config = kubernetes.client.Configuration()
+            kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig), client_configuration=config)
+            api = kubernetes.client.ApiClient(config)
+            h = Harness(kube=kube, ecs=ecs, namespace="team-a", api=api, logs=logs, metrics_port=free_port())
+            h.secrets.update({SECRET_KEY, PASSWORD})
+            await h.create_namespace(OPERATOR_NAMESPACE)
+            await h.create_namespace(h.namespace)
+            await h.create_secret(
+                "default-credentials",
+                {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "projectId": PROJECT_ID},
+                OPERATOR_NAMESPACE,
+            )
+            await h.create_secret("root-password", {"password": PASSWORD})
+            try:
+                yield h
+                await h.assert_no_secret_leaked()
+            finally:
+                await h.stop_operator()
+                await asyncio.to_thread(api.close)
+    finally:
+        root.removeHandler(logs)
+        root.setLevel(old_level)

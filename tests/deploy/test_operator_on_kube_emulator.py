@@ -8,7 +8,8 @@ For each RBAC mode (cluster-wide; two watched namespaces) one scenario:
 3. the operator starts as the image does: ENTRYPOINT `ecs-reinstall-operator` + the container's `args`, with the
    container's environment (the downward-API namespace resolved) plus KUBECONFIG, since outside a pod there is no
    in-cluster service account;
-4. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
+4. in the cluster-wide scenario one status write meets an injected 409 Conflict, so the operator re-reads;
+5. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
    operator's API calls: every one must be allowed by the rendered RBAC for the operator's ServiceAccount, and
    every grant of the chart must be used by some call (here or in the e2e suite's recording).
 """
@@ -56,7 +57,7 @@ SERVER_A = "5a1d0c3e-0000-4000-8000-00000000000a"
 SERVER_B = "5a1d0c3e-0000-4000-8000-00000000000b"
 # Where the e2e suite (tests/e2e) leaves the API calls its operator made: see `e2e_recording` below.
 E2E_RECORDING = Path(__file__).parent / "data" / "recorded_api_calls.json"
-DEADLINE_SECONDS = 90
+DEADLINE_SECONDS = 15
 KUBE_TOKEN = (
     "deploy-test-token"  # the emulator checks bearer tokens; kubectl and the operator get it in kubeconfig
 )
@@ -235,7 +236,17 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
     entrypoint_dir = python.parent  # the console scripts of the installed project (the image's PATH)
     with ExitStack() as stack:
         kubeconfig = work / "kubeconfig"
-        kube_emulator = [str(python), "-m", "kube_emulator", "--port", "0", "--kubeconfig", str(kubeconfig)]
+        kube_emulator = [
+            str(python),
+            "-m",
+            "kube_emulator",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--token",
+            "",
+        ]
         kube_url = stack.enter_context(serving(kube_emulator, work / "kube.log"))
         ecs_emulator = [str(python), "-m", "ecs_emulator", "--port", "0", "--project-id", PROJECT_ID]
         ecs_emulator += ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
@@ -273,6 +284,12 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
         scenario.stored_objects = kubectl("get", "-f", str(work / "chart.yaml"), "-o", "name").split()
         kubectl.apply(samples(TEAM_NAMESPACES), work / "samples.yaml")
 
+        if mode == "clusterwide":
+            # One status write of web-b meets a conflict (as if another writer got there first): the operator
+            # then re-reads the resource, a call the RBAC must allow too.
+            conflict = {"verbs": ["patch"], "pathRegex": "/ecsreinstalls/web-b/status$", "times": 1}
+            conflict["error"] = {"code": 409}
+            httpx.post(f"{kube_url}/_emulator/faults", json=conflict, timeout=10).raise_for_status()
         baseline = request_counts(kube_url)
         own_reads: RequestCounts = Counter()
         deployment = only(docs, "Deployment")
@@ -317,9 +334,16 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
             log_file.flush()
             scenario.operator_log = log_path.read_text()
         # Real kubectl agrees (after the recording, so its reads are not counted as the operator's).
-        scenario.kubectl_wait_output = kubectl(
-            "wait", "--for=condition=Ready", "--timeout=10s", "-n", TEAM_NAMESPACES[0], "ecsreinstall/web-a"
-        )
+        wait = [
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=10s",
+            "-n",
+            TEAM_NAMESPACES[0],
+            "ecsreinstall/web-a",
+        ]
+        result = run_tool([kubectl.binary, *wait], env=kubectl.env, check=False)
+        scenario.kubectl_wait_output = result.stdout + result.stderr
     return scenario
 
 

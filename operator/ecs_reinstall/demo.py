@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,13 +66,13 @@ def _documents() -> list[dict]:
     return docs
 
 
-def _credentials(docs: list[dict]) -> list[tuple[str, str, str | None]]:
-    """(access key, secret key, project) of every sample credentials Secret, to register them in the emulator."""
+def _credentials(docs: list[dict]) -> list[tuple[str, str]]:
+    """(access key, secret key) of every sample credentials Secret, for the emulator to accept them."""
     found = []
     for doc in docs:
         data = doc.get("stringData") or {}
         if doc.get("kind") == "Secret" and "accessKey" in data and "secretKey" in data:
-            found.append((data["accessKey"], data["secretKey"], data.get("projectId")))
+            found.append((data["accessKey"], data["secretKey"]))
     return found
 
 
@@ -88,12 +89,26 @@ def _prepare_cloud(admin: httpx.Client, docs: list[dict]) -> list[str]:
         ).raise_for_status()
         if spec.get("keyName"):
             admin.post("/_emulator/keypairs", json={"name": spec["keyName"]}).raise_for_status()
-    for access_key, secret_key, project in _credentials(docs):
-        admin.post(
-            "/_emulator/credentials",
-            json={"access_key": access_key, "secret_key": secret_key, "project_id": project or DEMO_PROJECT},
-        ).raise_for_status()
     return servers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(port: int, operator: subprocess.Popen, timeout: float) -> bool:
+    """Waits for the operator's liveness endpoint: then kopf watches and our runners are in place."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and operator.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def _get(kubectl: str, env: dict, *args: str) -> str:
@@ -129,7 +144,8 @@ def main(timeout: float = 120.0) -> int:
         )
         _, ecs_url = _start(
             stack,
-            [py, "-m", "ecs_emulator", "--host", "127.0.0.1", "--port", "0", "--project-id", DEMO_PROJECT],
+            [py, "-m", "ecs_emulator", "--host", "127.0.0.1", "--port", "0", "--project-id", DEMO_PROJECT]
+            + [arg for ak, sk in _credentials(docs) for arg in ("--credential", f"{ak}:{sk}")],
             work / "ecs-emulator.log",
         )
         with httpx.Client(base_url=ecs_url, timeout=10) as admin:
@@ -144,6 +160,7 @@ def main(timeout: float = 120.0) -> int:
             capture_output=True,
         )
         operator_log = work / "operator.log"
+        health_port = _free_port()
         operator = subprocess.Popen(
             [
                 py,
@@ -163,7 +180,7 @@ def main(timeout: float = 120.0) -> int:
                 "--metrics-port",
                 "0",
                 "--health-port",
-                "0",
+                str(health_port),
                 "--qps",
                 "50",
             ],
@@ -172,11 +189,13 @@ def main(timeout: float = 120.0) -> int:
             env=env,
         )
         stack.callback(_stop, operator)
+        if not _wait_healthy(health_port, operator, timeout=30):
+            return _report([], {}, operator, operator_log)
 
         applied_at = time.monotonic()
         subprocess.run([kubectl, "apply", "-f", str(EXAMPLES)], env=env, check=True)
         submitted: dict[str, float] = {}
-        last_table = ""
+        last_seen: list = []
         deadline = applied_at + timeout
         while time.monotonic() < deadline:
             items = json.loads(_get(kubectl, env, "get", "ecsreinstalls", "-A", "-o", "json"))["items"]
@@ -185,13 +204,16 @@ def main(timeout: float = 120.0) -> int:
                 conds = {c["type"]: c["status"] for c in (item.get("status") or {}).get("conditions", [])}
                 if conds.get("Submitted") == "True" and key not in submitted:
                     submitted[key] = time.monotonic() - applied_at
-            table = _get(kubectl, env, "get", "ecsreinstalls", "-A")
-            if table != last_table:
+            seen = [
+                ((i.get("status") or {}).get("phase"), (i.get("status") or {}).get("jobId")) for i in items
+            ]
+            if seen != last_seen:  # print the table as kubectl shows it, whenever a phase or job changes
+                table = _get(kubectl, env, "get", "ecsreinstalls", "-A")
                 print(
                     f"\n$ kubectl get ecsreinstalls -A   (t={time.monotonic() - applied_at:.1f}s)\n{table}",
                     end="",
                 )
-                last_table = table
+                last_seen = seen
             phases = [(item.get("status") or {}).get("phase") for item in items]
             if items and all(p in ("Succeeded", "Failed") for p in phases):
                 break

@@ -176,12 +176,12 @@ class RawApi:
         configuration = api_client.configuration
         self.host = configuration.host.rstrip("/")
         self.headers = {"Accept": "application/json"}
-        token = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get(
+        # kubernetes>=36 keeps the token under "BearerToken", older versions under "authorization"
+        header = configuration.get_api_key_with_prefix(
             "BearerToken"
-        )
-        if token:
-            prefix = (configuration.api_key_prefix or {}).get("authorization", "")
-            self.headers["Authorization"] = f"{prefix} {token}".strip()
+        ) or configuration.get_api_key_with_prefix("authorization")
+        if header:
+            self.headers["Authorization"] = header if " " in header else f"Bearer {header}"
         self.pool = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
             ca_certs=configuration.ssl_ca_cert,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import operator
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -104,6 +105,27 @@ class OptionalValue:
         return f"optional.of({self.value!r})" if self.present else "optional.none()"
 
 
+_new_string = functools.partial(str.__new__, celtypes.StringType)  # skips StringType.__new__'s type checks
+_new_int = functools.partial(int.__new__, celtypes.IntType)
+_TRUE, _FALSE = celtypes.BoolType(True), celtypes.BoolType(False)
+_KEYS: dict[str, Any] = {}  # field names as CEL strings, reused (bounded: map keys can be anything)
+
+
+def _key(name: str) -> Any:
+    key = _KEYS.get(name)
+    if key is None:
+        key = _new_string(name)
+        if len(_KEYS) < 50_000:
+            _KEYS[name] = key
+    return key
+
+
+def _new_map(items: dict[Any, Any]) -> Any:
+    mapping = celtypes.MapType()
+    dict.update(mapping, items)  # MapType.__init__ copies item by item in Python
+    return mapping
+
+
 def to_cel(value: Any, shape: CelShape | None = None) -> Any:
     """Decoded JSON -> CEL value; with a schema node, typed like the apiserver's ``UnstructuredToVal``."""
     if shape is None:
@@ -111,39 +133,35 @@ def to_cel(value: Any, shape: CelShape | None = None) -> Any:
     if value is None:
         return None
     if shape.int_or_string:
-        return celtypes.StringType(value) if isinstance(value, str) else _json_to_cel(value)
+        return _new_string(value) if isinstance(value, str) else _json_to_cel(value)
     kind = shape.type
     if kind == "object" and isinstance(value, dict):
         if shape.properties:
             properties = shape.properties
-            return celtypes.MapType(
-                {celtypes.StringType(key): to_cel(item, properties.get(key)) for key, item in value.items()}
-            )
+            return _new_map({_key(key): to_cel(item, properties.get(key)) for key, item in value.items()})
         additional = shape.additional_properties
-        return celtypes.MapType(
-            {celtypes.StringType(key): to_cel(item, additional) for key, item in value.items()}
-        )
+        return _new_map({_key(key): to_cel(item, additional) for key, item in value.items()})
     if kind == "array" and isinstance(value, list):
         items = shape.items
         return celtypes.ListType([to_cel(item, items) for item in value])
     if kind == "string" and isinstance(value, str):
-        return _typed_string(value, shape.format)
+        return _typed_string(value, shape.format) if shape.format else _new_string(value)
     if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
         return celtypes.DoubleType(float(value))
     return _json_to_cel(value)
 
 
 def _json_to_cel(value: Any) -> Any:
-    if isinstance(value, bool):
-        return celtypes.BoolType(value)
     if isinstance(value, str):
-        return celtypes.StringType(value)
+        return _new_string(value)
+    if isinstance(value, bool):
+        return _TRUE if value else _FALSE
     if isinstance(value, int):
-        return celtypes.IntType(value)
+        return _new_int(value)
     if isinstance(value, float):
         return celtypes.DoubleType(value)
     if isinstance(value, dict):
-        return celtypes.MapType({celtypes.StringType(key): _json_to_cel(item) for key, item in value.items()})
+        return _new_map({_key(key): _json_to_cel(item) for key, item in value.items()})
     if isinstance(value, list):
         return celtypes.ListType([_json_to_cel(item) for item in value])
     return value
@@ -655,7 +673,7 @@ class _Compiler:
         def has(act: dict[str, Any]) -> Any:
             container = member(act)
             if isinstance(container, dict):
-                return celtypes.BoolType(key in container)
+                return _TRUE if key in container else _FALSE
             raise CelEvaluationError(_NO_SUCH_OVERLOAD, no_such_overload=True)
 
         return has
@@ -708,17 +726,17 @@ class _Compiler:
                     if not isinstance(result, celtypes.BoolType):
                         error = error or CelEvaluationError(_NO_SUCH_OVERLOAD, no_such_overload=True)
                     elif bool(result) is decisive:
-                        return celtypes.BoolType(decisive)
+                        return _TRUE if decisive else _FALSE
                 if error is not None:
                     raise error
-                return celtypes.BoolType(not decisive)
+                return _FALSE if decisive else _TRUE
 
             return quantifier
         if name == "exists_one":
 
             def exactly_one(act: dict[str, Any]) -> Any:
                 count = sum(1 for inner, _ in items(act) if _is_bool(predicate(inner), True))
-                return celtypes.BoolType(count == 1)
+                return _TRUE if count == 1 else _FALSE
 
             return exactly_one
         if name == "filter":
@@ -754,7 +772,32 @@ def _bound_name(tree: lark.Tree) -> str:
     return str(node.children[0].value)
 
 
-_FUNCTIONS: dict[str, Callable[..., Any]] = {**celpy.evaluation.base_functions, **KUBERNETES_FUNCTIONS}
+def _comparison(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """celpy's `boolean(operator.xx)` without building a wrapper at every call."""
+
+    def boolean(left: Any, right: Any) -> Any:
+        return _TRUE if compare(left, right) else _FALSE
+
+    return boolean
+
+
+def _not(value: Any) -> Any:
+    if not isinstance(value, celtypes.BoolType):
+        raise TypeError(f"not {type(value)}")
+    return _FALSE if value else _TRUE
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    **celpy.evaluation.base_functions,
+    **KUBERNETES_FUNCTIONS,
+    "_<_": _comparison(operator.lt),
+    "_<=_": _comparison(operator.le),
+    "_>_": _comparison(operator.gt),
+    "_>=_": _comparison(operator.ge),
+    "_==_": _comparison(operator.eq),
+    "_!=_": _comparison(operator.ne),
+    "!_": _not,
+}
 _COMPILER = _Compiler(_FUNCTIONS)
 
 

@@ -1213,60 +1213,101 @@ def _list_map_errors(node: _Node, value: list[Any], path: str) -> list[Cause]:
 
 
 def _validate_rules(
-    node: _Node, value: Any, old: Any, path: str, causes: list[Cause], *, unchanged: bool
+    node: _Node,
+    value: Any,
+    old: Any,
+    path: str,
+    causes: list[Cause],
+    *,
+    unchanged: bool,
+    cel_self: Any = _ABSENT,
+    cel_old: Any = _ABSENT,
 ) -> None:
-    """The CEL validator's walk: the rules of this node, then its properties, additional properties and items."""
+    """The CEL validator's walk: the rules of this node, then its properties, additional properties and items.
+
+    `cel_self`/`cel_old` are the values already converted to CEL by a parent with rules (converting once).
+    """
     if value is None:
         return
     if old is not _ABSENT and old is not None and not unchanged:
         unchanged = json_equal(value, old)
     if node.rules:
-        _run_rules(node, value, old, path, causes, unchanged=unchanged)
+        cel_self, cel_old = _run_rules(node, value, old, path, causes, unchanged, cel_self, cel_old)
     if isinstance(value, dict):
         old_map = old if isinstance(old, dict) else None
         additional = node.additional_properties
-        if additional is not None and additional.rules_below:
-            for key, item in value.items():
-                if key not in node.properties:
-                    old_item = old_map.get(key, _ABSENT) if old_map is not None else _ABSENT
-                    _validate_rules(additional, item, old_item, f"{path}[{key}]", causes, unchanged=unchanged)
         for key, item in value.items():
             sub = node.properties.get(key)
-            if sub is not None and sub.rules_below:
-                old_item = old_map.get(key, _ABSENT) if old_map is not None else _ABSENT
-                _validate_rules(sub, item, old_item, _child(path, key), causes, unchanged=unchanged)
+            if sub is not None:
+                if not sub.rules_below:
+                    continue
+                child_path = _child(path, key)
+            elif additional is not None and additional.rules_below:
+                sub, child_path = additional, f"{path}[{key}]"
+            else:
+                continue
+            old_item = old_map.get(key, _ABSENT) if old_map is not None else _ABSENT
+            _validate_rules(
+                sub,
+                item,
+                old_item,
+                child_path,
+                causes,
+                unchanged=unchanged,
+                cel_self=_cel_member(cel_self, key),
+                cel_old=_cel_member(cel_old, key) if old_item is not _ABSENT else _ABSENT,
+            )
     elif isinstance(value, list) and node.items is not None and node.items.rules_below:
         find_old = _correlate_list(node, old)
         for index, item in enumerate(value):
             old_item = find_old(item) if find_old is not None else _ABSENT
-            item_unchanged = unchanged and old_item is not _ABSENT
-            _validate_rules(node.items, item, old_item, f"{path}[{index}]", causes, unchanged=item_unchanged)
+            converted = cel_self[index] if isinstance(cel_self, list) and index < len(cel_self) else _ABSENT
+            _validate_rules(
+                node.items,
+                item,
+                old_item,
+                f"{path}[{index}]",
+                causes,
+                unchanged=unchanged,
+                cel_self=converted,
+            )
 
 
-def _run_rules(node: _Node, value: Any, old: Any, path: str, causes: list[Cause], *, unchanged: bool) -> None:
+def _cel_member(converted: Any, key: str) -> Any:
+    if isinstance(converted, dict):
+        return converted.get(key, _ABSENT)
+    return _ABSENT
+
+
+def _run_rules(
+    node: _Node,
+    value: Any,
+    old: Any,
+    path: str,
+    causes: list[Cause],
+    unchanged: bool,
+    cel_self: Any,
+    cel_old: Any,
+) -> tuple[Any, Any]:
+    """Runs the rules of one node; returns the CEL values of self and oldSelf (converted when a rule ran)."""
     has_old = old is not _ABSENT and old is not None
-    converted: dict[str, Any] = {}
-
-    def activation(rule: _Rule) -> dict[str, Any]:
-        if "self" not in converted:
-            converted["self"] = cel.to_cel(value, node)
-        bound = {"self": converted["self"]}
-        if rule.uses_old_self:
-            if has_old and "oldSelf" not in converted:
-                converted["oldSelf"] = cel.to_cel(old, node)
-            if rule.optional_old_self:
-                bound["oldSelf"] = cel.OptionalValue(converted.get("oldSelf"), present=has_old)
-            elif has_old:
-                bound["oldSelf"] = converted["oldSelf"]
-        return bound
-
     for rule in node.rules:
         if rule.uses_old_self and not has_old and not rule.optional_old_self:
             continue  # transition rules run on updates only, where the old value exists
         if unchanged and (not rule.uses_old_self or rule.immutability):
             continue  # ratcheting; and `self == oldSelf` holds on an unchanged value
+        if cel_self is _ABSENT:
+            cel_self = cel.to_cel(value, node)
+        activation = {"self": cel_self}
+        if rule.uses_old_self:
+            if has_old and cel_old is _ABSENT:
+                cel_old = cel.to_cel(old, node)
+            if rule.optional_old_self:
+                activation["oldSelf"] = cel.OptionalValue(cel_old if has_old else None, present=has_old)
+            elif has_old:
+                activation["oldSelf"] = cel_old
         try:
-            result = rule.program.run(activation(rule))
+            result = rule.program.run(activation)
         except cel.CelEvaluationError as error:
             if error.no_such_overload:
                 detail = (
@@ -1282,8 +1323,9 @@ def _run_rules(node: _Node, value: Any, old: Any, path: str, causes: list[Cause]
         where = _child(path, rule.field_path) if rule.field_path else path
         message = rule.default_message()
         if rule.message_expression is not None:
-            message = _message_from_expression(rule, activation(rule)) or message
+            message = _message_from_expression(rule, activation) or message
         causes.append(_rule_failure(where, node.type, message, rule.reason))
+    return cel_self, cel_old
 
 
 def _message_from_expression(rule: _Rule, activation: dict[str, Any]) -> str | None:

@@ -130,7 +130,14 @@ def serving(argv: list[str], log: Path) -> Iterator[str]:
 class Kubectl:
     def __init__(self, binary: str, kubeconfig: Path):
         self.binary = binary
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        # kubectl's discovery cache goes next to the kubeconfig, not into the developer's ~/.kube.
+        cache = kubeconfig.parent / "kube-cache"
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "KUBECACHEDIR": str(cache),
+            "HOME": str(cache),
+        }
 
     def __call__(self, *args: str) -> str:
         return run_tool([self.binary, *args], env=self.env).stdout

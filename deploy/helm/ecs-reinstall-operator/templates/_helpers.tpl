@@ -63,7 +63,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 RBAC rules for the namespaced resources the operator uses, in every namespace it serves. Least privilege, as
-recorded from the operator's real API calls (tests/deploy/test_rbac.py):
+recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_emulator.py):
 - ecsreinstalls: list and watch (kopf's watch stream, the startup listing), get (re-reading one resource); no
   patch: the operator keeps no finalizer and no kopf progress annotations (it only has event handlers)
 - ecsreinstalls/status: patch (phase, conditions, job)

@@ -804,7 +804,6 @@ _COMPILER = _Compiler(_FUNCTIONS)
 # --- compiling and evaluating -------------------------------------------------------------------------------------
 
 _ENVIRONMENT = celpy.Environment()
-_MISSING = object()
 
 
 @dataclass(frozen=True, eq=False)
@@ -839,13 +838,14 @@ class CompiledRule:
             raise _evaluation_error(result)
         return result
 
-    def evaluate(self, self_value: Any, old_self: Any = _MISSING, *, optional_old_self: bool = False) -> bool:
-        """True when the rule holds for decoded JSON values (`old_self` for transition rules)."""
+    def evaluate(self, self_value: Any, old_self: Any = None, *, optional_old_self: bool = False) -> bool:
+        """True when the rule holds for decoded JSON values. `old_self` binds ``oldSelf`` (None: no old value, as
+        for the apiserver, where a null old value counts as absent); with `optional_old_self` it is an optional."""
         activation = {"self": to_cel(self_value)}
         if optional_old_self:
-            present = old_self is not _MISSING and old_self is not None
+            present = old_self is not None
             activation["oldSelf"] = OptionalValue(to_cel(old_self) if present else None, present=present)
-        elif old_self is not _MISSING:
+        elif old_self is not None:
             activation["oldSelf"] = to_cel(old_self)
         return is_true(self.run(activation))
 
@@ -904,8 +904,9 @@ def compile_rule(rule: str) -> CompiledRule:
     return CompiledRule(source=rule, uses_old_self=_uses_old_self(tree), program=program, fast=fast)
 
 
-def evaluate(rule: str, self_value: Any, old_self: Any = _MISSING) -> bool:
-    """Compiles (cached) and evaluates `rule` on decoded JSON values; `old_self` binds ``oldSelf``."""
+def evaluate(rule: str, self_value: Any, old_self: Any = None) -> bool:
+    """Compiles (cached) and evaluates `rule` on decoded JSON values; `old_self` (when not None) binds
+    ``oldSelf``. Raises `CelCompileError` or `CelEvaluationError`."""
     return compile_rule(rule).evaluate(self_value, old_self)
 
 

@@ -410,7 +410,6 @@ class _Node:
         "items",
         "list_map_keys",
         "list_type",
-        "lists_below",
         "max_items",
         "max_length",
         "max_properties",
@@ -430,6 +429,7 @@ class _Node:
         "required",
         "rules",
         "rules_below",
+        "structure_below",
         "type",
         "type_names",
         "unique_items",
@@ -518,8 +518,9 @@ class _Node:
         self.defaults_below: bool = any(
             child.has_default or child.defaults_below for child in children if child
         ) or (self.items is not None and self.items.has_default)
-        self.lists_below: bool = (self.type == "array" and self.list_type in ("set", "map")) or any(
-            child.lists_below or child.embedded for child in children if child
+        # list-type sets and maps, or embedded resources, here or below: the checks made after the schema's
+        self.structure_below: bool = (self.type == "array" and self.list_type in ("set", "map")) or any(
+            child.structure_below or child.embedded for child in children if child
         )
 
     def _compile_rules(self, raws: Iterable[Any], crd_path: str, problems: list[Cause]) -> tuple[_Rule, ...]:
@@ -697,7 +698,7 @@ class StructuralSchema:
         old_root = _ABSENT if old is None else old
         _validate_openapi(self.root, obj, old_root, "", "", causes)
         causes.extend(extra_causes)
-        if self.root.lists_below:
+        if self.root.structure_below:
             _validate_embedded(self.root, obj, "", causes, is_root=True)
             if old is None or not _list_errors(self.root, old):
                 causes.extend(_list_errors(self.root, obj))
@@ -712,7 +713,7 @@ class StructuralSchema:
         causes.extend(extra_causes)
         if self.status is not None and "status" in obj:
             _validate_openapi(self.status, obj["status"], _ABSENT, "", "status", causes)
-        if self.root.lists_below:
+        if self.root.structure_below:
             new_list_errors = _list_errors(self.root, obj)
             if new_list_errors and not _list_errors(self.root, old):
                 causes.extend(new_list_errors)
@@ -1147,14 +1148,16 @@ def _validate_embedded(
         for key, item in value.items():
             sub = node.properties.get(key)
             if sub is not None:
-                if sub.lists_below or sub.embedded:
+                if sub.structure_below or sub.embedded:
                     _validate_embedded(sub, item, _child(path, key), causes)
             elif node.additional_properties is not None and (
-                node.additional_properties.lists_below or node.additional_properties.embedded
+                node.additional_properties.structure_below or node.additional_properties.embedded
             ):
                 _validate_embedded(node.additional_properties, item, f"{path}[{key}]", causes)
     elif (
-        isinstance(value, list) and node.items is not None and (node.items.lists_below or node.items.embedded)
+        isinstance(value, list)
+        and node.items is not None
+        and (node.items.structure_below or node.items.embedded)
     ):
         for index, item in enumerate(value):
             _validate_embedded(node.items, item, f"{path}[{index}]", causes)
@@ -1167,9 +1170,9 @@ def _list_errors(node: _Node, value: Any, path: str = "") -> list[Cause]:
         for key, item in value.items():
             sub = node.properties.get(key)
             if sub is not None:
-                if sub.lists_below:
+                if sub.structure_below:
                     found.extend(_list_errors(sub, item, _child(path, key)))
-            elif node.additional_properties is not None and node.additional_properties.lists_below:
+            elif node.additional_properties is not None and node.additional_properties.structure_below:
                 found.extend(_list_errors(node.additional_properties, item, f"{path}[{key}]"))
     elif isinstance(value, list):
         if node.list_type == "set":
@@ -1178,7 +1181,7 @@ def _list_errors(node: _Node, value: Any, path: str = "") -> list[Cause]:
             )
         elif node.list_type == "map":
             found.extend(_list_map_errors(node, value, path))
-        if node.items is not None and node.items.lists_below:
+        if node.items is not None and node.items.structure_below:
             for index, item in enumerate(value):
                 found.extend(_list_errors(node.items, item, f"{path}[{index}]"))
     return found

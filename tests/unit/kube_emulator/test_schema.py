@@ -723,3 +723,20 @@ def test_the_project_crd_compiles_defaults_and_stays_immutable() -> None:
     causes = schema.validate(changed, obj)
     assert [cause.field for cause in causes] == ["spec"]
     assert causes[0].message.startswith('Invalid value: "object": ')
+
+
+def test_callers_errors_count_as_blocking() -> None:
+    obj = resource({"passwordSecretRef": {"name": "pw"}, "keyName": "kp", "userId": "u"})
+    SCHEMA.normalize(obj)
+    metadata_error = errors.field_required("metadata.name", "name or generateName is required")
+    assert [str(c) for c in SCHEMA.validate(obj, extra_causes=[metadata_error])] == [
+        "metadata.name: Required value: name or generateName is required",
+        NOT_CHECKED,
+    ]
+
+
+def test_status_updates_keep_list_errors_that_were_already_there() -> None:
+    conditions = [{"type": "Ready", "status": "True"}, {"type": "Ready", "status": "False"}]
+    old = resource(status={"conditions": conditions})
+    new = resource(status={"conditions": conditions, "phase": "Running"})
+    assert SCHEMA.validate_status(new, old) == []

@@ -960,28 +960,7 @@ def _validate_number(node: _Node, value: int | float, name: str, prefix: str, ca
     in_body = f"{name} in body"
     path = _field_path(prefix, name)
     if node.multiple_of is not None:
-        factor = node.multiple_of
-        if factor <= 0:
-            causes.append(
-                field_invalid(
-                    path,
-                    value,
-                    f"factor MultipleOf declared for {name} must be positive: {_number_text(factor, value)}",
-                )
-            )
-        else:
-            quotient = value / factor if isinstance(value, float) or isinstance(factor, float) else None
-            remainder_ok = (
-                value % int(factor) == 0
-                if quotient is None and isinstance(value, int)
-                else float(quotient or 0).is_integer()
-            )
-            if not remainder_ok:
-                causes.append(
-                    field_invalid(
-                        path, value, f"{in_body} should be a multiple of {_number_text(factor, value)}"
-                    )
-                )
+        _check_multiple_of(node.multiple_of, value, name, path, causes)
     if node.minimum is not None:
         bound = int(node.minimum) if isinstance(value, int) else node.minimum
         if value < bound or (node.exclusive_minimum and value == bound):
@@ -1000,6 +979,34 @@ def _validate_number(node: _Node, value: int | float, name: str, prefix: str, ca
                     path, value, f"{in_body} should be {relation} {_number_text(node.maximum, value)}"
                 )
             )
+
+
+def _check_multiple_of(
+    factor: int | float, value: int | float, name: str, path: str, causes: list[Cause]
+) -> None:
+    """MultipleOfNativeType: integer data against int64(factor), float data with a relative tolerance."""
+    if isinstance(value, int):
+        factor = int(factor)
+    if factor <= 0:
+        causes.append(
+            field_invalid(
+                path,
+                factor,
+                f"factor MultipleOf declared for {name} must be positive: {_number_text(factor, value)}",
+            )
+        )
+        return
+    if isinstance(value, int):
+        holds = value % int(factor) == 0
+    else:
+        quotient = (1 / factor) * value if factor < 1 else value / factor
+        holds = abs(quotient - round(quotient)) <= 1e-9 * max(1.0, abs(quotient))
+    if not holds:
+        causes.append(
+            field_invalid(
+                path, value, f"{name} in body should be a multiple of {_number_text(factor, value)}"
+            )
+        )
 
 
 def _validate_array(

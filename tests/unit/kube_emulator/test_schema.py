@@ -740,3 +740,25 @@ def test_status_updates_keep_list_errors_that_were_already_there() -> None:
     old = resource(status={"conditions": conditions})
     new = resource(status={"conditions": conditions, "phase": "Running"})
     assert SCHEMA.validate_status(new, old) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"count": 10}, []),
+        ({"count": 7}, ["count: Invalid value: 7: count in body should be a multiple of 5"]),
+        ({"share": 0.3}, []),
+        ({"share": 0.35}, ["share: Invalid value: 0.35: share in body should be a multiple of 0.1"]),
+    ],
+)
+def test_multiple_of(value: dict[str, Any], expected: list[str]) -> None:
+    schema = StructuralSchema(
+        {
+            "type": "object",
+            "properties": {
+                "count": {"type": "integer", "multipleOf": 5},
+                "share": {"type": "number", "multipleOf": 0.1},
+            },
+        }
+    )
+    assert [str(c) for c in schema.validate(value)] == expected

@@ -42,7 +42,9 @@ def to_storage(rtype: ResourceType, obj: dict[str, Any], storage_api_version: st
 def from_storage(rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     """The stored object in the shape `rtype` serves (a new dict when it differs; never mutates `obj`)."""
     if rtype.group == "events.k8s.io":
-        return _rename(obj, _CORE_EVENT_FIELDS, rtype.api_version)
+        converted = _rename(obj, _CORE_EVENT_FIELDS, rtype.api_version)
+        converted.setdefault("eventTime", None)  # required in this version; core events may lack it
+        return converted
     if obj.get("apiVersion") == rtype.api_version:
         return obj
     return {**obj, "apiVersion": rtype.api_version}

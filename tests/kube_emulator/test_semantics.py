@@ -392,3 +392,92 @@ def test_strategic_merge_patch_merges_containers_by_name(
     containers = response.body["spec"]["template"]["spec"]["containers"]
     assert [(c["name"], c["image"]) for c in containers] == [("app", "app:2"), ("sidecar", "sidecar:1")]
     assert response.body["metadata"]["generation"] == 2
+
+
+# -- CRDs and event versions ----------------------------------------------------------------------------------------
+
+
+def test_a_crd_serves_its_resource_until_it_is_deleted(api: client.ApiClient, namespace: str) -> None:
+    extensions = client.ApiextensionsV1Api(api)
+    group = "gizmos.conformance.example.com"
+    schema = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gizmos.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+    extensions.create_custom_resource_definition(crd)
+
+    def established() -> bool:
+        conditions = extensions.read_custom_resource_definition(f"gizmos.{group}").status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_until(established, timeout=30, what="the CRD to be established")
+    custom = _custom(api)
+    gizmo = {"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": {"name": "g"}, "spec": {"anything": 1}}
+    wait_until(
+        lambda: _try_create(custom, group, namespace, gizmo), timeout=30, what="the new resource to serve"
+    )
+    extensions.delete_custom_resource_definition(f"gizmos.{group}")
+
+    def unserved() -> bool:
+        try:
+            custom.list_namespaced_custom_object(group, "v1", namespace, "gizmos")
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_until(unserved, timeout=60, what="the resource to stop being served")
+
+
+def _try_create(custom: client.CustomObjectsApi, group: str, namespace: str, body: dict) -> bool:
+    try:
+        custom.create_namespaced_custom_object(group, "v1", namespace, "gizmos", body)
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_core_events_are_served_as_events_k8s_io_too(
+    raw: RawApi, api: client.ApiClient, namespace: str
+) -> None:
+    core_event = {
+        "metadata": {"name": "w.1"},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Widget",
+            "name": "w",
+            "namespace": namespace,
+        },
+        "reason": "Assembled",
+        "message": "the widget is assembled",
+        "type": "Normal",
+        "source": {"component": "conformance"},
+        "firstTimestamp": "2025-01-01T00:00:00Z",
+        "lastTimestamp": "2025-01-01T00:00:00Z",
+        "count": 1,
+    }
+    client.CoreV1Api(api).create_namespaced_event(namespace, core_event)
+    # read raw: the client's model insists on eventTime, which core events leave null
+    newer = raw.request("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/w.1").body
+    assert newer["apiVersion"] == "events.k8s.io/v1"
+    assert newer["note"] == "the widget is assembled"
+    assert newer["regarding"]["name"] == "w"
+    assert newer["reason"] == "Assembled"
+    assert newer["deprecatedCount"] == 1
+    assert newer["eventTime"] is None
+    listed = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="reason=Assembled")
+    assert [e.metadata.name for e in listed.items] == ["w.1"]

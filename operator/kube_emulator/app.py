@@ -458,7 +458,10 @@ class KubeEmulator:
     async def _delete_options(self, request: web.Request) -> tuple[DeleteOptions, dict[str, Any]]:
         raw = await request.read()
         body: dict[str, Any] = {}
-        if raw.strip():
+        content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip().lower()
+        if content_type == protobuf.CONTENT_TYPE and raw:
+            body = protobuf.decode(raw)
+        elif raw.strip():
             try:
                 body = json.loads(raw)
             except ValueError as error:

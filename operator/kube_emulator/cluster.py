@@ -69,6 +69,7 @@ _NAME_RULES = {
     ("rbac.authorization.k8s.io", "clusterrolebindings"): NameRule.PATH_SEGMENT,
 }
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 @dataclass
@@ -892,9 +893,16 @@ class Cluster:
         self, rtype: ResourceType, store: ResourceStore, old: StoredObject, options: DeleteOptions
     ) -> DeleteResult:
         """Namespaces terminate: their content is deleted, then they go (the namespace controller's work)."""
+        name = old.obj["metadata"]["name"]
+        if name in _UNDELETABLE_NAMESPACES:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                details={"name": name, "kind": "namespaces"},
+            )
         if options.dry_run:
             return DeleteResult(old, removed=False)
-        name = old.obj["metadata"]["name"]
         current = old
         if not old.obj["metadata"].get("deletionTimestamp"):
             obj = old.copy()

@@ -1,6 +1,7 @@
 """Decoding the Kubernetes protobuf encoding for the few kinds kubectl writes with its typed client.
 
-`kubectl create secret|configmap|namespace|serviceaccount` and `kubectl auth can-i` send
+`kubectl create secret|configmap|namespace|serviceaccount`, `kubectl auth can-i` and Helm (deleting its release
+Secrets) send
 `application/vnd.kubernetes.protobuf` bodies (the `k8s\\x00` magic, then a `runtime.Unknown` envelope holding
 the object's own protobuf). Those messages are decoded here into the JSON shape, from field tables written after
 the Kubernetes `generated.proto` files; any other kind gets a clear 415. Answers are always JSON, which these
@@ -104,6 +105,13 @@ KINDS: dict[str, Message] = {
                 2: Field("nonResourceAttributes", {1: Field("path", "string"), 2: Field("verb", "string")}),
             },
         ),
+    },
+    "DeleteOptions": {
+        1: Field("gracePeriodSeconds", "int"),
+        2: Field("preconditions", {1: Field("uid", "string"), 2: Field("resourceVersion", "string")}),
+        3: Field("orphanDependents", "bool"),
+        4: Field("propagationPolicy", "string"),
+        5: Field("dryRun", "string", repeated=True),
     },
     "SelfSubjectRulesReview": {
         1: Field("metadata", _OBJECT_META),

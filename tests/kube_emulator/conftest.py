@@ -3,7 +3,7 @@
 The tests state expectations about Kubernetes, not about the emulator: by default they run against a
 kube_emulator started per test module (in a background thread, so that blocking clients can be used from the
 test), and against a real cluster when KUBE_CONFORMANCE_KUBECONFIG names its kubeconfig. The test CRD
-(`data/widgets-crd.yaml`) is applied with kubectl in both cases; every test works in a namespace of its own.
+(`data/crds/widgets.yaml`) is applied with kubectl in both cases; every test works in a namespace of its own.
 Tests that need the emulator itself (faults, counters, its CLI) take the `emulator` fixture and are skipped on
 a real cluster.
 """
@@ -30,7 +30,7 @@ from kube_emulator.app import ServerOptions
 from kube_emulator.testing import KubeEmulatorHandle, kube_emulator_in_thread
 
 DATA = Path(__file__).parent / "data"
-WIDGETS_CRD = DATA / "widgets-crd.yaml"
+WIDGETS_CRD = DATA / "crds" / "widgets.yaml"
 GROUP = "conformance.example.com"
 VERSION = "v1"
 PLURAL = "widgets"

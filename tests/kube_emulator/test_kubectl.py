@@ -190,3 +190,32 @@ def test_server_side_apply_owns_the_fields_it_applies(
     )
     assert conflict.returncode != 0
     assert "conflict" in conflict.stderr.lower() and ".spec.size" in conflict.stderr
+
+
+def test_apply_of_a_whole_install_manifest(
+    kube: KubeTarget, kubectl: str, namespace: str, tmp_path: Path, api: client.ApiClient
+) -> None:
+    template = (Path(__file__).parent / "data" / "install.yaml").read_text()
+
+    def manifest(tag: str) -> str:
+        path = tmp_path / f"install-{tag}.yaml"
+        text = template.replace("NAMESPACE", namespace).replace("SUFFIX", namespace).replace("IMAGE_TAG", tag)
+        path.write_text(text)
+        return str(path)
+
+    try:
+        created = kube.kubectl(kubectl, "apply", "-n", namespace, "-f", manifest("1")).stdout
+        assert created.count(" created") == 7
+        again = kube.kubectl(kubectl, "apply", "-n", namespace, "-f", manifest("1")).stdout
+        assert again.count(" unchanged") == 7
+        upgraded = kube.kubectl(kubectl, "apply", "-n", namespace, "-f", manifest("2")).stdout
+        assert "deployment.apps/app configured" in upgraded
+        assert upgraded.count(" unchanged") == 6
+        deployment = client.AppsV1Api(api).read_namespaced_deployment("app", namespace)
+        containers = [(c.name, c.image) for c in deployment.spec.template.spec.containers]
+        assert containers == [("app", "example.com/app:2"), ("sidecar", "example.com/sidecar:1")]
+        assert deployment.metadata.generation == 2
+    finally:
+        kube.kubectl(
+            kubectl, "delete", "--wait=false", "--ignore-not-found", "-n", namespace, "-f", manifest("1")
+        )

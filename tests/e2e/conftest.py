@@ -301,7 +301,8 @@ class Harness:
             events.extend(await self.events(ns))
         places["events"] = json.dumps(events)
         places["statuses"] = json.dumps([item.get("status") for item in await self.all_reinstalls()])
-        places["metrics"] = await self.metrics_text()
+        if self._operator is not None:  # the metrics page lives as long as the operator
+            places["metrics"] = await self.metrics_text()
         for where, text in places.items():
             for secret in self.secrets:
                 encoded = base64.b64encode(secret.encode()).decode()

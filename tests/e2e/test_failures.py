@@ -1,0 +1,92 @@
+"""Terminal outcomes: each says what went wrong and how to fix it, with the cloud's code where there is one."""
+
+import pytest
+from conftest import spec
+from kubernetes.client.exceptions import ApiException
+
+
+def server(n: int) -> str:
+    return f"8b4f0c1a-0000-4000-8000-{n:012d}"
+
+
+def conditions(body):
+    return {c["type"]: (c["status"], c["reason"]) for c in body["status"]["conditions"]}
+
+
+async def test_a_password_breaking_the_rules_fails_without_showing_it(harness):
+    weak = "alllowercase"
+    await harness.create_secret("weak", {"password": weak})
+    await harness.ecs.admin.add_server(server(1), status="SHUTOFF")
+    await harness.start_operator()
+    await harness.create("weak", spec(server(1), adminPasswordSecretRef={"name": "weak"}))
+    body = await harness.wait_phase("weak", "Failed")
+    assert body["status"]["failure"]["code"] == "InvalidSpec"
+    assert "3 of" in body["status"]["message"] or "classes" in body["status"]["message"]
+    assert weak not in str(body)
+    assert conditions(body)["Stalled"] == ("True", "InvalidSpec")
+    assert await harness.ecs.admin.reinstalls(server(1)) == []
+
+
+async def test_the_api_rejects_a_spec_the_schema_forbids(harness):
+    with pytest.raises(ApiException) as rejected:
+        await harness.create("bad", spec(server(2), keyName="KeyPair-1"))  # keyName needs userId
+    assert rejected.value.status == 422
+    assert "userId" in rejected.value.body
+
+
+async def test_the_spec_is_immutable(harness):
+    await harness.create("fixed", spec(server(3)))
+    with pytest.raises(ApiException) as rejected:
+        await harness.call(
+            harness.custom.patch_namespaced_custom_object,
+            "ecs.reinstall.dev",
+            "v1alpha1",
+            harness.namespace,
+            "ecsreinstalls",
+            "fixed",
+            {"spec": {"stopServer": True}},
+        )
+    assert rejected.value.status == 422 and "immutable" in rejected.value.body
+
+
+async def test_a_failed_job_carries_the_cloud_code_and_reason(harness):
+    await harness.ecs.admin.add_server(
+        server(4), status="SHUTOFF", outcome="FAIL", fail_code="Ecs.1000", fail_reason="image download failed"
+    )
+    await harness.start_operator()
+    await harness.create("doomed", spec(server(4)))
+    body = await harness.wait_phase("doomed", "Failed")
+    assert body["status"]["failure"] == {"code": "Ecs.1000", "reason": "image download failed"}
+    assert body["status"]["jobStatus"] == "FAIL"
+    assert conditions(body)["Stalled"] == ("True", "JobFailed")
+    assert conditions(body)["Submitted"][0] == "True"
+    assert len(await harness.ecs.admin.reinstalls(server(4))) == 1
+
+
+async def test_a_terminal_cloud_error_fails_with_its_code(harness):
+    await harness.ecs.admin.add_server(server(5), status="SHUTOFF")
+    await harness.start_operator()
+    await harness.create(
+        "no-keypair", spec(server(5), keyName="KeyPair-missing", userId="7e25b1da389f4697a79df3a0e5bd494e")
+    )
+    body = await harness.wait_phase("no-keypair", "Failed")
+    assert body["status"]["failure"]["code"] == "Ecs.0314"
+    assert conditions(body)["Submitted"][0] == "False"
+
+
+async def test_an_unknown_server_fails(harness):
+    await harness.start_operator()
+    await harness.create("ghost", spec(server(6)))
+    body = await harness.wait_phase("ghost", "Failed")
+    assert body["status"]["failure"]["code"] == "Ecs.0114"
+
+
+async def test_a_job_past_its_timeout_fails_and_says_it_may_still_run(harness):
+    await harness.ecs.admin.add_server(server(7), status="SHUTOFF", job_seconds=600)
+    await harness.start_operator()
+    await harness.create("slow", spec(server(7), timeoutSeconds=60, pollIntervalSeconds=5))
+    body = await harness.wait_phase("slow", "Failed", timeout=90)
+    assert body["status"]["failure"]["code"] == "Timeout"
+    assert "may still run" in body["status"]["message"]
+    gets = (await harness.ecs.admin.counters())["requests"].get("get_job:200", 0)
+    assert 10 <= gets <= 15  # ~60 s / 5 s: polling honoured the interval

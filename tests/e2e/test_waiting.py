@@ -1,0 +1,78 @@
+"""What a resource waits for, and how it says so: late Secrets, a server busy with another resource."""
+
+import asyncio
+
+from conftest import spec
+
+
+def server(n: int) -> str:
+    return f"7a3e0c1a-0000-4000-8000-{n:012d}"
+
+
+def status(body):
+    return body.get("status") or {}
+
+
+async def test_a_secret_created_late_is_waited_for_then_used(harness):
+    await harness.ecs.admin.add_server(server(1), status="SHUTOFF")
+    await harness.start_operator()
+    await harness.create("late", spec(server(1), adminPasswordSecretRef={"name": "late-password"}))
+    body = await harness.wait_for(
+        "late", lambda b: status(b).get("waitingFor") == 'Secret "late-password" in namespace "team-a"'
+    )
+    assert status(body)["phase"] == "Pending"
+    ready = {c["type"]: (c["status"], c["reason"]) for c in status(body)["conditions"]}
+    assert ready["Reconciling"] == ("True", "WaitingForInput") and ready["Stalled"][0] == "False"
+    assert await harness.ecs.admin.reinstalls(server(1)) == []
+    await harness.create_secret("late-password", {"password": "Late!Passw0rd-2026"})
+    await harness.wait_phase("late", "Succeeded")
+    events = [e["reason"] for e in await harness.events() if e["involvedObject"]["name"] == "late"]
+    assert {"WaitingForInput", "Submitting", "Submitted", "Succeeded"} <= set(events)
+
+
+async def test_a_missing_key_is_named(harness):
+    await harness.ecs.admin.add_server(server(2), status="SHUTOFF")
+    await harness.create_secret("no-key", {"other": "Some!Passw0rd-2026"})
+    await harness.start_operator()
+    await harness.create(
+        "missing-key", spec(server(2), adminPasswordSecretRef={"name": "no-key", "key": "pw"})
+    )
+    await harness.wait_for(
+        "missing-key",
+        lambda b: status(b).get("waitingFor") == 'key "pw" in Secret "no-key" in namespace "team-a"',
+    )
+
+
+async def test_two_resources_for_one_server_take_turns_across_namespaces(harness):
+    await harness.create_namespace("team-b")
+    await harness.create_secret("root-password", {"password": "Other!Passw0rd-26"}, "team-b")
+    await harness.ecs.admin.add_server(server(3), status="SHUTOFF", job_seconds=2.0)
+    await harness.start_operator()
+    # After a reinstall the cloud leaves the server running: the queued one lets the cloud stop it again.
+    await harness.create("first", spec(server(3), stopServer=True))
+    await harness.wait_phase("first", "Reinstalling")
+    await harness.create("second", spec(server(3), stopServer=True), namespace="team-b")
+    body = await harness.wait_for(
+        "second", lambda b: status(b).get("waitingFor") == "EcsReinstall team-a/first", namespace="team-b"
+    )
+    reasons = {c["type"]: c["reason"] for c in status(body)["conditions"]}
+    assert status(body)["phase"] == "Pending" and reasons["Reconciling"] == "ServerBusy"
+    await harness.wait_phase("first", "Succeeded")
+    await harness.wait_phase("second", "Succeeded", namespace="team-b")
+    first, second = await harness.ecs.admin.reinstalls(server(3))
+    assert first["at"] < second["at"]  # one after the other, never both at once
+    counters = await harness.ecs.admin.counters()
+    assert not any(k.endswith(":501") for k in counters["requests"])  # never sent while busy (Ecs.0603)
+
+
+async def test_a_server_busy_in_the_cloud_is_waited_for(harness):
+    """Busy with something the operator did not start (task_state set): wait, then go."""
+    await harness.ecs.admin.add_server(server(4), status="SHUTOFF")
+    await harness.ecs.admin.patch_server(server(4), task_state="resize_prep")
+    await harness.start_operator()
+    await harness.create("busy", spec(server(4)))
+    await harness.wait_for("busy", lambda b: status(b).get("waitingFor") == f"server {server(4)}")
+    await asyncio.sleep(0.5)
+    assert await harness.ecs.admin.reinstalls(server(4)) == []
+    await harness.ecs.admin.patch_server(server(4), task_state=None)
+    await harness.wait_phase("busy", "Succeeded", timeout=30)

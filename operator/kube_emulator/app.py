@@ -300,6 +300,13 @@ class KubeEmulator:
                 "the server does not allow this method on the requested resource",
                 details={},
             )
+        if rtype.namespaced and namespace is None and verb in ("create", "deletecollection"):
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+                details={},
+            )
         if verb not in rtype.verbs and not subresource:
             raise ApiError(
                 405,

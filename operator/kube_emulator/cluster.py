@@ -393,6 +393,9 @@ class Cluster:
             answer["apiVersion"], answer["kind"] = rtype.api_version, rtype.kind
             return StoredObject(answer, dumps(answer), self.revision.current)
         metadata = body["metadata"]
+        if _stored_rv(metadata.get("resourceVersion")):
+            # the apiserver's storage refuses it, as an internal error: the client sent a fetched object back
+            raise ApiError(500, "", "resourceVersion should not be set on objects to be created")
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = generate_name(str(metadata["generateName"]))
         name = metadata.get("name") or ""
@@ -410,7 +413,13 @@ class Cluster:
         store = self.store(rtype)
         if store.get(namespace, name) is not None:
             raise already_exists(rtype.group_resource, name)
-        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"):
+        for key in (
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "selfLink",
+            "managedFields",
+        ):
             metadata.pop(key, None)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = now_rfc3339()
@@ -1057,6 +1066,11 @@ class Cluster:
         obj.clear()
         obj.update(head)
         obj.update(rest)
+
+
+def _stored_rv(value: Any) -> bool:
+    """Whether a resourceVersion names a stored version (the apiserver ignores "", "0" and unparsable ones)."""
+    return isinstance(value, str | int) and str(value).isdigit() and int(value) != 0
 
 
 def _parse_rv(text: str) -> int:

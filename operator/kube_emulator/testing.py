@@ -14,6 +14,7 @@ when the block ends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -88,7 +89,7 @@ async def running_kube_emulator(
     port: int = 0,
 ) -> AsyncIterator[KubeEmulatorHandle]:
     """Serve an emulator in the running loop for the duration of the block."""
-    options = options or ServerOptions()
+    options = dataclasses.replace(options) if options else ServerOptions()
     if options.token is None:
         options.token = secrets.token_urlsafe(24)
     emulator = KubeEmulator(options)

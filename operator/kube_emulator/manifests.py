@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from .cluster import Cluster, WriteOptions
+from .errors import ApiError
 
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 
@@ -64,12 +65,15 @@ def install_crds(cluster: Cluster, paths: Iterable[str | Path]) -> list[str]:
         name = (document.get("metadata") or {}).get("name", "")
         options = WriteOptions(field_manager="kube-emulator")
         existing = cluster.store(crd_type).get("", name)
-        if existing is None:
-            cluster.create(crd_type, None, document, options)
-        else:
-            document.setdefault("metadata", {})["resourceVersion"] = existing.obj["metadata"][
-                "resourceVersion"
-            ]
-            cluster.update(crd_type, None, name, document, options)
+        try:
+            if existing is None:
+                cluster.create(crd_type, None, document, options)
+            else:
+                document.setdefault("metadata", {})["resourceVersion"] = existing.obj["metadata"][
+                    "resourceVersion"
+                ]
+                cluster.update(crd_type, None, name, document, options)
+        except ApiError as error:
+            raise ManifestError(f"{file}: {error.message}") from None
         names.append(name)
     return names

@@ -481,3 +481,57 @@ def test_core_events_are_served_as_events_k8s_io_too(
     assert newer["eventTime"] is None
     listed = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="reason=Assembled")
     assert [e.metadata.name for e in listed.items] == ["w.1"]
+
+
+def test_every_served_version_reads_the_same_objects(api: client.ApiClient, namespace: str) -> None:
+    extensions = client.ApiextensionsV1Api(api)
+    group = "versioned.conformance.example.com"
+    schema = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        }
+    }
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"things.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": schema},
+                {"name": "v2beta1", "served": True, "storage": False, "schema": schema},
+            ],
+        },
+    }
+    extensions.create_custom_resource_definition(crd)
+    try:
+        custom = _custom(api)
+        body = {
+            "apiVersion": f"{group}/v2beta1",
+            "kind": "Thing",
+            "metadata": {"name": "t"},
+            "spec": {"a": 1},
+        }
+
+        def created() -> bool:
+            try:
+                custom.create_namespaced_custom_object(group, "v2beta1", namespace, "things", body)
+            except client.ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+            return True
+
+        wait_until(created, timeout=30, what="the CRD to serve")
+        as_v1 = custom.get_namespaced_custom_object(group, "v1", namespace, "things", "t")
+        as_v2 = custom.get_namespaced_custom_object(group, "v2beta1", namespace, "things", "t")
+        assert (as_v1["apiVersion"], as_v2["apiVersion"]) == (f"{group}/v1", f"{group}/v2beta1")
+        assert as_v1["spec"] == as_v2["spec"] == {"a": 1}
+        assert as_v1["metadata"]["uid"] == as_v2["metadata"]["uid"]
+        stored = extensions.read_custom_resource_definition(f"things.{group}").status.stored_versions
+        assert stored == ["v1"]
+    finally:
+        extensions.delete_custom_resource_definition(f"things.{group}")

@@ -243,11 +243,26 @@ def apply_configuration(
             others |= entry.paths
     dropped = mine.paths - applied.keys() - others
     result = json.loads(json.dumps(live))
-    for path in sorted(dropped, key=len, reverse=True):
+    # Whole list items first (outermost first), then leaves (innermost first). An item another manager still
+    # has fields in stays, and so do the key fields of every item that stays.
+    for path in sorted(dropped, key=lambda p: (p[-1] != _ITEM, len(p) if p[-1] == _ITEM else -len(p))):
+        if path[-1] == _ITEM:
+            item = path[:-1]
+            if any(owned[: len(item)] == item for owned in others):
+                continue
+        elif _is_key_field(path):
+            continue
         _remove(result, path, rules)
     _merge_config(result, config, rules, ())
     mine.paths = set(applied)
     return result, [entry for entry in entries if entry.paths]
+
+
+def _is_key_field(path: Path) -> bool:
+    """Whether the path is a key field of a list-map item (`...k:{"name":"a"}, f:name`)."""
+    if len(path) < 2 or not path[-2].startswith("k:") or not path[-1].startswith("f:"):
+        return False
+    return path[-1][2:] in json.loads(path[-2][2:])
 
 
 def _merge_config(

@@ -170,6 +170,9 @@ def test_a_watch_can_be_cut_short(emulator: KubeEmulatorHandle, raw: RawApi, nam
     emulator.faults.add(FaultRule(verbs=frozenset({"watch"}), watch_close_after_events=2, times=1))
     events = raw.watch(widgets_path(namespace), timeoutSeconds="30")
     assert [e["object"]["metadata"]["name"] for e in events] == ["a", "b"]  # ended cleanly after two
+    emulator.faults.add(FaultRule(verbs=frozenset({"watch"}), watch_close_after_seconds=0.2, times=1))
+    # ends long before its own timeout: the read would time out after 10 s otherwise
+    assert len(raw.watch(widgets_path(namespace), timeoutSeconds="300", timeout=10)) == 3
     emulator.faults.add(
         FaultRule(verbs=frozenset({"watch"}), watch_close_after_events=1, watch_abort=True, times=1)
     )

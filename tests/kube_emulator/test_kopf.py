@@ -79,7 +79,8 @@ def make_registry(journal: Journal, kubeconfig: Path) -> kopf.OperatorRegistry:
         journal.attempt(name, retry)
         fail_times = int((spec.get("extra") or {}).get("failTimes", 0))
         if retry < fail_times:
-            delay = float((spec.get("extra") or {}).get("retryDelay", 0.2))
+            delays = (spec.get("extra") or {}).get("retryDelays") or [0.2]
+            delay = float(delays[min(retry, len(delays) - 1)])
             raise kopf.TemporaryError(f"attempt {retry + 1} is too early", delay=delay)
         patch.status["phase"] = "Ready"
         patch.status["message"] = f"assembled after {retry + 1} attempt(s)"
@@ -170,7 +171,7 @@ def test_temporary_error_is_retried(
     operator: tuple[RunningOperator, Journal], api: client.ApiClient, namespace: str
 ) -> None:
     _running, journal = operator
-    body = widget("flaky", extra={"failTimes": 2, "retryDelay": 0.2})
+    body = widget("flaky", extra={"failTimes": 2, "retryDelays": [0.2]})
     client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     obj = wait_until(
         lambda: _ready(api, namespace, "flaky"), timeout=30, what="the retried handler to succeed"
@@ -198,7 +199,8 @@ def test_progress_survives_an_operator_restart(
     journal = Journal()
     first = RunningOperator(make_registry(journal, kube.kubeconfig), namespace)
     try:
-        body = widget("slow", extra={"failTimes": 2, "retryDelay": 1.0})
+        # the first retry is due long after this operator is stopped; the second one soon after
+        body = widget("slow", extra={"failTimes": 2, "retryDelays": [3.0, 0.2]})
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
         def progress_stored() -> dict[str, Any] | None:

@@ -88,14 +88,27 @@ def test_apply_reports_schema_and_cel_errors(
     assert 'unknown field "spec.bogus"' in unknown.stderr  # kubectl asks for strict field validation
 
 
+def _watches(kube: KubeTarget) -> int:
+    """Watch requests on widgets the emulator served so far (0 on a real cluster)."""
+    if kube.emulator is None:
+        return 0
+    rows = kube.emulator.requests.snapshot()["requests"]
+    return sum(r["count"] for r in rows if r["verb"] == "watch" and r["resource"] == PLURAL)
+
+
 def test_wait_returns_when_the_condition_becomes_true(
     kube: KubeTarget, kubectl: str, namespace: str, tmp_path: Path, api: client.ApiClient
 ) -> None:
     kube.kubectl(kubectl, "apply", "-f", _manifest(tmp_path, namespace, "w"))
     custom = client.CustomObjectsApi(api)
+    watches_before = _watches(kube)
 
     def become_ready() -> None:
-        time.sleep(0.5)  # let kubectl start waiting first: the condition must arrive through its watch
+        # let kubectl start waiting first, so that the condition arrives through its watch
+        if kube.emulator is not None:
+            wait_until(lambda: _watches(kube) > watches_before, timeout=30, what="kubectl to watch")
+        else:
+            time.sleep(1.0)
         status = {
             "status": {
                 "phase": "Ready",

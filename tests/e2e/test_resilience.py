@@ -1,0 +1,102 @@
+"""Faults: throttling, restarts, lost answers, deletion. Exactly one accepted reinstall per resource, always."""
+
+import asyncio
+
+from conftest import spec
+
+from kube_emulator.faults import FaultRule
+
+
+def server(n: int) -> str:
+    return f"9c5a0c1a-0000-4000-8000-{n:012d}"
+
+
+async def accepted(harness, server_id: str) -> int:
+    return (await harness.ecs.admin.counters())["accepted_reinstalls"].get(server_id, 0)
+
+
+async def test_a_throttling_storm_slows_down_and_fails_nothing(harness):
+    servers = [server(n) for n in range(1, 9)]
+    for s in servers:
+        await harness.ecs.admin.add_server(s, status="SHUTOFF")
+    await harness.ecs.admin.set_config(rate_limit={"qps": 4, "burst": 2})
+    await harness.ecs.admin.add_fault("*", status=429, retry_after=1, probability=0.3)
+    await harness.start_operator()
+    for n, s in enumerate(servers):
+        await harness.create(f"storm-{n}", spec(s))
+    for n in range(len(servers)):
+        await harness.wait_phase(f"storm-{n}", "Succeeded", timeout=90)
+    counters = await harness.ecs.admin.counters()
+    assert counters["throttled"] > 0 or any(k.endswith(":429") for k in counters["requests"])
+    assert all(counters["accepted_reinstalls"][s] == 1 for s in servers)
+    assert "ecs_reinstall_cloud_throttled_total" in await harness.metrics_text()
+
+
+async def test_an_operator_restart_while_a_job_runs_resumes_polling_without_a_second_post(harness):
+    await harness.ecs.admin.add_server(server(10), status="SHUTOFF", job_seconds=4)
+    await harness.start_operator()
+    await harness.create("restart", spec(server(10)))
+    await harness.wait_phase("restart", "Reinstalling")
+    await harness.kill_operator()
+    await harness.start_operator()
+    body = await harness.wait_phase("restart", "Succeeded", timeout=30)
+    assert body["status"]["jobStatus"] == "SUCCESS"
+    assert await accepted(harness, server(10)) == 1
+    posts = sum(n for k, n in (await harness.ecs.admin.counters())["requests"].items() if k.startswith("reinstall"))
+    assert posts == 1
+
+
+async def test_a_connection_dropped_after_the_post_was_processed_is_recovered_without_a_second_post(harness):
+    await harness.ecs.admin.add_server(server(11), status="SHUTOFF", job_seconds=1)
+    await harness.ecs.admin.add_fault("reinstall", drop_connection="after", count=1)
+    await harness.start_operator()
+    await harness.create("dropped", spec(server(11)))
+    body = await harness.wait_phase("dropped", "Succeeded", timeout=30)
+    assert await accepted(harness, server(11)) == 1
+    assert "job ID" in body["status"]["message"]  # says how the outcome was decided
+    assert {c["type"]: c["status"] for c in body["status"]["conditions"]}["Submitted"] == "True"
+
+
+async def test_a_5xx_that_was_not_processed_is_resubmitted_only_after_the_server_shows_no_trace(harness):
+    await harness.ecs.admin.add_server(server(12), status="SHUTOFF")
+    await harness.ecs.admin.add_fault("reinstall", status=500, count=1)
+    await harness.start_operator()
+    await harness.create("unknown", spec(server(12)))
+    await harness.wait_for("unknown", lambda b: (b.get("status") or {}).get("phase") == "Submitting"
+                           and "unknown" in (b["status"].get("message") or ""))
+    body = await harness.wait_phase("unknown", "Succeeded", timeout=30)
+    assert body["status"]["jobId"]
+    assert await accepted(harness, server(12)) == 1
+    requests = (await harness.ecs.admin.counters())["requests"]
+    assert requests.get("reinstall:500") == 1 and requests.get("reinstall:200") == 1
+
+
+async def test_deleting_a_running_resource_never_hangs(harness):
+    await harness.ecs.admin.add_server(server(13), status="SHUTOFF", job_seconds=30)
+    await harness.start_operator()
+    await harness.create("doomed", spec(server(13)))
+    body = await harness.wait_phase("doomed", "Reinstalling")
+    assert not body["metadata"].get("finalizers")
+    await harness.delete("doomed")
+    assert not await harness.exists("doomed")
+    # With the operator stopped too.
+    await harness.ecs.admin.add_server(server(14), status="SHUTOFF", job_seconds=30)
+    await harness.create("orphan", spec(server(14)))
+    await harness.wait_phase("orphan", "Reinstalling")
+    await harness.stop_operator()
+    await harness.delete("orphan")
+    assert not await harness.exists("orphan")
+    await harness.start_operator()  # and a restart after that finds nothing to do
+    await asyncio.sleep(1)
+    assert await accepted(harness, server(13)) == 1 and await accepted(harness, server(14)) == 1
+
+
+async def test_kubernetes_api_errors_on_status_writes_are_retried(harness):
+    await harness.ecs.admin.add_server(server(15), status="SHUTOFF")
+    harness.kube.faults.add(
+        FaultRule(verbs=frozenset({"patch"}), path_regex=r".*/ecsreinstalls/.*/status", error_code=500, times=2)
+    )
+    await harness.start_operator()
+    await harness.create("flaky", spec(server(15)))
+    await harness.wait_phase("flaky", "Succeeded", timeout=30)
+    assert await accepted(harness, server(15)) == 1

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from . import __version__
+
 GROUP = "ecs.reinstall.dev"
 VERSION = "v1alpha1"
 PLURAL = "ecsreinstalls"
@@ -65,7 +67,9 @@ def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     configuration.connection_pool_maxsize = 32
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = f"ecs-reinstall-operator/{__version__}"  # tells our calls apart in audit logs
+    return client
 
 
 class Kube:

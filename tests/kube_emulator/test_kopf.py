@@ -75,7 +75,9 @@ def make_registry(journal: Journal, kubeconfig: Path) -> kopf.OperatorRegistry:
         return connection_info(kubeconfig)
 
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="assemble")
-    def assemble(spec: kopf.Spec, patch: kopf.Patch, retry: int, name: str, **_: Any) -> None:
+    def assemble(
+        spec: kopf.Spec, patch: kopf.Patch, retry: int, name: str, body: kopf.Body, **_: Any
+    ) -> None:
         journal.attempt(name, retry)
         fail_times = int((spec.get("extra") or {}).get("failTimes", 0))
         if retry < fail_times:
@@ -84,6 +86,7 @@ def make_registry(journal: Journal, kubeconfig: Path) -> kopf.OperatorRegistry:
             raise kopf.TemporaryError(f"attempt {retry + 1} is too early", delay=delay)
         patch.status["phase"] = "Ready"
         patch.status["message"] = f"assembled after {retry + 1} attempt(s)"
+        kopf.info(body, reason="Assembled", message=f"{name} is assembled")
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="disassemble")
     def disassemble(name: str, **_: Any) -> None:
@@ -165,6 +168,21 @@ def test_create_handler_patches_status(
         "kopf.zalando.org/KopfFinalizerMarker" in obj["metadata"]["finalizers"]
     )  # for the on.delete handler
     assert obj["metadata"]["generation"] == 1  # status and annotations are not spec
+
+    def posted_events() -> list[client.CoreV1Event]:
+        events = (
+            client.CoreV1Api(api)
+            .list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name=w,involvedObject.uid={obj['metadata']['uid']}"
+            )
+            .items
+        )
+        return [e for e in events if e.reason == "Assembled"]
+
+    event = wait_until(posted_events, timeout=30, what="the handler's event")[0]
+    assert event.message == "w is assembled"
+    assert event.involved_object.kind == "Widget"
+    assert event.type == "Normal"
 
 
 def test_temporary_error_is_retried(

@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a CRD manifest file or a directory of them (repeatable)",
     )
     parser.add_argument(
-        "--token", default=None, help="bearer token clients must send (default: a random one)"
+        "--token",
+        default=None,
+        help="bearer token for the kubeconfig; a client presenting another one gets 401 (default: random)",
     )
     parser.add_argument(
         "--history-limit",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from kubernetes import client
 
@@ -276,7 +278,7 @@ def test_finalizers_hold_deletion_until_removed(raw: RawApi, api: client.ApiClie
 
 def test_deleting_a_namespace_deletes_its_objects(api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
-    name = "conf-doomed-ns"
+    name = f"conf-doomed-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     core.create_namespaced_config_map(name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm")))
     _custom(api).create_namespaced_custom_object(GROUP, VERSION, name, PLURAL, widget("w"))
@@ -535,3 +537,20 @@ def test_every_served_version_reads_the_same_objects(api: client.ApiClient, name
         assert stored == ["v1"]
     finally:
         extensions.delete_custom_resource_definition(f"things.{group}")
+
+
+def test_a_list_at_an_exact_resource_version_shows_the_past(api: client.ApiClient, namespace: str) -> None:
+    custom = _custom(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("a"))
+    then = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["metadata"][
+        "resourceVersion"
+    ]
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("b"))
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "a", {"spec": {"size": 9}})
+    past = custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, resource_version=then, resource_version_match="Exact"
+    )
+    assert past["metadata"]["resourceVersion"] == then
+    assert [(i["metadata"]["name"], i["spec"]["size"]) for i in past["items"]] == [("a", 3)]
+    now = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    assert [(i["metadata"]["name"], i["spec"]["size"]) for i in now["items"]] == [("a", 9), ("b", 3)]

@@ -385,6 +385,9 @@ class Supervisor:
     def __init__(self, deps: Deps):
         self.deps = deps
         self._runners: dict[str, tuple[Runner, asyncio.Task]] = {}
+        # uid -> newest resourceVersion seen or written: under load kopf delivers events seconds late, and a late
+        # event must never restart a runner that has already moved the resource further (or finished it).
+        self._newest: dict[str, int] = {}
 
     def prime(self, bodies: list[Mapping]) -> None:
         """Before any runner starts: learn which servers are held, so a restart never double-books one."""
@@ -408,11 +411,15 @@ class Supervisor:
             return
         entry = self._runners.get(uid)
         if event_type == "DELETED" or is_deleting(body):
+            self._newest.pop(uid, None)
             self.deps.metrics.observe_phase(uid, None)
             if entry is not None:
                 entry[1].cancel()
             self.deps.locks.release(str((body.get("spec") or {}).get("serverId") or ""), uid)
             return
+        if _rv(body) < self._newest.get(uid, 0):
+            return  # stale: a newer version was already seen or written
+        self._newest[uid] = _rv(body)
         self._note(body)
         if entry is not None and not entry[1].done():
             entry[0].observe(body)
@@ -428,6 +435,8 @@ class Supervisor:
         entry = self._runners.get(uid)
         if entry is not None and entry[1] is task:
             del self._runners[uid]
+            if not task.cancelled():  # cancelled: deleted (or stopping); nothing more will come for it
+                self._newest[uid] = max(self._newest.get(uid, 0), _rv(entry[0].body))
         if not task.cancelled() and task.exception() is not None:
             logger.error("runner for %s crashed", uid, exc_info=task.exception())
 

@@ -1,0 +1,330 @@
+"""Markdown summaries and PNG plots of the benchmark and chaos results (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: object, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+    else:
+        text = str(value)
+    return text + unit
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _cdf(ax: plt.Axes, values: list[float], label: str) -> None:
+    if not values:
+        return
+    ordered = sorted(values)
+    ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
+    ax.step(ordered, ys, where="post", label=f"{label} (n={len(ordered)})")
+
+
+def _mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _scenarios(entry: Mapping) -> list[tuple[str, dict]]:
+    names = ("operator", "limited-qps-matched", "limited-qps-above")
+    return [(name, entry[name]) for name in names if name in entry]
+
+
+# --- plots --------------------------------------------------------------------------------------------------------
+
+
+def plot_latencies(entry: Mapping, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, run in [*_scenarios(entry), *([("SDK peer", entry["peer"])] if "peer" in entry else [])]:
+        _cdf(left, run["samples"]["create_to_submitted"], name)
+        _cdf(right, run["samples"]["job_end_to_ready"], name)
+    poll = entry["operator"]["config"]["poll_interval"]
+    right.axvline(poll + 1, color="red", linestyle="--", linewidth=1, label=f"target {poll + 1} s")
+    left.set(title=f"N={entry['n']}: create -> Submitted", xlabel="seconds", ylabel="fraction of resources")
+    right.set(
+        title=f"N={entry['n']}: job end -> Ready (seen)", xlabel="seconds", ylabel="fraction of resources"
+    )
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_submissions(entry: Mapping, path: Path) -> None:
+    """Left: reinstalls the cloud accepted per second. Right: every cloud call per second (what a limit counts)
+    and the 429 answers, against the limit."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    limit = None
+    for name, run in [*_scenarios(entry), *([("SDK peer", entry["peer"])] if "peer" in entry else [])]:
+        rate = run["submission_rate"]
+        left.plot(range(len(rate["per_second"])), rate["per_second"], drawstyle="steps-post", label=name)
+        calls = rate.get("cloud_calls_per_second") or {}
+        if calls.get("all"):
+            (line,) = right.plot(
+                range(len(calls["all"])), calls["all"], drawstyle="steps-post", label=f"{name}: calls"
+            )
+            if any(calls["throttled"]):
+                right.plot(
+                    range(len(calls["throttled"])),
+                    calls["throttled"],
+                    drawstyle="steps-post",
+                    linestyle=":",
+                    color=line.get_color(),
+                    label=f"{name}: 429 answers",
+                )
+        limit = limit or run["config"].get("cloud_limit")
+    if limit:
+        for ax in (left, right):
+            ax.axhline(
+                limit, color="red", linestyle="--", linewidth=1, label=f"cloud limit {limit:g} calls/s"
+            )
+    left.set(
+        title=f"N={entry['n']}: reinstalls accepted per second",
+        xlabel="seconds since the resources were created",
+        ylabel="accepted reinstalls / s",
+    )
+    right.set(
+        title=f"N={entry['n']}: ECS API calls per second (all operations)",
+        xlabel="seconds since the resources were created",
+        ylabel="calls / s",
+    )
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_rss(runs: list[Mapping], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for entry in runs:
+        for name, run in _scenarios(entry):
+            points = run["operator_rss_timeline"]
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=f"operator N={entry['n']} {name}")
+        if "peer" in entry:
+            points = entry["peer"]["peer_rss_timeline"]
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                linestyle=":",
+                label=f"SDK peer N={entry['n']}",
+            )
+    for target in (200, 500):
+        ax.axhline(target, color="red", linestyle="--", linewidth=0.8)
+    ax.set(
+        title="Resident memory over time",
+        xlabel="seconds since the resources were created",
+        ylabel="RSS (MiB)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- targets ------------------------------------------------------------------------------------------------------
+
+
+def evaluate_targets(result: Mapping) -> list[dict]:
+    """The issue's targets, each with the measured figure and whether it is met."""
+    targets: list[dict] = []
+    by_n = {entry["n"]: entry for entry in result["runs"]}
+    if 1000 in by_n:
+        op = by_n[1000]["operator"]
+        targets.append(
+            {
+                "target": "1000 resources all Submitted within 10 s, cloud not throttling",
+                "measured": f"{_fmt(op['all_submitted_s'])} s (creating them took {_fmt(op['created_in_s'])} s)",
+                "met": op["all_submitted_s"] is not None and op["all_submitted_s"] <= 10,
+            }
+        )
+    for entry in result["runs"]:
+        for name in ("limited-qps-matched", "limited-qps-above"):
+            run = entry.get(name)
+            if not run:
+                continue
+            limit = run["config"]["cloud_limit"]
+            calls = run["cloud_calls"]["per_reinstall"]
+            before = calls.get("get_server", 0) + calls.get("reinstall", 0)
+            ideal_posts = entry["n"] / limit
+            ideal_calls = entry["n"] * before / limit
+            measured = run["all_submitted_s"]
+            targets.append(
+                {
+                    "target": f"N={entry['n']}, cloud limit {limit:g}/s ({name}): all Submitted within 10% of the "
+                    "time the limit allows",
+                    "measured": f"{_fmt(measured)} s; the limit allows {ideal_posts:.1f} s for the POSTs alone, "
+                    f"{ideal_calls:.1f} s for the {before:.2f} calls per reinstall the operator makes before "
+                    f"Submitted; {run['cloud_calls']['throttled_429']} answers 429",
+                    "met": measured is not None and measured <= 1.1 * ideal_posts,
+                    "met_against_own_calls": measured is not None and measured <= 1.1 * ideal_calls,
+                }
+            )
+    for entry in result["runs"]:
+        for name, run in _scenarios(entry):
+            poll = run["config"]["poll_interval"]
+            p99 = run["job_end_to_ready_s"].get("p99")
+            targets.append(
+                {
+                    "target": f"N={entry['n']} {name}: job end -> Ready p99 <= pollIntervalSeconds + 1 s ({poll + 1} s)",
+                    "measured": f"p99 {_fmt(p99)} s (p50 {_fmt(run['job_end_to_ready_s'].get('p50'))} s)",
+                    "met": p99 is not None and p99 <= poll + 1,
+                }
+            )
+            posts = run["posts_per_reinstall"]
+            gets = run["job_gets_per_reinstall"]
+            targets.append(
+                {
+                    "target": f"N={entry['n']} {name}: exactly one POST per reinstall, job GETs <= ceil(D/poll) + 2",
+                    "measured": f"POSTs per server max {posts['max']}, accepted {posts['accepted_total']}/{entry['n']} "
+                    f"(max {posts['accepted_max']} per server); job GETs per job max {gets.get('max')} "
+                    f"(mean {gets.get('mean')}), {gets['over_budget']} jobs over their budget",
+                    "met": posts["max"] == 1
+                    and posts["accepted_max"] == 1
+                    and posts["accepted_total"] == entry["n"]
+                    and gets["over_budget"] == 0,
+                }
+            )
+        op = entry["operator"]
+        limit_mb = 200 if entry["n"] <= 1000 else 500
+        if entry["n"] in (1000, 5000):
+            rss = op["processes"]["operator"]["peak_rss_mb"]
+            targets.append(
+                {
+                    "target": f"peak RSS <= {limit_mb} MB with {entry['n']} in flight",
+                    "measured": f"{_fmt(rss)} MiB",
+                    "met": rss <= limit_mb,
+                }
+            )
+        if "ratios" in entry:
+            ratios = entry["ratios"]
+            targets.append(
+                {
+                    "target": f"N={entry['n']}: at least as fast as the SDK peer (all Ready), with no more cloud calls",
+                    "measured": f"all Ready {_fmt(op['all_ready_s'])} s vs {_fmt(entry['peer']['all_ready_s'])} s "
+                    f"(x{_fmt(ratios['all_ready'])}); cloud calls per reinstall "
+                    f"{ratios['cloud_calls_per_reinstall']['ours']} vs {ratios['cloud_calls_per_reinstall']['peer']}",
+                    "met": (ratios["all_ready"] or math.inf) <= 1
+                    and (ratios["cloud_calls"] or math.inf) <= 1,
+                }
+            )
+    return targets
+
+
+# --- the benchmark report -----------------------------------------------------------------------------------------
+
+
+def _run_rows(entry: Mapping) -> list[list[object]]:
+    runs = [*_scenarios(entry), *([("SDK peer", entry["peer"])] if "peer" in entry else [])]
+    rows = []
+    for name, run in runs:
+        procs = run["processes"]
+        own = procs.get("operator") or procs.get("sdk-peer") or {}
+        c2s, e2r = run["create_to_submitted_s"], run["job_end_to_ready_s"]
+        calls = run["cloud_calls"]["per_reinstall"]
+        rows.append(
+            [
+                name,
+                run["all_submitted_s"],
+                run["all_ready_s"],
+                f"{_fmt(c2s.get('p50'))} / {_fmt(c2s.get('p95'))} / {_fmt(c2s.get('p99'))}",
+                f"{_fmt(e2r.get('p50'))} / {_fmt(e2r.get('p95'))} / {_fmt(e2r.get('p99'))}",
+                ", ".join(f"{op} {v:g}" for op, v in sorted(calls.items())),
+                run["cloud_calls"]["throttled_429"],
+                own.get("cpu_s"),
+                own.get("peak_rss_mb"),
+            ]
+        )
+    return rows
+
+
+def write_bench_report(result: Mapping, directory: Path, name: str) -> Path:
+    args = result["arguments"]
+    lines = [
+        "# Operator fleet benchmark",
+        "",
+        f"Measured {result['measured_at']} on this machine ({result['environment']['cpu_count']} CPUs, Python "
+        f"{result['environment']['python']}), total {result['total_wall_s']} s. Command: "
+        f"`python bench/run_bench.py --sizes {args['sizes']} --job-seconds {args['job_seconds']:g} "
+        f"--poll-interval {args['poll_interval']}` (see bench/README.md for what each run does).",
+        "",
+        f"Jobs last D = {args['job_seconds']:g} s on average (each D x U({1 - args['job_spread']:g}, "
+        f"{1 + args['job_spread']:g}), INIT 1 s then RUNNING), pollIntervalSeconds = {args['poll_interval']} "
+        f"(the SDK peer polls every {args['poll_interval']} s too, with {args['peer_threads']} threads). "
+        f"Unthrottled runs: operator `--qps {args['qps']:g} --burst {args['burst']}`, `--max-concurrency "
+        f"{args['max_concurrency']}`. Limited runs: emulator limit {args['cloud_limit']:g} calls/s (burst "
+        f"{args['cloud_burst']}) over all operations.",
+        "",
+        "## Targets",
+        "",
+    ]
+    targets = evaluate_targets(result)
+    lines += _table(
+        ["target", "measured", "status"], [[t["target"], t["measured"], _mark(t["met"])] for t in targets]
+    )
+    for entry in result["runs"]:
+        n = entry["n"]
+        lines += [f"## N = {n}", ""]
+        lines += _table(
+            [
+                "run",
+                "all Submitted (s)",
+                "all Ready (s)",
+                "create->Submitted p50/p95/p99 (s)",
+                "job end->Ready p50/p95/p99 (s)",
+                "cloud calls per reinstall",
+                "429s",
+                "CPU (s)",
+                "peak RSS (MiB)",
+            ],
+            _run_rows(entry),
+        )
+        if "ratios" in entry:
+            r = entry["ratios"]
+            lines += [
+                "Operator / SDK peer: "
+                f"all Submitted x{_fmt(r['all_submitted'])}, all Ready x{_fmt(r['all_ready'])}, "
+                f"cloud calls x{_fmt(r['cloud_calls'])}, CPU x{_fmt(r['cpu'])}, peak RSS x{_fmt(r['peak_rss'])}.",
+                "",
+            ]
+        op = entry["operator"]
+        kube = ", ".join(f"{k} {v:g}" for k, v in op["kube_calls"]["per_reinstall"].items())
+        procs = ", ".join(f"{k} {v['cpu_s']} s / {v['peak_rss_mb']} MiB" for k, v in op["processes"].items())
+        lines += [
+            f"Kubernetes API calls per reinstall (operator run, by verb): {kube}.",
+            "",
+            f"CPU seconds / peak RSS of every process in the operator run: {procs}.",
+            "",
+        ]
+        latency_png = f"{name}-n{n}-latency.png"
+        submissions_png = f"{name}-n{n}-submissions.png"
+        plot_latencies(entry, directory / latency_png)
+        plot_submissions(entry, directory / submissions_png)
+        lines += [f"![latency N={n}]({latency_png})", "", f"![submissions N={n}]({submissions_png})", ""]
+    rss_png = f"{name}-rss.png"
+    plot_rss(result["runs"], directory / rss_png)
+    lines += ["## Memory", "", f"![RSS]({rss_png})", ""]
+    path = directory / f"{name}.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

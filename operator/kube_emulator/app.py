@@ -34,7 +34,7 @@ from .cluster import (
 from .errors import ApiError, bad_request, internal_error, not_acceptable, unsupported_media_type
 from .faults import FaultEffect, FaultInjector, FaultRule, FaultRuleError
 from .openapi import OpenApiCache
-from .requestlog import RequestKey, RequestLog
+from .requestlog import RequestKey, RequestLog, product
 from .resources import ResourceType
 from .store import EventType, StoredObject, Watcher, dumps
 from .tables import build_table, builtin_printer
@@ -244,6 +244,7 @@ class KubeEmulator:
                 target.rtype.plural,
                 target.subresource,
                 target.namespace or "",
+                product(request.headers.get("User-Agent")),
             )
         )
         effect = self.faults.effect(target.verb, request.path)

@@ -1,4 +1,7 @@
-"""Counts of the API requests served, by (verb, group, resource, subresource, namespace).
+"""Counts of the API requests served, by (verb, group, resource, subresource, namespace, client).
+
+The client is the product name of the User-Agent (`kubectl`, `kopf`, `ecs-reinstall-operator`, ...), so that
+the calls of one program can be told from a test driver's.
 
 Read through `GET /_emulator/requests` (or `RequestLog.snapshot()`): it shows every verb and resource a client
 used, e.g. to prove that an RBAC role grants what an operator needs and nothing more.
@@ -19,6 +22,12 @@ class RequestKey:
     resource: str
     subresource: str
     namespace: str
+    user_agent: str = ""
+
+
+def product(user_agent: str | None) -> str:
+    """`kopf/1.45.2 (...)` -> `kopf`: the first product token of a User-Agent header."""
+    return (user_agent or "").split("/", 1)[0].split(" ", 1)[0]
 
 
 class RequestLog:
@@ -52,6 +61,7 @@ class RequestLog:
                     "resource": key.resource,
                     "subresource": key.subresource,
                     "namespace": key.namespace,
+                    "userAgent": key.user_agent,
                     "count": count,
                 }
                 for key, count in resources

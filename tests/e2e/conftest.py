@@ -324,8 +324,46 @@ def spec(server_id: str, **fields: Any) -> dict:
 PASSWORD = "Reinstall!2026pw"
 
 
+# Every Kubernetes API call the operator (its own client and kopf) made during the e2e suite, for the chart's
+# least-privilege test (tests/deploy/test_operator_on_kube_emulator.py, format in tests/deploy/data/README.md).
+RECORDING = REPO / "tests" / "deploy" / "data" / "recorded_api_calls.json"
+OPERATOR_CLIENTS = frozenset({"kopf", "ecs-reinstall-operator"})
+
+
+@pytest.fixture(scope="session")
+def api_recording() -> Path:
+    RECORDING.unlink(missing_ok=True)  # this run's calls only
+    return RECORDING
+
+
+def record_operator_calls(path: Path, snapshot: Mapping[str, Any]) -> None:
+    """Merges the operator's calls of one emulator into the recording (written after every test, so that a
+    module running later in the same session reads it)."""
+    data = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {
+            "operatorNamespace": OPERATOR_NAMESPACE,
+            "credentialsSecret": "default-credentials",
+            "watchNamespaces": [],
+            "requests": [],
+        }
+    )
+    counts: dict[tuple, int] = {}
+    for item in data["requests"] + [
+        r for r in snapshot["requests"] if r.get("userAgent") in OPERATOR_CLIENTS
+    ]:
+        key = (item["verb"], item["group"], item["resource"], item["subresource"], item["namespace"])
+        counts[key] = counts.get(key, 0) + item["count"]
+    data["requests"] = [
+        dict(zip(("verb", "group", "resource", "subresource", "namespace"), key, strict=True), count=n)
+        for key, n in sorted(counts.items())
+    ]
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]:
     logs = LogCapture()
     root = logging.getLogger()
     old_level = root.level
@@ -361,6 +399,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             finally:
                 await h.stop_operator()
                 await asyncio.to_thread(api.close)
+                record_operator_calls(api_recording, kube.requests.snapshot())
     finally:
         root.removeHandler(logs)
         root.setLevel(old_level)

@@ -42,7 +42,9 @@ async def test_an_operator_restart_while_a_job_runs_resumes_polling_without_a_se
     body = await harness.wait_phase("restart", "Succeeded", timeout=30)
     assert body["status"]["jobStatus"] == "SUCCESS"
     assert await accepted(harness, server(10)) == 1
-    posts = sum(n for k, n in (await harness.ecs.admin.counters())["requests"].items() if k.startswith("reinstall"))
+    posts = sum(
+        n for k, n in (await harness.ecs.admin.counters())["requests"].items() if k.startswith("reinstall")
+    )
     assert posts == 1
 
 
@@ -62,8 +64,13 @@ async def test_a_5xx_that_was_not_processed_is_resubmitted_only_after_the_server
     await harness.ecs.admin.add_fault("reinstall", status=500, count=1)
     await harness.start_operator()
     await harness.create("unknown", spec(server(12)))
-    await harness.wait_for("unknown", lambda b: (b.get("status") or {}).get("phase") == "Submitting"
-                           and "unknown" in (b["status"].get("message") or ""))
+    await harness.wait_for(
+        "unknown",
+        lambda b: (
+            (b.get("status") or {}).get("phase") == "Submitting"
+            and "unknown" in (b["status"].get("message") or "")
+        ),
+    )
     body = await harness.wait_phase("unknown", "Succeeded", timeout=30)
     assert body["status"]["jobId"]
     assert await accepted(harness, server(12)) == 1
@@ -94,7 +101,9 @@ async def test_deleting_a_running_resource_never_hangs(harness):
 async def test_kubernetes_api_errors_on_status_writes_are_retried(harness):
     await harness.ecs.admin.add_server(server(15), status="SHUTOFF")
     harness.kube.faults.add(
-        FaultRule(verbs=frozenset({"patch"}), path_regex=r".*/ecsreinstalls/.*/status", error_code=500, times=2)
+        FaultRule(
+            verbs=frozenset({"patch"}), path_regex=r".*/ecsreinstalls/.*/status", error_code=500, times=2
+        )
     )
     await harness.start_operator()
     await harness.create("flaky", spec(server(15)))

@@ -137,16 +137,23 @@ def per_resource_calls(calls: list[tuple[int, str, str, int]]) -> dict:
     """Job GETs per job and reinstall POSTs per server."""
     job_gets: Counter = Counter()
     posts: Counter = Counter()
+    processed_posts: Counter = Counter()  # not refused by the rate limit (429): the cloud looked at them
     server_gets: Counter = Counter()
-    for _, method, path, _status in calls:
+    for _, method, path, status in calls:
         parts = path.split("/")
         if method == "GET" and len(parts) == 5 and parts[3] == "jobs":
             job_gets[parts[4]] += 1
         elif method == "POST" and path.endswith("/reinstallos"):
             posts[parts[4]] += 1
+            processed_posts[parts[4]] += status != 429
         elif method == "GET" and len(parts) == 5 and parts[3] == "cloudservers":
             server_gets[parts[4]] += 1
-    return {"job_gets": job_gets, "posts": posts, "server_gets": server_gets}
+    return {
+        "job_gets": job_gets,
+        "posts": posts,
+        "processed_posts": processed_posts,
+        "server_gets": server_gets,
+    }
 
 
 def _parse_time(text: str) -> float:
@@ -161,6 +168,15 @@ def job_ends(records: list[dict], cfg: RunConfig) -> dict[str, tuple[str, float,
         index = int(record["server_id"].rsplit("-", 1)[1])
         ends[record["server_id"]] = (record["job_id"], accepted, accepted + job_duration(cfg, index))
     return ends
+
+
+def posts_per_reinstall(per: dict, counters: dict) -> dict:
+    return {
+        "sent_max": max(per["posts"].values(), default=0),
+        "processed_max": max(per["processed_posts"].values(), default=0),  # all but the 429-refused ones
+        "accepted_max": max(counters["accepted_reinstalls"].values(), default=0),
+        "accepted_total": sum(counters["accepted_reinstalls"].values()),
+    }
 
 
 def job_get_budget(cfg: RunConfig, index: int) -> int:
@@ -321,11 +337,7 @@ def operator_run(ecs: harness.EcsEmulator, access: AccessLog, workdir: Path, cfg
         "create_to_submitted_s": summary(create_to_submitted),
         "job_end_to_ready_s": summary(end_to_ready),
         "cloud_calls": calls_per_operation(counters, cfg.n),
-        "posts_per_reinstall": {
-            "max": max(per["posts"].values(), default=0),
-            "accepted_max": max(counters["accepted_reinstalls"].values(), default=0),
-            "accepted_total": sum(counters["accepted_reinstalls"].values()),
-        },
+        "posts_per_reinstall": posts_per_reinstall(per, counters),
         "job_gets_per_reinstall": job_gets(per, ends, cfg),
         "kube_calls": {
             "total": kube_calls,
@@ -428,11 +440,7 @@ def peer_run(
         "create_to_submitted_s": summary(create_to_submitted),
         "job_end_to_ready_s": summary(end_to_ready),
         "cloud_calls": calls_per_operation(counters, cfg.n),
-        "posts_per_reinstall": {
-            "max": max(per["posts"].values(), default=0),
-            "accepted_max": max(counters["accepted_reinstalls"].values(), default=0),
-            "accepted_total": sum(counters["accepted_reinstalls"].values()),
-        },
+        "posts_per_reinstall": posts_per_reinstall(per, counters),
         "job_gets_per_reinstall": job_gets(per, ends, cfg),
         "submission_rate": {
             "accepted_per_second": round(len(accepted_times) / window, 2) if window else None,

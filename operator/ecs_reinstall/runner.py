@@ -250,7 +250,9 @@ class Runner:
         except AmbiguousError as exc:
             self.log.warning("reinstall outcome unknown: %s", exc)
             settle = self.deps.settings.outcome_settle_seconds
-            return rc.on_outcome_unknown(self._context(spec), self.status, _short(exc), min(5.0, settle / 4))
+            return rc.on_outcome_unknown(
+                self._context(spec), self.status, _short(exc), min(settle / 4, self._backoff())
+            )
         except TerminalError as exc:
             self.deps.locks.release(spec.server_id, self.uid)
             return rc.on_submit_rejected(
@@ -302,7 +304,11 @@ class Runner:
                 ctx, self.status, f"cannot read the server: {_short(exc)}", self._backoff()
             )
         transition = rc.on_outcome_probe(
-            ctx, self.status, server, settle_seconds=settle, recheck=max(1.0, settle / 6)
+            ctx,
+            self.status,
+            server,
+            settle_seconds=settle,
+            recheck=min(max(1.0, settle / 6), self._backoff()),
         )
         if rc.phase_of(transition.patch) == rc.Phase.PENDING:
             self.deps.locks.release(self.server_id, self.uid)

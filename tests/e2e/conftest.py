@@ -41,7 +41,9 @@ SECRET_KEY = "e2e-secret-key-never-shown-0000000000001"
 PROJECT_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 OPERATOR_NAMESPACE = "ecs-system"
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for e2e_support (pytest uses importlib mode)
+
+from e2e_support import PASSWORD  # noqa: E402
 
 
 def free_port() -> int:
@@ -310,18 +312,6 @@ class Harness:
                     assert secret not in line and encoded not in line, (
                         f"a test secret leaked into the {where}: {line[:300]}"
                     )
-
-
-def spec(server_id: str, **fields: Any) -> dict:
-    """A valid spec for a SHUTOFF server, logging in with the default test password Secret unless told."""
-    base: dict[str, Any] = {"serverId": server_id, "pollIntervalSeconds": 2}
-    if not {"keyName", "userData", "adminPasswordSecretRef"} & fields.keys():
-        base["adminPasswordSecretRef"] = {"name": "root-password"}
-    base.update(fields)
-    return base
-
-
-PASSWORD = "Reinstall!2026pw"
 
 
 # Every Kubernetes API call the operator (its own client and kopf) made during the e2e suite, for the chart's

@@ -3,7 +3,7 @@
 import base64
 import hashlib
 
-from conftest import PASSWORD, spec
+from e2e_support import PASSWORD, spec
 
 KMS_KEY = "83cdb0ae-5bb4-4a1e-a2a1-64b71e54f3f6"
 USER_ID = "7e25b1da389f4697a79df3a0e5bd494e"

@@ -1,7 +1,7 @@
 """Terminal outcomes: each says what went wrong and how to fix it, with the cloud's code where there is one."""
 
 import pytest
-from conftest import spec
+from e2e_support import spec
 from kubernetes.client.exceptions import ApiException
 
 

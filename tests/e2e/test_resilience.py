@@ -2,7 +2,7 @@
 
 import asyncio
 
-from conftest import spec
+from e2e_support import spec
 
 from kube_emulator.faults import FaultRule
 

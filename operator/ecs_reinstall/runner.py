@@ -169,7 +169,7 @@ class Runner:
             )
         except spec_model.InvalidSpec as exc:
             return rc.on_invalid(ctx, self.status, str(exc))
-        except KubeUnavailable as exc:
+        except KubeError as exc:  # unavailable, or forbidden by RBAC: both may pass; say which
             return rc.on_wait(
                 ctx,
                 self.status,
@@ -444,7 +444,18 @@ class Supervisor:
             if not task.cancelled():  # cancelled: deleted (or stopping); nothing more will come for it
                 self._newest[uid] = max(self._newest.get(uid, 0), _rv(entry[0].body))
         if not task.cancelled() and task.exception() is not None:
-            logger.error("runner for %s crashed", uid, exc_info=task.exception())
+            # A bug, not a cloud or API error (those are handled in the runner): log it, and try again later
+            # rather than leave the resource stuck until its next watch event.
+            delay = self.deps.settings.retry_max_seconds
+            logger.error("runner for %s crashed; restarting in %.0fs", uid, delay, exc_info=task.exception())
+            body = entry[0].body if entry is not None else None
+            if body is not None:
+                asyncio.get_running_loop().call_later(delay, self._restart, uid, body)
+
+    def _restart(self, uid: str, body: Mapping) -> None:
+        if uid in self._newest and uid not in self._runners:  # still known (not deleted), no runner yet
+            self._newest[uid] = 0
+            self.observe(None, body)
 
     @property
     def active(self) -> int:

@@ -113,7 +113,10 @@ class OperatorThread:
     def kill(self) -> None:
         if self._loop is not None and self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
+        # kopf waits for a threading stop flag in an executor thread: release it, or the loop never closes.
+        self.stop_flag.set()
         self._thread.join(30)
+        assert not self._thread.is_alive(), "operator did not die within 30 s"
 
 
 @dataclasses.dataclass

@@ -222,3 +222,27 @@ async def test_the_supervisor_starts_one_runner_per_live_resource_and_stops_it_o
 
 async def _blocking(*args, **kwargs):
     await asyncio.sleep(3600)
+
+
+async def test_a_crashed_runner_is_restarted_later():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+    deps, _ = make(journal, kube, cloud)
+    real_get_server = cloud.get_server
+    calls = []
+
+    async def broken_once(target, server_id):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return await real_get_server(target, server_id)
+
+    cloud.get_server = broken_once
+    supervisor = Supervisor(deps)
+    supervisor.observe(None, copy.deepcopy(kube.body))
+    for _ in range(200):
+        if kube.body["status"].get("phase") == "Succeeded":
+            break
+        await asyncio.sleep(0.01)
+    assert kube.body["status"]["phase"] == "Succeeded" and journal.count(("POST",)) == 1

@@ -344,10 +344,19 @@ class Runner:
     # --- writing ---------------------------------------------------------------------------------------------
 
     async def _reload(self) -> None:
-        try:
-            self.observe(await self.deps.kube.get_reinstall(self.namespace, self.name))
-        except NotFound:
-            raise Gone() from None
+        """Re-reads the resource, retrying while the API is unavailable: an error escaping here would end the
+        runner, and nothing would restart it until the resource changed."""
+        delay = 0.5
+        while True:
+            try:
+                self.observe(await self.deps.kube.get_reinstall(self.namespace, self.name))
+                return
+            except NotFound:
+                raise Gone() from None
+            except KubeUnavailable as exc:
+                self.log.warning("re-reading the resource failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _apply(self, transition: rc.Transition) -> None:
         """Writes the status (retrying while the API is unavailable), then posts the Event."""

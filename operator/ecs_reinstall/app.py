@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,10 +12,12 @@ import kopf
 from . import __version__
 from . import reconcile as rc
 from .cloud.client import ClientConfig, EcsClient
-from .kube import Kube, load_config
+from .kube import Kube, KubeUnavailable, load_config
 from .metrics import Metrics
 from .runner import Deps, Supervisor
 from .settings import Settings
+
+log = logging.getLogger("ecs_reinstall.app")
 
 
 def post_event(body: Mapping, event: rc.Event) -> None:
@@ -54,8 +57,21 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=post_event)
     )
     # Learn which servers are held before the first runner starts (see server_locks).
-    supervisor.prime(await kube.list_reinstalls(settings.namespaces))
+    supervisor.prime(await _list_reinstalls(kube, settings))
     return App(settings=settings, kube=kube, cloud=cloud, metrics=metrics, supervisor=supervisor)
+
+
+async def _list_reinstalls(kube: Kube, settings: Settings) -> list[dict]:
+    """The start-up LIST, retried here while the API is unavailable: failing the startup handler instead would
+    idle the whole operator for kopf's handler backoff (60 s)."""
+    delay = 0.5
+    while True:
+        try:
+            return await kube.list_reinstalls(settings.namespaces)
+        except KubeUnavailable as exc:
+            log.warning("listing EcsReinstalls at start-up failed (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:

@@ -432,6 +432,9 @@ class Supervisor:
                 entry[1].cancel()
             self.deps.locks.release(str((body.get("spec") or {}).get("serverId") or ""), uid)
             return
+        # What the runner wrote counts too, even when it has just ended and its done-callback has not run yet.
+        if entry is not None:
+            self._newest[uid] = max(self._newest.get(uid, 0), _rv(entry[0].body))
         if _rv(body) < self._newest.get(uid, 0):
             return  # stale: a newer version was already seen or written
         self._newest[uid] = _rv(body)

@@ -496,6 +496,20 @@ def comparison(ours: dict, peer: dict) -> dict:
     }
 
 
+def git_commit() -> str | None:
+    """The commit the operator ran from (with '+dirty' when its sources had local changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=harness.REPO
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "operator"], capture_output=True, text=True, cwd=harness.REPO
+        )
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000", help="resource counts N, comma-separated")
@@ -564,6 +578,9 @@ def main() -> int:
                     ):
                         cfg = RunConfig(**{**limited, "label": f"n{n}-{label}", "qps": qps, "burst": burst})
                         entry[label] = operator_run(ecs, access, workdir, cfg)
+                    if not args.no_peer:
+                        cfg = RunConfig(**{**limited, "label": f"n{n}-limited-peer"})
+                        entry["limited-peer"] = peer_run(ecs, access, workdir, cfg, args.peer_threads)
                 runs.append(entry)
         finally:
             ecs.stop()
@@ -571,6 +588,7 @@ def main() -> int:
     result = {
         "benchmark": "operator_fleet",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "operator_commit": git_commit(),
         "total_wall_s": round(time.time() - started, 1),
         "arguments": vars(args) | {"results_dir": str(args.results_dir)},
         "environment": {

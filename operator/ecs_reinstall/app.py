@@ -12,7 +12,7 @@ import kopf
 from . import __version__
 from . import reconcile as rc
 from .cloud.client import ClientConfig, EcsClient
-from .kube import Kube, KubeUnavailable, load_config
+from .kube import Kube, load_config, until_available
 from .metrics import Metrics
 from .runner import Deps, Supervisor
 from .settings import Settings
@@ -64,14 +64,12 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
 async def _list_reinstalls(kube: Kube, settings: Settings) -> list[dict]:
     """The start-up LIST, retried here while the API is unavailable: failing the startup handler instead would
     idle the whole operator for kopf's handler backoff (60 s)."""
-    delay = 0.5
-    while True:
-        try:
-            return await kube.list_reinstalls(settings.namespaces)
-        except KubeUnavailable as exc:
-            log.warning("listing EcsReinstalls at start-up failed (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    return await until_available(
+        lambda: kube.list_reinstalls(settings.namespaces),
+        what="listing EcsReinstalls at start-up",
+        log=log,
+        cap=10.0,
+    )
 
 
 def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:

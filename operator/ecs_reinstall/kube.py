@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -44,6 +45,25 @@ class Conflict(KubeError):
 
 class KubeUnavailable(KubeError):
     """Throttled, server error or connection problem: worth retrying."""
+
+
+async def until_available(
+    call: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    log: logging.Logger | logging.LoggerAdapter,
+    cap: float = 30.0,
+) -> T:
+    """Runs `call` until the API answers: retried with exponential backoff (0.5 s up to `cap`) while it is
+    unavailable; any other error goes to the caller."""
+    delay = 0.5
+    while True:
+        try:
+            return await call()
+        except KubeUnavailable as exc:
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
 
 
 def _translate(exc: ApiException) -> KubeError:

@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from . import reconcile as rc
 from . import spec as spec_model
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
-from .cloud.models import CloudTarget
+from .cloud.models import CloudTarget, Job, Server
 from .inputs import MissingInput, resolve, resolve_target
-from .kube import Conflict, Kube, KubeError, KubeUnavailable, NotFound
+from .kube import Conflict, Kube, KubeError, NotFound, until_available
 from .metrics import Metrics
 from .server_locks import Holder, ServerLocks
 from .settings import Settings
@@ -36,13 +37,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class CloudApi(Protocol):
+    """What runners need of the cloud: `cloud.client.EcsClient` (or a fake in unit tests)."""
+
+    async def reinstall(
+        self, target: CloudTarget, server_id: str, body: Mapping, *, cloud_init: bool = True
+    ) -> str: ...
+
+    async def get_job(self, target: CloudTarget, job_id: str) -> Job: ...
+
+    async def get_server(self, target: CloudTarget, server_id: str) -> Server: ...
+
+
 @dataclass
 class Deps:
     """What every runner shares."""
 
     settings: Settings
     kube: Kube
-    cloud: object  # cloud.client.EcsClient (duck-typed: reinstall, get_job, get_server)
+    cloud: CloudApi
     metrics: Metrics
     post_event: EventPoster
     locks: ServerLocks = field(default_factory=ServerLocks)
@@ -139,7 +152,7 @@ class Runner:
         try:
             parsed = spec_model.parse_spec(self.body.get("spec") or {})
         except spec_model.InvalidSpec as exc:
-            if step in (rc.Step.PREPARE,):
+            if step == rc.Step.PREPARE:
                 return rc.on_invalid(self._context(), self.status, str(exc))
             parsed = None  # a spec that broke after submission (a looser CRD): keep following the job
         if step == rc.Step.PREPARE:
@@ -344,30 +357,31 @@ class Runner:
     # --- writing ---------------------------------------------------------------------------------------------
 
     async def _reload(self) -> None:
-        """Re-reads the resource, retrying while the API is unavailable: an error escaping here would end the
-        runner, and nothing would restart it until the resource changed."""
-        delay = 0.5
-        while True:
-            try:
-                self.observe(await self.deps.kube.get_reinstall(self.namespace, self.name))
-                return
-            except NotFound:
-                raise Gone() from None
-            except KubeUnavailable as exc:
-                self.log.warning("re-reading the resource failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        """Re-reads the resource (retrying while the API is unavailable: an error escaping here would end the
+        runner, and nothing would restart it until the resource changed)."""
+        try:
+            body = await until_available(
+                lambda: self.deps.kube.get_reinstall(self.namespace, self.name),
+                what="re-reading the resource",
+                log=self.log,
+            )
+        except NotFound:
+            raise Gone() from None
+        self.observe(body)
 
     async def _apply(self, transition: rc.Transition) -> None:
         """Writes the status (retrying while the API is unavailable), then posts the Event."""
         if transition.patch:
             old_phase = rc.phase_of(self.status)
             rv = self.body.get("metadata", {}).get("resourceVersion") if transition.guarded else None
-            delay = 0.5
             while True:
                 try:
-                    updated = await self.deps.kube.patch_status(
-                        self.namespace, self.name, transition.patch, resource_version=rv
+                    updated = await until_available(
+                        lambda: self.deps.kube.patch_status(
+                            self.namespace, self.name, transition.patch, resource_version=rv
+                        ),
+                        what="writing the status",
+                        log=self.log,
                     )
                     break
                 except NotFound:
@@ -376,10 +390,6 @@ class Runner:
                     if transition.guarded:
                         raise
                     await self._reload()
-                except KubeUnavailable as exc:
-                    self.log.warning("status write failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
             self.observe(updated)
             new_phase = rc.phase_of(self.status)
             if new_phase != old_phase:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import json
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from . import __version__
@@ -93,49 +96,69 @@ def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
 
 
 class Kube:
+    """The few calls the operator makes, on the kubernetes client's configuration, authentication and connection
+    pool. Requests go through `ApiClient.call_api` and answers are plain JSON: the generated API methods validate
+    every call with pydantic and build models of the answers, which cost more CPU than the operator's own work
+    (profiled: 11% of the operator at 1000 reinstalls)."""
+
     def __init__(self, api_client: kubernetes.client.ApiClient, *, threads: int = 16):
-        self._core = kubernetes.client.CoreV1Api(api_client)
-        self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self._api_client = api_client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _request_sync(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = self._api_client.param_serialize(
+            method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self._api_client.call_api(*request)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data)
+
+    async def _request(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None
+    ) -> Any:
         loop = asyncio.get_running_loop()
+        call = functools.partial(self._request_sync, method, path, body, content_type)
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(self._pool, call)
         except ApiException as exc:
             raise _translate(exc) from None
-        except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:
+        except (
+            OSError,
+            ValueError,
+            kubernetes.client.exceptions.OpenApiException,
+            urllib3.exceptions.HTTPError,
+        ) as exc:
             raise KubeUnavailable(0, type(exc).__name__) from None
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
         """The Secret's data, decoded. Raises NotFound."""
-        secret = await self._call(self._core.read_namespaced_secret, name, namespace)
-        data = secret.data or {}
-        return {key: base64.b64decode(value) for key, value in data.items()}
+        secret = await self._request("GET", f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}")
+        return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, bytes]:
-        cm = await self._call(self._core.read_namespaced_config_map, name, namespace)
-        data = {k: v.encode() for k, v in (cm.data or {}).items()}
-        data.update({k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
+        cm = await self._request("GET", f"/api/v1/namespaces/{_q(namespace)}/configmaps/{_q(name)}")
+        data = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
+        data.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
         return data
 
     async def list_reinstalls(self, namespaces: tuple[str, ...] = ()) -> list[dict]:
-        if not namespaces:
-            result = await self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
-            return list(result.get("items", []))
+        paths = (
+            [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+            if not namespaces
+            else [f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}" for ns in namespaces]
+        )
         items: list[dict] = []
-        for namespace in namespaces:
-            result = await self._call(
-                self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
-            )
-            items.extend(result.get("items", []))
+        for path in paths:
+            items.extend((await self._request("GET", path)).get("items") or [])
         return items
 
     async def get_reinstall(self, namespace: str, name: str) -> dict:
-        return await self._call(
-            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-        )
+        return await self._request("GET", _reinstall_path(namespace, name))
 
     async def patch_status(
         self, namespace: str, name: str, status: Mapping, *, resource_version: str | None = None
@@ -145,17 +168,18 @@ class Kube:
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        return await self._call(
-            self._custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            body,
-            _content_type="application/merge-patch+json",
+        return await self._request(
+            "PATCH", _reinstall_path(namespace, name) + "/status", body, "application/merge-patch+json"
         )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api_client.close()
+
+
+def _q(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
+def _reinstall_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}/{_q(name)}"

@@ -59,6 +59,8 @@ class Reason(enum.StrEnum):
     REINSTALLING = "Reinstalling"
     ACCEPTED = "Accepted"
     SUCCEEDED = "Succeeded"
+    # Job ID lost after the cloud took the request: success read from the server's state, not from the job.
+    SUCCEEDED_INFERRED = "SucceededFromServerState"
     INVALID_SPEC = "InvalidSpec"
     JOB_FAILED = "JobFailed"
     CLOUD_ERROR = "CloudError"
@@ -532,8 +534,10 @@ def on_job(ctx: Context, status: Mapping, job: Job) -> Transition:
 
 
 def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transition:
-    """Job ID lost: the server's state is the only witness. REBUILD/busy: still running; ERROR: failed;
-    back to ACTIVE or SHUTOFF: finished, taken as success (the message says how it was decided)."""
+    """Job ID lost: the server's state is the only witness. REBUILD/busy: still running; ERROR: failed (as a
+    failed rebuild leaves it); back to ACTIVE or SHUTOFF: finished, taken as success. A cloud that put the server
+    back in its old state after a failed job would look the same, so such a success says so: Ready's reason is
+    SucceededFromServerState and the message tells how it was decided."""
     if not server.busy and server.status in _SETTLED_STATES:
         message = (
             f"Reinstalled: server {server.id} is {server.status} again after the reinstall "
@@ -543,7 +547,7 @@ def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transit
             ctx,
             status,
             Phase.SUCCEEDED,
-            Reason.SUCCEEDED,
+            Reason.SUCCEEDED_INFERRED,
             message,
             submitted=True,
             completedAt=timestamp(ctx.now),

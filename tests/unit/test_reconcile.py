@@ -264,6 +264,8 @@ def test_poll_errors_never_fail_before_the_timeout():
 def test_jobless_reinstall_follows_the_server(server, phase):
     t = rc.on_server_progress(CTX, {**REINSTALLING, "jobId": ""}, server)
     assert t.patch.get("phase") == phase
+    if phase == "Succeeded":  # inferred, and says so
+        assert conds(t.patch)[cond.READY] == ("True", "SucceededFromServerState")
 
 
 def test_backoff_and_poll_jitter_stay_in_bounds():

@@ -408,6 +408,10 @@ def verify(cfg: ChaosConfig, plan: Plan, items: list[dict], counters: dict, reco
                     "server": server,
                     "cloud_outcome": "FAIL" if i in plan.fails else "SUCCESS",
                     "job_id_lost": lost,
+                    "ready_reason": next(
+                        (c.get("reason") for c in status.get("conditions") or () if c.get("type") == "Ready"),
+                        None,
+                    ),
                     "problems": problems,
                     "message": status.get("message"),
                 }

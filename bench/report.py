@@ -406,7 +406,28 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     ]
     lines += _table(["invariant", "measured", "status"], rows)
     if violations:
+        kinds: dict[tuple, int] = {}
+        for v in violations:
+            problems = "; ".join(
+                sorted(
+                    {
+                        p.split(":")[0].split(" but ")[0] + (" but ..." if " but " in p else "")
+                        for p in v.get("problems", [v["invariant"]])
+                    }
+                )
+            )
+            key = (
+                problems,
+                v.get("cloud_outcome", ""),
+                str(v.get("job_id_lost", "")),
+                str(v.get("ready_reason", "")),
+            )
+            kinds[key] = kinds.get(key, 0) + 1
         lines += ["## Violations", ""]
+        lines += _table(
+            ["problem", "cloud job", "job ID lost", "Ready reason", "resources"],
+            [[*key, count] for key, count in sorted(kinds.items(), key=lambda kv: -kv[1])],
+        )
         for violation in violations[:30]:
             lines.append(f"- `{violation}`")
         lines.append("")

@@ -511,6 +511,8 @@ def git_commit() -> str | None:
 
 
 def main() -> int:
+    # A SIGTERM (a CI timeout, `kill`) unwinds like an exception, so that every subprocess is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000", help="resource counts N, comma-separated")
     parser.add_argument("--job-seconds", type=float, default=30.0, help="D: each cloud job's duration")

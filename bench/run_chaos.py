@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +28,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> int:
+    # A SIGTERM (a CI timeout, `kill`) unwinds like an exception, so that every subprocess is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     defaults = chaos.ChaosConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

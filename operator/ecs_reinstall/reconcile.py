@@ -197,6 +197,34 @@ def _status(
     return patch
 
 
+def _failed(
+    ctx: Context,
+    status: Mapping,
+    reason: str,
+    message: str,
+    *,
+    code: str,
+    cause: str | None = None,
+    submitted: bool | None,
+    event_reason: str = "Failed",
+    completed: datetime | None = None,
+    **fields: object,
+) -> Transition:
+    """Every terminal failure: phase Failed, Stalled=True with `reason`, `failure` = (code, cause or message)."""
+    patch = _status(
+        ctx,
+        status,
+        Phase.FAILED,
+        reason,
+        message,
+        submitted=submitted,
+        failure={"code": str(code), "reason": cause or message},
+        completedAt=timestamp(completed or ctx.now),
+        **fields,
+    )
+    return Transition(patch=patch, event=Event("Warning", event_reason, message))
+
+
 def _unchanged(old: Mapping, patch: Mapping) -> bool:
     """True when writing `patch` would change nothing a reader can see (conditions compared without times)."""
     for key, value in patch.items():
@@ -225,18 +253,9 @@ def poll_delay(interval: float, rng: random.Random | None = None) -> float:
 
 def on_invalid(ctx: Context, status: Mapping, message: str, *, code: str = Reason.INVALID_SPEC) -> Transition:
     """The spec (or what it points to) can never work: terminal, with a message that says what to fix."""
-    patch = _status(
-        ctx,
-        status,
-        Phase.FAILED,
-        code,
-        message,
-        submitted=False,
-        failure={"code": str(code), "reason": message},
-        completedAt=timestamp(ctx.now),
-        waitingFor=None,
+    return _failed(
+        ctx, status, code, message, code=code, submitted=False, event_reason=str(code), waitingFor=None
     )
-    return Transition(patch=patch, event=Event("Warning", str(code), message))
 
 
 def on_wait(
@@ -332,17 +351,9 @@ def on_not_submitted(ctx: Context, status: Mapping, reason: Reason, message: str
 def on_submit_rejected(ctx: Context, status: Mapping, code: str, message: str) -> Transition:
     """A terminal cloud error (4xx) on the POST: nothing was started."""
     text = f"The cloud rejected the reinstall: {message}"
-    patch = _status(
-        ctx,
-        status,
-        Phase.FAILED,
-        Reason.CLOUD_ERROR,
-        text,
-        submitted=False,
-        failure={"code": code or Reason.CLOUD_ERROR, "reason": message},
-        completedAt=timestamp(ctx.now),
+    return _failed(
+        ctx, status, Reason.CLOUD_ERROR, text, code=code or Reason.CLOUD_ERROR, cause=message, submitted=False
     )
-    return Transition(patch=patch, event=Event("Warning", "Failed", text))
 
 
 def on_outcome_unknown(ctx: Context, status: Mapping, detail: str, delay: float) -> Transition:
@@ -419,17 +430,9 @@ def on_outcome_probe(
             "no update time. Not re-sending, to never reinstall twice; check the server in the console "
             "and create a new EcsReinstall if needed"
         )
-        patch = _status(
-            ctx,
-            status,
-            Phase.FAILED,
-            Reason.OUTCOME_UNKNOWN,
-            message,
-            submitted=None,
-            failure={"code": Reason.OUTCOME_UNKNOWN.value, "reason": message},
-            completedAt=timestamp(ctx.now),
+        return _failed(
+            ctx, status, Reason.OUTCOME_UNKNOWN, message, code=Reason.OUTCOME_UNKNOWN, submitted=None
         )
-        return Transition(patch=patch, event=Event("Warning", "Failed", message))
     return Transition(delay=recheck)
 
 
@@ -447,17 +450,7 @@ def on_timeout(ctx: Context, status: Mapping) -> Transition:
         f"Timed out after {ctx.timeout:.0f}s waiting for cloud job {job}; the cloud job may still run: "
         "check the server before reinstalling again"
     )
-    patch = _status(
-        ctx,
-        status,
-        Phase.FAILED,
-        Reason.TIMEOUT,
-        message,
-        submitted=True,
-        failure={"code": Reason.TIMEOUT.value, "reason": message},
-        completedAt=timestamp(ctx.now),
-    )
-    return Transition(patch=patch, event=Event("Warning", "Failed", message))
+    return _failed(ctx, status, Reason.TIMEOUT, message, code=Reason.TIMEOUT, submitted=True)
 
 
 def _sub_jobs(job: Job) -> list[dict]:
@@ -512,18 +505,17 @@ def on_job(ctx: Context, status: Mapping, job: Job) -> Transition:
     if job.status == JobStatus.FAIL:
         code, reason = failure_of(job)
         message = f"Cloud job {job.job_id} failed: {code}: {reason}"
-        patch = _status(
+        return _failed(
             ctx,
             status,
-            Phase.FAILED,
             Reason.JOB_FAILED,
             message,
+            code=code,
+            cause=reason,
             submitted=True,
-            failure={"code": code, "reason": reason},
-            completedAt=timestamp(job.end_time or ctx.now),
+            completed=job.end_time,
             **times,
         )
-        return Transition(patch=patch, event=Event("Warning", "Failed", message))
     if timed_out(ctx, status):
         return on_timeout(ctx, status)
     waiting = " (waiting for payment)" if job.status == JobStatus.PENDING_PAYMENT else ""
@@ -555,17 +547,7 @@ def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transit
         return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
     if server.status == "ERROR":
         message = f"Reinstall failed: server {server.id} is in ERROR after the reinstall"
-        patch = _status(
-            ctx,
-            status,
-            Phase.FAILED,
-            Reason.JOB_FAILED,
-            message,
-            submitted=True,
-            failure={"code": "ServerError", "reason": message},
-            completedAt=timestamp(ctx.now),
-        )
-        return Transition(patch=patch, event=Event("Warning", "Failed", message))
+        return _failed(ctx, status, Reason.JOB_FAILED, message, code="ServerError", submitted=True)
     if timed_out(ctx, status):
         return on_timeout(ctx, status)
     return Transition(delay=poll_delay(ctx.poll_interval))

@@ -540,6 +540,7 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     limit_sizes = {int(s) for s in args.limit_sizes.split(",") if s.strip()}
     started = time.time()
+    commit = git_commit()  # the operator's code as the runs start (each run starts the operator afresh)
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ecs-bench-") as tmp:
         workdir = args.keep_workdir or Path(tmp)
@@ -590,7 +591,7 @@ def main() -> int:
     result = {
         "benchmark": "operator_fleet",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "operator_commit": git_commit(),
+        "operator_commit": commit,
         "total_wall_s": round(time.time() - started, 1),
         "arguments": vars(args) | {"results_dir": str(args.results_dir)},
         "environment": {

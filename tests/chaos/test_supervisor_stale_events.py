@@ -56,7 +56,8 @@ async def test_a_late_event_in_the_moment_the_runner_ends_starts_nothing(parts: 
 
     def post_event(_body: object, event: Event) -> None:
         events.append(event)
-        if len(events) == 1:  # "Succeeded": the runner returns right after; this runs before its done-callback
+        # The first Event is "Succeeded": the runner returns right after, so this runs before its done-callback.
+        if len(events) == 1:
             loop.call_soon(supervisor.observe, "MODIFIED", reinstalling)
 
     supervisor = Supervisor(

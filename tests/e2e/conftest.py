@@ -290,6 +290,15 @@ class Harness:
         result = await self.call(self.core.list_namespaced_event, namespace or self.namespace)
         return [self.api.sanitize_for_serialization(e) for e in result.items]
 
+    async def wait_for_events(self, name: str, reasons: set[str], *, timeout: float = 15) -> set[str]:
+        """The reasons of the Events about `name`, once they include `reasons` (kopf posts them in the background)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = {e["reason"] for e in await self.events() if e["involvedObject"]["name"] == name}
+            if reasons <= seen or time.monotonic() > deadline:
+                return seen
+            await asyncio.sleep(0.1)
+
     async def all_reinstalls(self) -> list[dict]:
         result = await self.call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
         return result["items"]

@@ -26,8 +26,8 @@ async def test_a_secret_created_late_is_waited_for_then_used(harness):
     assert await harness.ecs.admin.reinstalls(server(1)) == []
     await harness.create_secret("late-password", {"password": "Late!Passw0rd-2026"})
     await harness.wait_phase("late", "Succeeded")
-    events = [e["reason"] for e in await harness.events() if e["involvedObject"]["name"] == "late"]
-    assert {"WaitingForInput", "Submitting", "Submitted", "Succeeded"} <= set(events)
+    expected = {"WaitingForInput", "Submitting", "Submitted", "Succeeded"}
+    assert expected <= await harness.wait_for_events("late", expected)
 
 
 async def test_a_missing_key_is_named(harness):

@@ -98,6 +98,7 @@ class Runner:
         )
         self._target: CloudTarget | None = None
         self._waits = 0  # consecutive waits, for the backoff
+        self._waiting_for_server: str | None = None  # set while another resource holds our server
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
@@ -128,7 +129,10 @@ class Runner:
                 await self._apply(transition)
                 if rc.phase_of(self.status) in (rc.Phase.SUCCEEDED, rc.Phase.FAILED):
                     return
-                if transition.delay:
+                if transition.delay and self._waiting_for_server:
+                    server_id, self._waiting_for_server = self._waiting_for_server, None
+                    await self.deps.locks.wait_released(server_id, transition.delay)
+                elif transition.delay:
                     await asyncio.sleep(transition.delay)
         except Gone:
             self.log.info("resource deleted; stopping")
@@ -195,18 +199,17 @@ class Runner:
 
         holder = self.deps.locks.try_claim(spec.server_id, self.holder)
         if holder is not None:
-            delay = self._backoff()
-            transition = rc.on_wait(
+            self._waiting_for_server = (
+                spec.server_id
+            )  # the loop sleeps until it is released (outside the gate)
+            return rc.on_wait(
                 ctx,
                 self.status,
                 rc.Reason.SERVER_BUSY,
                 f"EcsReinstall {holder}",
                 f"Waiting: server {spec.server_id} is being reinstalled by EcsReinstall {holder}",
-                delay,
+                self._backoff(),
             )
-            await self._apply(transition)
-            await self.deps.locks.wait_released(spec.server_id, delay)
-            return None
 
         try:
             server = await self.deps.cloud.get_server(resolved.target, spec.server_id)

@@ -14,6 +14,7 @@ from ecs_reinstall.cloud.models import CloudTarget, Job, JobStatus, Server
 from ecs_reinstall.kube import Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
 from ecs_reinstall.runner import Deps, Runner, Supervisor
+from ecs_reinstall.server_locks import Holder
 from ecs_reinstall.settings import Settings
 
 SERVER = "6e2f0c1a-0000-4000-8000-000000000001"
@@ -246,3 +247,26 @@ async def test_a_crashed_runner_is_restarted_later():
             break
         await asyncio.sleep(0.01)
     assert kube.body["status"]["phase"] == "Succeeded" and journal.count(("POST",)) == 1
+
+
+async def test_a_resource_waiting_for_its_server_holds_no_concurrency_slot():
+    """With one slot, a resource queued behind a busy server must not stop another server's reinstall."""
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(
+        journal, kube, FakeCloud(journal), max_concurrency=1, retry_base_seconds=30, retry_max_seconds=60
+    )
+    deps.locks.try_claim(SERVER, Holder("other-uid", "ns", "first"))
+    waiting = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    for _ in range(100):
+        if kube.body["status"].get("waitingFor") == "EcsReinstall ns/first":
+            break
+        await asyncio.sleep(0.01)
+    other_journal: list = []
+    other_kube = FakeKube(other_journal)
+    other_kube.body["spec"]["serverId"] = "6e2f0c1a-0000-4000-8000-000000000002"
+    other_deps_cloud = FakeCloud(other_journal, server=Server(id="x", status="SHUTOFF", updated=UPDATED))
+    deps.kube, deps.cloud = other_kube, other_deps_cloud  # the same gate and locks, another resource
+    await asyncio.wait_for(Runner(deps, copy.deepcopy(other_kube.body)).run(), timeout=5)
+    assert other_kube.body["status"]["phase"] == "Succeeded"
+    waiting.cancel()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .cloud.models import CloudTarget, Credentials, endpoint_for_region
 from .kube import Kube, NotFound
 from .settings import Settings
-from .spec import InvalidSpec, ReinstallSpec, ResolvedInputs
+from .spec import InvalidSpec, ReinstallSpec, ResolvedInputs, decode_password
 
 
 class MissingInput(Exception):
@@ -92,7 +92,8 @@ async def resolve_inputs(kube: Kube, namespace: str, spec: ReinstallSpec) -> Res
         ref = spec.admin_password_ref
         data = await _read(kube, "Secret", namespace, ref.name)
         raw = _key(data, "Secret", namespace, ref.name, ref.key)
-        password = _text(raw, f'key "{ref.key}" of Secret "{ref.name}"')
+        # A trailing newline (`echo pw > file`) is never part of a password: the API allows no whitespace.
+        password = decode_password(raw, f'key "{ref.key}" of Secret "{ref.name}"').rstrip("\r\n")
     user_data = None
     source = spec.user_data
     if source is not None:

@@ -118,17 +118,9 @@ def go_value(value: Any) -> str:
     "null", hence quoted)."""
     if value is None:
         return '"null"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return go_float(value)
-    if isinstance(value, str):
-        return go_quote(value)
     if isinstance(value, GoStruct):
         return value.text
-    return go_sharp_v(value)
+    return go_sharp_v(value)  # scalars print the same either way
 
 
 def go_sharp_v(value: Any) -> str:

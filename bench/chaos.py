@@ -13,7 +13,7 @@ Faults (all at random, per request):
 Invariants checked at the end (any breach is reported and makes the run fail):
 1. every resource reached a terminal phase;
 2. the phase matches what the cloud did: Succeeded iff its job succeeded, Failed with the cloud's code iff it
-   failed;
+   failed (when the job ID was lost, the code cannot be known: then Failed with `FailedFromServerState`);
 3. the cloud accepted exactly one reinstall per resource (emulator counters);
 4. no secret (secret key, password, user data, also base64-encoded) in the operator's logs (every run), the
    Kubernetes Events, any status, or the metrics pages scraped during the run;
@@ -39,6 +39,7 @@ import harness
 USER_DATA_SECRET = "first-boot"  # noqa: S105 (a name)
 USER_DATA = "#cloud-config\nruncmd:\n  - echo chaos-user-data-marker-7f3a9c\n"
 FAIL_CODE = "Ecs.0013"
+LOST_JOB_FAILURE_CODE = "FailedFromServerState"
 FAIL_REASON = "the image could not be written to the system disk (injected by the chaos run)"
 
 
@@ -391,11 +392,14 @@ def verify(cfg: ChaosConfig, plan: Plan, items: list[dict], counters: dict, reco
         expected = "Failed" if i in plan.fails else "Succeeded"
         if phase in ("Succeeded", "Failed") and accepted >= 1 and phase != expected:
             problems.append(f"phase {phase} but the cloud job {'failed' if i in plan.fails else 'succeeded'}")
-        if phase == "Failed" and i in plan.fails and (status.get("failure") or {}).get("code") != FAIL_CODE:
-            problems.append(
-                f"failure code {(status.get('failure') or {}).get('code')!r}, the cloud's is {FAIL_CODE!r}"
-            )
         job_id = status.get("jobId")
+        code = (status.get("failure") or {}).get("code")
+        # without the job ID nobody can read the cloud's code: the operator must say it failed, and how it knows
+        expected_code = LOST_JOB_FAILURE_CODE if job_id == "" else FAIL_CODE
+        if phase == "Failed" and i in plan.fails and code != expected_code:
+            problems.append(
+                f"failure code {code!r}, expected {expected_code!r} (the cloud's is {FAIL_CODE!r})"
+            )
         if job_id and server in jobs and job_id != jobs[server]:
             problems.append(f"jobId {job_id} is not the accepted job {jobs[server]}")
         lost = job_id == "" and accepted == 1

@@ -9,8 +9,10 @@ A reinstall is accepted at ``t0`` and then, lazily against the clock (no backgro
 - the server is ``REBUILD`` with task_state ``rebuilding`` until half way through RUNNING, then
   ``rebuild_spawning``; ``updated`` is ``t0``, then the time spawning started, then the end time;
 - at the end, on SUCCESS the server is ``ACTIVE`` (a reinstalled ECS is started, whether it was running and
-  stopped by ``mode: withStopServer`` or already stopped); on FAIL it goes back to its previous status
-  (``fail_status: "previous"``, the default) or to ``ERROR`` (``fail_status: "ERROR"``).
+  stopped by ``mode: withStopServer`` or already stopped) and its ``OS-SRV-USG:launched_at`` becomes the end
+  time, as Nova's rebuild sets ``launched_at`` when the new system boots; on FAIL it goes back to its previous
+  status (``fail_status: "previous"``, the default) or to ``ERROR`` (``fail_status: "ERROR"``) and keeps its
+  launch time.
 
 Durations, outcome, failure code / reason and fail status come from the emulator configuration, overridden per
 server. All times come from the injected `Clock`.
@@ -227,7 +229,7 @@ class Job:
 
 SERVER_ADMIN_FIELDS = (
     "id", "name", "project_id", "status", "locked", "has_system_disk", "task_state", "os_type", "created",
-    "updated", *JOB_BEHAVIOUR_FIELDS,
+    "updated", "launched_at", *JOB_BEHAVIOUR_FIELDS,
 )  # fmt: skip
 
 
@@ -243,9 +245,14 @@ class Server:
     os_type: str = "Linux"
     created: float = 0.0
     updated: float = 0.0
+    launched_at: float | None = None  # when the system last booted from a fresh disk; None: at `created`
     job_overrides: dict = field(default_factory=dict)
     job: Job | None = None  # the reinstall in progress
     key_name: str | None = None
+
+    @property
+    def launched(self) -> float:
+        return self.created if self.launched_at is None else self.launched_at
 
     def admin_json(self) -> dict:
         return {
@@ -259,6 +266,7 @@ class Server:
             "os_type": self.os_type,
             "created": iso_seconds(self.created),
             "updated": iso_seconds(self.updated),
+            "launched_at": iso_millis(self.launched),
             "job_overrides": {name: _jsonable(value) for name, value in self.job_overrides.items()},
             "current_job_id": self.job.job_id if self.job else None,
         }
@@ -298,7 +306,8 @@ class Server:
             "OS-EXT-STS:vm_state": _VM_STATE.get(self.status, "active"),
             "OS-EXT-STS:power_state": _POWER_STATE.get(self.status, 4),
             "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda" if self.has_system_disk else "",
-            "OS-SRV-USG:launched_at": iso_millis(self.created).replace("Z", "000"),
+            # the real API writes microseconds and no zone: 2019-05-22T03:23:59.000000
+            "OS-SRV-USG:launched_at": iso_millis(self.launched).replace("Z", "000"),
             "OS-SRV-USG:terminated_at": "",
             "os-extended-volumes:volumes_attached": volumes,
         }
@@ -464,7 +473,7 @@ class EmulatorState:
             if data["task_state"] is not None and not isinstance(data["task_state"], str):
                 raise ValueError("task_state must be a string or null")
             changes["task_state"] = data["task_state"] or None
-        for name in ("created", "updated"):
+        for name in ("created", "updated", "launched_at"):
             if name in data:
                 try:
                     changes[name] = parse_iso(data[name])
@@ -500,6 +509,7 @@ class EmulatorState:
             succeeded = job.behaviour.outcome is Outcome.SUCCESS
             if succeeded:
                 server.status = ServerStatus.ACTIVE.value
+                server.launched_at = job.end_at
             elif job.behaviour.fail_status is FailStatus.ERROR:
                 server.status = ServerStatus.ERROR.value
             else:

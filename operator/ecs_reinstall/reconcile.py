@@ -61,6 +61,8 @@ class Reason(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     # Job ID lost after the cloud took the request: success read from the server's state, not from the job.
     SUCCEEDED_INFERRED = "SucceededFromServerState"
+    # Job ID lost, and the server settled without the new launch time a finished reinstall gives it.
+    FAILED_INFERRED = "FailedFromServerState"
     INVALID_SPEC = "InvalidSpec"
     JOB_FAILED = "JobFailed"
     CLOUD_ERROR = "CloudError"
@@ -300,6 +302,7 @@ def new_attempt(attempt_id: str, server: Server, api: str, now: datetime) -> dic
         "id": attempt_id,
         "startedAt": precise_timestamp(now),
         "serverUpdatedBefore": precise_timestamp(server.updated) if server.updated else None,
+        "serverLaunchedBefore": precise_timestamp(server.launched_at) if server.launched_at else None,
         "serverStatusBefore": server.status,
         "api": api,
     }
@@ -337,6 +340,7 @@ def on_submitted(ctx: Context, status: Mapping, job_id: str) -> Transition:
         jobId=job_id,
         jobStatus=JobStatus.INIT.value,
         submittedAt=timestamp(ctx.now),
+        unconfirmedAttempt=None,  # this one is accepted: the cloud refuses the earlier one while it runs
     )
     return Transition(
         patch=patch, event=Event("Normal", "Submitted", message), delay=poll_delay(ctx.poll_interval)
@@ -383,12 +387,64 @@ def judge_outcome(attempt: Mapping, server: Server, now: datetime, settle_second
     before = parse_timestamp(attempt.get("serverUpdatedBefore"))
     if before is None or server.updated is None:
         return Verdict.TAKEN if server.busy else Verdict.UNDECIDABLE
-    if server.updated > before:
+    if server.updated > before or relaunched(attempt, server):
         return Verdict.TAKEN
     started = parse_timestamp(attempt.get("startedAt")) or now
     if (now - started).total_seconds() < settle_seconds:
         return Verdict.UNDECIDED
     return Verdict.NOT_TAKEN
+
+
+def relaunched(attempt: Mapping, server: Server) -> bool | None:
+    """Did a reinstall finish on the server since `attempt` began? Its launch time moves only then (a failed
+    one leaves it). None when either launch time is unknown, so nothing can be concluded."""
+    before = parse_timestamp(attempt.get("serverLaunchedBefore"))
+    if before is None or server.launched_at is None:
+        return None
+    return server.launched_at > before
+
+
+def _taken_without_job_id(
+    ctx: Context, status: Mapping, server: Server, attempt: Mapping, how: str
+) -> Transition:
+    """The cloud has the request but we have no job ID: follow the server's state against `attempt`'s record."""
+    message = (
+        f"Reinstalling: {how} (server {server.id} is {server.status}"
+        f"{', ' + server.task_state if server.task_state else ''}) but its job ID was lost; "
+        "following the server's state"
+    )
+    patch = _status(
+        ctx,
+        status,
+        Phase.REINSTALLING,
+        Reason.REINSTALLING,
+        message,
+        submitted=True,
+        jobId="",
+        submittedAt=timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
+        attempt=dict(attempt),
+        unconfirmedAttempt=None,
+        waitingFor=None,
+    )
+    return Transition(
+        patch=patch,
+        event=Event("Normal", "Submitted", message),
+        delay=0 if not server.busy else poll_delay(ctx.poll_interval),
+    )
+
+
+def on_late_acceptance(ctx: Context, status: Mapping, server: Server) -> Transition | None:
+    """Before sending again after a request judged not taken: has the server changed since that request? Then
+    the cloud processed it late (nothing else reinstalls a server we hold the lock of), so follow it instead of
+    sending a second one. None: no earlier request, or no trace of it: go on."""
+    earlier = status.get("unconfirmedAttempt")
+    if not earlier:
+        return None
+    if judge_outcome(earlier, server, ctx.now, settle_seconds=0) != Verdict.TAKEN:
+        return None
+    return _taken_without_job_id(
+        ctx, status, server, earlier, "the cloud processed the earlier request late, after all"
+    )
 
 
 def on_outcome_probe(
@@ -397,32 +453,22 @@ def on_outcome_probe(
     attempt = status.get("attempt") or {}
     verdict = judge_outcome(attempt, server, ctx.now, settle_seconds)
     if verdict == Verdict.TAKEN:
-        message = (
-            f"Reinstalling: the cloud took the request (server {server.id} is {server.status}"
-            f"{', ' + server.task_state if server.task_state else ''}) but its job ID was lost; "
-            "following the server's state"
-        )
-        patch = _status(
-            ctx,
-            status,
-            Phase.REINSTALLING,
-            Reason.REINSTALLING,
-            message,
-            submitted=True,
-            jobId="",
-            submittedAt=timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
-        )
-        return Transition(
-            patch=patch,
-            event=Event("Normal", "Submitted", message),
-            delay=0 if not server.busy else poll_delay(ctx.poll_interval),
-        )
+        return _taken_without_job_id(ctx, status, server, attempt, "the cloud took the request")
     if verdict == Verdict.NOT_TAKEN:
         message = (
             f"The cloud shows no trace of the earlier request after {settle_seconds:.0f}s "
             f"(server {server.id} unchanged); submitting again"
         )
-        patch = _status(ctx, status, Phase.PENDING, Reason.PENDING, message, submitted=False, attempt=None)
+        patch = _status(
+            ctx,
+            status,
+            Phase.PENDING,
+            Reason.PENDING,
+            message,
+            submitted=False,
+            attempt=None,
+            unconfirmedAttempt=dict(attempt),
+        )
         return Transition(patch=patch, event=Event("Normal", "Resubmitting", message))
     if verdict == Verdict.UNDECIDABLE:
         message = (
@@ -526,25 +572,46 @@ def on_job(ctx: Context, status: Mapping, job: Job) -> Transition:
 
 
 def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transition:
-    """Job ID lost: the server's state is the only witness. REBUILD/busy: still running; ERROR: failed (as a
-    failed rebuild leaves it); back to ACTIVE or SHUTOFF: finished, taken as success. A cloud that put the server
-    back in its old state after a failed job would look the same, so such a success says so: Ready's reason is
-    SucceededFromServerState and the message tells how it was decided."""
+    """Job ID lost: the server's state is the only witness. Busy: still running. ERROR: failed. Back to ACTIVE or
+    SHUTOFF: finished, and the launch time tells how. A new one means the new system booted (Succeeded, Ready
+    reason SucceededFromServerState); the old one means the reinstall failed (the cloud may put a server back in
+    its old state). Without launch times nothing can be told apart, so the resource fails as OutcomeUnknown
+    rather than guess."""
     if not server.busy and server.status in _SETTLED_STATES:
+        attempt = status.get("attempt") or {}
+        verdict = relaunched(attempt, server)
+        if verdict:
+            message = (
+                f"Reinstalled: server {server.id} is {server.status} again with a new launch time "
+                f"({timestamp(server.launched_at)}); outcome read from the server, the job ID having been lost"
+            )
+            patch = _status(
+                ctx,
+                status,
+                Phase.SUCCEEDED,
+                Reason.SUCCEEDED_INFERRED,
+                message,
+                submitted=True,
+                completedAt=timestamp(ctx.now),
+            )
+            return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
+        if verdict is False:
+            message = (
+                f"Reinstall failed: server {server.id} is {server.status} again but its launch time did not "
+                "change, so the new system never booted. The job ID was lost, so the cloud's error code is "
+                "unknown: check the server's failed tasks in the console, then create a new EcsReinstall"
+            )
+            return _failed(
+                ctx, status, Reason.FAILED_INFERRED, message, code=Reason.FAILED_INFERRED, submitted=True
+            )
         message = (
-            f"Reinstalled: server {server.id} is {server.status} again after the reinstall "
-            "(outcome read from the server, the job ID having been lost)"
+            f"Cannot tell whether the reinstall of server {server.id} succeeded: the job ID was lost and the "
+            f"server, {server.status} again, reports no launch time to compare. Not re-sending, to never "
+            "reinstall twice; check the server, then create a new EcsReinstall if needed"
         )
-        patch = _status(
-            ctx,
-            status,
-            Phase.SUCCEEDED,
-            Reason.SUCCEEDED_INFERRED,
-            message,
-            submitted=True,
-            completedAt=timestamp(ctx.now),
+        return _failed(
+            ctx, status, Reason.OUTCOME_UNKNOWN, message, code=Reason.OUTCOME_UNKNOWN, submitted=True
         )
-        return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
     if server.status == "ERROR":
         message = f"Reinstall failed: server {server.id} is in ERROR after the reinstall"
         return _failed(ctx, status, Reason.JOB_FAILED, message, code="ServerError", submitted=True)

@@ -219,6 +219,10 @@ class Runner:
         except CloudError as exc:
             self.deps.locks.release(spec.server_id, self.uid)
             return self._cloud_wait(ctx, exc)
+        # An earlier request judged not taken shows up after all: follow it (keeping the lock), never send again.
+        late = rc.on_late_acceptance(ctx, self.status, server)
+        if late is not None:
+            return late
         if server.busy:
             self.deps.locks.release(spec.server_id, self.uid)
             return rc.on_wait(

@@ -59,6 +59,51 @@ async def test_a_connection_dropped_after_the_post_was_processed_is_recovered_wi
     assert {c["type"]: c["status"] for c in body["status"]["conditions"]}["Submitted"] == "True"
 
 
+async def test_a_failed_job_whose_id_was_lost_is_reported_failed_not_succeeded(harness):
+    """The cloud puts the server back to SHUTOFF after the failed job, as if nothing happened: only its unchanged
+    launch time tells that the reinstall did not complete. Found by the chaos run (11 false successes)."""
+    await harness.ecs.admin.add_server(server(13), status="SHUTOFF", job_seconds=1, outcome="FAIL")
+    await harness.ecs.admin.add_fault("reinstall", drop_connection="after", count=1)
+    await harness.start_operator()
+    await harness.create("lost-fail", spec(server(13)))
+    body = await harness.wait_phase("lost-fail", "Failed", timeout=30)
+    assert await accepted(harness, server(13)) == 1
+    assert (await harness.ecs.admin.get_server(server(13)))["status"] == "SHUTOFF"  # no trace in the state
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in body["status"]["conditions"]}
+    assert conditions["Stalled"] == ("True", "FailedFromServerState")
+    assert conditions["Ready"][0] == "False" and conditions["Submitted"][0] == "True"
+    assert body["status"]["failure"]["code"] == "FailedFromServerState"
+    assert "launch time" in body["status"]["message"]
+
+
+async def test_a_request_processed_after_it_was_judged_not_taken_is_followed_not_sent_again(harness):
+    """Found by the chaos smoke run. The first POST is answered after the read timeout and the server still shows
+    no trace of it after the settle time, so the operator sends again; that one is refused (the server is busy)
+    while the cloud processes the first one late. The operator must follow that late reinstall, never wait for
+    the server to be idle and send a second one."""
+    s = server(14)
+    await harness.ecs.admin.add_server(s, status="SHUTOFF", job_seconds=2)
+    await harness.ecs.admin.add_fault("reinstall", latency_ms=2500, count=1)
+    busy = await harness.ecs.admin.add_fault(
+        "reinstall",
+        status=501,
+        body={"error": {"code": "Ecs.0603", "message": "Another operation is running on the ECS."}},
+    )
+    await harness.start_operator(request_timeout=1.0, outcome_settle_seconds=0.5)
+    await harness.create("late", spec(s))
+    for _ in range(100):  # until the late first request is processed
+        if await accepted(harness, s):
+            break
+        await asyncio.sleep(0.1)
+    await harness.ecs.admin.delete_fault(busy)
+    body = await harness.wait_phase("late", "Succeeded", timeout=30)
+    await asyncio.sleep(1)  # a second request would be sent as soon as the server is idle: give it the time
+    assert await accepted(harness, s) == 1
+    assert body["status"]["jobId"] == ""  # followed by the server's state, the first answer having been lost
+    ready = {c["type"]: c["reason"] for c in body["status"]["conditions"]}["Ready"]
+    assert ready == "SucceededFromServerState"
+
+
 async def test_a_5xx_that_was_not_processed_is_resubmitted_only_after_the_server_shows_no_trace(harness):
     await harness.ecs.admin.add_server(server(12), status="SHUTOFF")
     await harness.ecs.admin.add_fault("reinstall", status=500, count=1)

@@ -395,6 +395,9 @@ def test_parse_server_system_disk_rules():
     assert not parse_server({"server": {**base, volumes: [{"bootIndex": "1"}], root: ""}}).has_system_disk
     assert parse_server({"server": base}).has_system_disk  # neither field: no claim that the disk is missing
     assert parse_server({"server": {**base, "locked": "true", "OS-EXT-STS:task_state": ""}}).locked
+    launched = parse_server({"server": {**base, "OS-SRV-USG:launched_at": "2019-05-22T03:23:59.000000"}})
+    assert launched.launched_at == datetime(2019, 5, 22, 3, 23, 59, tzinfo=UTC)  # no zone in the API: UTC
+    assert parse_server({"server": {**base, "OS-SRV-USG:launched_at": ""}}).launched_at is None
     with pytest.raises(ValueError, match=r"server\.id"):
         parse_server({"servers": []})
 

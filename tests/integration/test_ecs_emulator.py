@@ -445,9 +445,12 @@ async def fake_clock_api(http: httpx.AsyncClient) -> AsyncIterator[tuple[Api, Fa
 async def test_lifecycle_success_step_by_step(fake_clock_api: tuple[Api, FakeClock]) -> None:
     api, clock = fake_clock_api
     t0 = clock.now()
-    await api.emulator.admin.add_server("srv-1", status="SHUTOFF", updated="2024-01-01T00:00:00Z")
+    await api.emulator.admin.add_server(
+        "srv-1", status="SHUTOFF", updated="2024-01-01T00:00:00Z", launched_at="2023-12-31T10:00:00.250Z"
+    )
     before = (await api.server("srv-1")).json()["server"]
     assert before["status"] == "SHUTOFF" and before["updated"] == "2024-01-01T00:00:00Z"
+    assert before["OS-SRV-USG:launched_at"] == "2023-12-31T10:00:00.250000"  # the real API's format
     assert before["OS-EXT-STS:task_state"] is None and before["OS-EXT-STS:vm_state"] == "stopped"
 
     job_id = (await api.reinstall("srv-1", {"adminpass": GOOD_PASSWORD})).json()["job_id"]
@@ -482,6 +485,8 @@ async def test_lifecycle_success_step_by_step(fake_clock_api: tuple[Api, FakeClo
     server = (await api.server("srv-1")).json()["server"]
     assert (server["status"], server["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
     assert server["OS-EXT-STS:vm_state"] == "active" and server["updated"] == iso_seconds(t0 + 12)
+    # the new system booted
+    assert server["OS-SRV-USG:launched_at"] == iso_millis(t0 + 12).replace("Z", "000")
 
 
 @pytest.mark.parametrize(("fail_status", "final"), [(None, "SHUTOFF"), ("ERROR", "ERROR")])
@@ -493,6 +498,7 @@ async def test_lifecycle_failure(
     await api.emulator.admin.add_server(
         "srv-1", status="SHUTOFF", outcome="FAIL", fail_code="Ecs.1234", fail_reason="disk exploded", **extra
     )
+    server_created = clock.now()
     job_id = (await api.reinstall("srv-1", {"adminpass": GOOD_PASSWORD})).json()["job_id"]
     clock.advance(5)
     assert (await api.job(job_id)).json()["error_code"] is None
@@ -504,6 +510,8 @@ async def test_lifecycle_failure(
     assert sub_job["entities"]["errorcode_message"] == "disk exploded"
     server = (await api.server("srv-1")).json()["server"]
     assert (server["status"], server["OS-EXT-STS:task_state"]) == (final, None)
+    # a failed reinstall keeps the launch time: the one witness of failure once the server is back to SHUTOFF
+    assert server["OS-SRV-USG:launched_at"] == iso_millis(server_created).replace("Z", "000")
 
 
 async def test_configured_default_failure(fake_clock_api: tuple[Api, FakeClock]) -> None:

@@ -11,6 +11,7 @@ from ecs_reinstall.cloud.models import Job, JobStatus, Server, SubJob
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 BEFORE = datetime(2026, 5, 1, 11, 0, 0, 123000, tzinfo=UTC)
+LAUNCHED = datetime(2026, 4, 30, 8, 0, 0, 456000, tzinfo=UTC)
 CTX = rc.Context(generation=3, now=NOW, poll_interval=10, timeout=600)
 
 
@@ -100,12 +101,13 @@ def test_server_blocker(server, stop, code):
 
 
 def test_intent_is_guarded_and_records_the_server_before():
-    server = Server(id="s", status="SHUTOFF", updated=BEFORE)
+    server = Server(id="s", status="SHUTOFF", updated=BEFORE, launched_at=LAUNCHED)
     attempt = rc.new_attempt("a1", server, "v2", NOW)
     assert attempt == {
         "id": "a1",
         "startedAt": "2026-05-01T12:00:00.000Z",
         "serverUpdatedBefore": "2026-05-01T11:00:00.123Z",
+        "serverLaunchedBefore": "2026-04-30T08:00:00.456Z",
         "serverStatusBefore": "SHUTOFF",
         "api": "v2",
     }
@@ -252,20 +254,63 @@ def test_poll_errors_never_fail_before_the_timeout():
     assert rc.on_poll_error(late, REINSTALLING, "HTTP 500", 10).patch["phase"] == "Failed"
 
 
+RELAUNCHED = LAUNCHED + timedelta(days=1, seconds=30)
+JOBLESS = {
+    **REINSTALLING,
+    "jobId": "",
+    "attempt": {"id": "a", "serverLaunchedBefore": "2026-04-30T08:00:00.456Z"},
+}
+
+
 @pytest.mark.parametrize(
-    ("server", "phase"),
+    ("server", "phase", "ready", "stalled"),
     [
-        (Server(id="s", status="REBUILD", task_state="rebuild_spawning"), None),
-        (Server(id="s", status="ACTIVE"), "Succeeded"),
-        (Server(id="s", status="SHUTOFF"), "Succeeded"),
-        (Server(id="s", status="ERROR"), "Failed"),
+        (Server(id="s", status="REBUILD", task_state="rebuild_spawning"), None, None, None),
+        (
+            Server(id="s", status="ACTIVE", launched_at=RELAUNCHED),
+            "Succeeded",
+            "SucceededFromServerState",
+            None,
+        ),
+        (
+            Server(id="s", status="SHUTOFF", launched_at=RELAUNCHED),
+            "Succeeded",
+            "SucceededFromServerState",
+            None,
+        ),
+        # back in its old state with its old launch time: the reinstall failed, whatever the state looks like
+        (Server(id="s", status="ACTIVE", launched_at=LAUNCHED), "Failed", None, "FailedFromServerState"),
+        (Server(id="s", status="SHUTOFF", launched_at=LAUNCHED), "Failed", None, "FailedFromServerState"),
+        # no launch time to compare: never guessed
+        (Server(id="s", status="ACTIVE"), "Failed", None, "OutcomeUnknown"),
+        (Server(id="s", status="ERROR", launched_at=LAUNCHED), "Failed", None, "JobFailed"),
     ],
 )
-def test_jobless_reinstall_follows_the_server(server, phase):
-    t = rc.on_server_progress(CTX, {**REINSTALLING, "jobId": ""}, server)
+def test_jobless_reinstall_follows_the_server(server, phase, ready, stalled):
+    t = rc.on_server_progress(CTX, JOBLESS, server)
     assert t.patch.get("phase") == phase
-    if phase == "Succeeded":  # inferred, and says so
-        assert conds(t.patch)[cond.READY] == ("True", "SucceededFromServerState")
+    if ready:  # inferred, and says so
+        assert conds(t.patch)[cond.READY] == ("True", ready)
+    if stalled:
+        assert conds(t.patch)[cond.STALLED] == ("True", stalled)
+        assert t.patch["failure"]["code"] in (stalled, "ServerError")
+        assert_kstatus_consistent(t.patch)
+
+
+def test_jobless_reinstall_from_an_attempt_without_launch_time_is_not_guessed():
+    """An intent written before launch times were recorded (an older operator) cannot be judged: OutcomeUnknown."""
+    status = {**REINSTALLING, "jobId": "", "attempt": {"id": "a"}}
+    t = rc.on_server_progress(CTX, status, Server(id="s", status="ACTIVE", launched_at=RELAUNCHED))
+    assert t.patch["phase"] == "Failed" and conds(t.patch)[cond.STALLED] == ("True", "OutcomeUnknown")
+    assert "never" in t.patch["message"] and "reinstall twice" in t.patch["message"]
+
+
+def test_a_new_launch_time_alone_shows_the_request_was_taken():
+    attempt = {**ATTEMPT, "serverLaunchedBefore": "2026-04-30T08:00:00.456Z"}
+    server = Server(id="s", status="ACTIVE", updated=BEFORE, launched_at=RELAUNCHED)
+    assert rc.judge_outcome(attempt, server, NOW, 60) == rc.Verdict.TAKEN
+    same = Server(id="s", status="ACTIVE", updated=BEFORE, launched_at=LAUNCHED)
+    assert rc.judge_outcome(attempt, same, NOW + timedelta(seconds=61), 60) == rc.Verdict.NOT_TAKEN
 
 
 def test_backoff_and_poll_jitter_stay_in_bounds():
@@ -274,3 +319,42 @@ def test_backoff_and_poll_jitter_stay_in_bounds():
         d = rc.backoff(attempt, 5, 300, rng)
         assert min(300, 5 * 2**attempt) / 2 <= d <= min(300, 5 * 2**attempt)
     assert all(8 <= rc.poll_delay(10, rng) <= 10 for _ in range(100))
+
+
+def test_a_request_judged_not_taken_is_kept_until_another_is_accepted():
+    attempt = {**ATTEMPT, "serverLaunchedBefore": "2026-04-30T08:00:00.456Z"}
+    status = {"phase": "Submitting", "attempt": attempt}
+    idle = Server(id="s", status="SHUTOFF", updated=BEFORE, launched_at=LAUNCHED)
+    later = rc.Context(generation=3, now=NOW + timedelta(seconds=61), poll_interval=10, timeout=600)
+    t = rc.on_outcome_probe(later, status, idle, settle_seconds=60, recheck=5)
+    assert t.patch["phase"] == "Pending" and t.patch["attempt"] is None
+    assert t.patch["unconfirmedAttempt"] == attempt
+    accepted = rc.on_submitted(later, {**status, **t.patch}, "job-2")
+    assert accepted.patch["unconfirmedAttempt"] is None
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        Server(id="s", status="REBUILD", task_state="rebuilding", updated=BEFORE, launched_at=LAUNCHED),
+        Server(id="s", status="SHUTOFF", updated=BEFORE + timedelta(seconds=90), launched_at=LAUNCHED),
+        Server(id="s", status="ACTIVE", updated=BEFORE, launched_at=RELAUNCHED),
+    ],
+)
+def test_an_earlier_request_processed_late_is_followed_not_sent_again(server):
+    """Found by the chaos smoke run: a POST answered after the read timeout was processed after the probe had
+    judged it not taken; the operator waited for the busy server, then sent a second reinstall."""
+    earlier = {**ATTEMPT, "serverLaunchedBefore": "2026-04-30T08:00:00.456Z"}
+    status = {"phase": "Pending", "unconfirmedAttempt": earlier}
+    t = rc.on_late_acceptance(CTX, status, server)
+    assert t is not None and t.patch["phase"] == "Reinstalling" and t.patch["jobId"] == ""
+    assert t.patch["attempt"] == earlier and t.patch["unconfirmedAttempt"] is None
+    assert "late" in t.patch["message"]
+    assert rc.next_step({**status, **t.patch}) == rc.Step.POLL_SERVER
+
+
+def test_no_earlier_request_or_no_trace_of_it_lets_the_submission_go_on():
+    idle = Server(id="s", status="SHUTOFF", updated=BEFORE, launched_at=LAUNCHED)
+    assert rc.on_late_acceptance(CTX, {"phase": "Pending"}, idle) is None
+    earlier = {**ATTEMPT, "serverLaunchedBefore": "2026-04-30T08:00:00.456Z"}
+    assert rc.on_late_acceptance(CTX, {"phase": "Pending", "unconfirmedAttempt": earlier}, idle) is None

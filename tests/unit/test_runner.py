@@ -19,6 +19,7 @@ from ecs_reinstall.settings import Settings
 
 SERVER = "6e2f0c1a-0000-4000-8000-000000000001"
 UPDATED = datetime(2026, 5, 1, 11, 0, tzinfo=UTC)
+LAUNCHED = datetime(2026, 4, 1, 9, 30, tzinfo=UTC)
 
 
 class FakeKube:
@@ -73,7 +74,7 @@ class FakeCloud:
     def __init__(self, journal: list, *, post_error: Exception | None = None, server: Server | None = None):
         self.journal = journal
         self.post_error = post_error
-        self.server = server or Server(id=SERVER, status="SHUTOFF", updated=UPDATED)
+        self.server = server or Server(id=SERVER, status="SHUTOFF", updated=UPDATED, launched_at=LAUNCHED)
 
     async def get_server(self, target: CloudTarget, server_id: str) -> Server:
         self.journal.append(("get_server",))
@@ -145,7 +146,16 @@ async def test_a_conflict_on_the_intent_means_no_post():
     assert journal.index(("patch", "Submitting", True)) < journal.index(("POST",))
 
 
-async def test_an_ambiguous_post_is_never_resent_while_the_server_shows_it_was_taken():
+@pytest.mark.parametrize(
+    ("launched_after", "phase", "reason"),
+    [
+        (datetime(2026, 5, 1, 12, 0, tzinfo=UTC), "Succeeded", "SucceededFromServerState"),
+        (LAUNCHED, "Failed", "FailedFromServerState"),  # back in its old state, never relaunched: it failed
+    ],
+)
+async def test_an_ambiguous_post_is_never_resent_while_the_server_shows_it_was_taken(
+    launched_after, phase, reason
+):
     journal: list = []
     kube = FakeKube(journal)
     cloud = FakeCloud(journal, post_error=AmbiguousError(operation="reinstall", http_status=500))
@@ -157,10 +167,17 @@ async def test_an_ambiguous_post_is_never_resent_while_the_server_shows_it_was_t
         id=SERVER, status="REBUILD", task_state="rebuilding", updated=UPDATED
     )  # it was taken
     await asyncio.sleep(0.3)
-    cloud.server = Server(id=SERVER, status="ACTIVE", updated=datetime(2026, 5, 1, 12, 0, tzinfo=UTC))
+    cloud.server = Server(
+        id=SERVER,
+        status="ACTIVE",
+        updated=datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
+        launched_at=launched_after,
+    )
     await asyncio.wait_for(task, timeout=10)
     assert journal.count(("POST",)) == 1
-    assert kube.body["status"]["phase"] == "Succeeded" and kube.body["status"]["jobId"] == ""
+    status = kube.body["status"]
+    assert status["phase"] == phase and status["jobId"] == ""
+    assert {c["reason"] for c in status["conditions"] if c["status"] == "True"} >= {reason}
 
 
 async def test_a_restart_in_submitting_probes_the_server_first():

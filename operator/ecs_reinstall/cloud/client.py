@@ -571,6 +571,7 @@ def parse_server(data: Mapping[str, Any]) -> Server:
         vm_state=_text(server.get("OS-EXT-STS:vm_state")),
         locked=locked is True or (isinstance(locked, str) and locked.lower() == "true"),
         updated=parse_time(server.get("updated")),
+        launched_at=parse_time(server.get("OS-SRV-USG:launched_at")),
         has_system_disk=_has_system_disk(server),
     )
 

@@ -61,6 +61,9 @@ class Server:
     vm_state: str | None = None
     locked: bool = False
     updated: datetime | None = None
+    # OS-SRV-USG:launched_at: when the system last booted from a fresh disk. A rebuild sets it when it succeeds
+    # (Nova's behaviour), so it tells a finished reinstall from a failed one when the job ID is lost.
+    launched_at: datetime | None = None
     has_system_disk: bool = True
 
     @property

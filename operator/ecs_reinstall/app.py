@@ -42,7 +42,7 @@ class App:
 
 async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: Metrics | None = None) -> App:
     metrics = metrics or Metrics()
-    kube = Kube(load_config(kubeconfig))
+    kube = Kube(load_config(kubeconfig), cache_seconds=settings.input_cache_seconds)
     cloud = EcsClient(
         ClientConfig(
             qps=settings.qps,

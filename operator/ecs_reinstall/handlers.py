@@ -7,6 +7,8 @@ The operator's own settings arrive in `memo.config` (see __main__.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import kopf
 
@@ -14,9 +16,33 @@ from . import app as app_module
 from .kube import GROUP, PLURAL, VERSION
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a "diff-base" essence of every object on every watch event (a deep copy of the whole body,
+    then annotation clean-up) and compares it with the last handled one, for change-detecting handlers
+    (on.create/update/resume/field) and daemons only. We have none (see `only_event_handlers`): the essence is
+    never compared nor stored, and building it was 5% of the operator's CPU at 1000 reinstalls. This storage
+    builds nothing and remembers nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        raise AssertionError("NoDiffBase is for operators without change-detecting handlers")
+
+
+def only_event_handlers(registry: kopf.OperatorRegistry) -> bool:
+    """True if the registry has no handler that needs kopf's diff-base (which NoDiffBase drops)."""
+    return not (registry._changing.get_all_handlers() or registry._spawning.get_all_handlers())
+
+
 @kopf.on.startup(id="start")
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: object) -> None:
     settings.posting.level = logging.WARNING  # only our explicit Events are posted, not log lines
+    if only_event_handlers(kopf.get_default_registry()):
+        settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 270  # re-establish long watches now and then, like client-go
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 30

@@ -3,6 +3,9 @@
 Secret references are namespace-local: a resource reads only Secrets and ConfigMaps of its own namespace; the
 operator's default credentials Secret lives in the operator's namespace. A missing object or key is something to
 wait for (`MissingInput`); a setup that can never work (no credentials at all, no region) is `InvalidSpec`.
+
+Reads may come from the Kubernetes client's short-lived cache (see `kube.ReadCache`): an object found without a
+key we need is forgotten there, so that the retry reads it again rather than a cached copy.
 """
 
 from __future__ import annotations
@@ -37,8 +40,15 @@ async def _read(kube: Kube, kind: str, namespace: str, name: str) -> dict[str, b
         raise MissingInput(f'{kind} "{name}" in namespace "{namespace}"') from None
 
 
-def _key(data: dict[str, bytes], kind: str, namespace: str, name: str, key: str) -> bytes:
+def _forget(kube: Kube, kind: str, namespace: str, name: str) -> None:
+    forget = getattr(kube, "forget", None)  # readers without a cache (test doubles) have none
+    if forget is not None:
+        forget(kind, namespace, name)
+
+
+def _key(kube: Kube, data: dict[str, bytes], kind: str, namespace: str, name: str, key: str) -> bytes:
     if key not in data:
+        _forget(kube, kind, namespace, name)
         raise MissingInput(f'key "{key}" in {kind} "{name}" in namespace "{namespace}"')
     return data[key]
 
@@ -50,21 +60,48 @@ def _text(value: bytes, where: str) -> str:
         raise InvalidSpec("spec", f"{where} is not UTF-8 text") from None
 
 
-async def resolve_target(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> CloudTarget:
+def _credentials_ref(settings: Settings, namespace: str, spec: ReinstallSpec) -> tuple[str, str, str] | None:
+    """(namespace, name, the field to name in errors) of the credentials Secret, None if there is none."""
     if spec.credentials_secret:
-        secret_ns, secret_name, field = namespace, spec.credentials_secret, "spec.credentialsSecretRef"
-    elif settings.credentials_secret:
-        secret_ns, secret_name, field = settings.operator_namespace, settings.credentials_secret, "spec"
-    else:
+        return namespace, spec.credentials_secret, "spec.credentialsSecretRef"
+    if settings.credentials_secret:
+        return settings.operator_namespace, settings.credentials_secret, "spec"
+    return None
+
+
+def forget(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> None:
+    """Every Secret and ConfigMap the spec refers to is read from the API next time: called when what was read
+    failed the resource (refused by the cloud or by the checks), as the objects may be fixed since they were
+    cached and another resource may refer to them."""
+    ref = _credentials_ref(settings, namespace, spec)
+    if ref is not None:
+        _forget(kube, "Secret", ref[0], ref[1])
+    if spec.admin_password_ref is not None:
+        _forget(kube, "Secret", namespace, spec.admin_password_ref.name)
+    source = spec.user_data
+    if source is not None and source.secret_ref is not None:
+        _forget(kube, "Secret", namespace, source.secret_ref.name)
+    if source is not None and source.config_map_ref is not None:
+        _forget(kube, "ConfigMap", namespace, source.config_map_ref.name)
+
+
+async def resolve_target(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> CloudTarget:
+    ref = _credentials_ref(settings, namespace, spec)
+    if ref is None:
         raise InvalidSpec(
             "spec.credentialsSecretRef",
             "no credentials: set spec.credentialsSecretRef to a Secret with accessKey and secretKey, "
             "or give the operator a default credentials Secret (--credentials-secret)",
         )
+    secret_ns, secret_name, field = ref
     data = await _read(kube, "Secret", secret_ns, secret_name)
     where = f'Secret "{secret_name}" in namespace "{secret_ns}"'
-    access_key = _text(_key(data, "Secret", secret_ns, secret_name, "accessKey"), f"accessKey of {where}")
-    secret_key = _text(_key(data, "Secret", secret_ns, secret_name, "secretKey"), f"secretKey of {where}")
+    access_key = _text(
+        _key(kube, data, "Secret", secret_ns, secret_name, "accessKey"), f"accessKey of {where}"
+    )
+    secret_key = _text(
+        _key(kube, data, "Secret", secret_ns, secret_name, "secretKey"), f"secretKey of {where}"
+    )
     token = _text(data["securityToken"], f"securityToken of {where}") if data.get("securityToken") else None
     secret_project = _text(data["projectId"], f"projectId of {where}") if data.get("projectId") else None
     project_id = spec.project_id or secret_project or settings.project_id
@@ -91,7 +128,7 @@ async def resolve_inputs(kube: Kube, namespace: str, spec: ReinstallSpec) -> Res
     if spec.admin_password_ref is not None:
         ref = spec.admin_password_ref
         data = await _read(kube, "Secret", namespace, ref.name)
-        raw = _key(data, "Secret", namespace, ref.name, ref.key)
+        raw = _key(kube, data, "Secret", namespace, ref.name, ref.key)
         # A trailing newline (`echo pw > file`) is never part of a password: the API allows no whitespace.
         password = decode_password(raw, f'key "{ref.key}" of Secret "{ref.name}"').rstrip("\r\n")
     user_data = None
@@ -101,13 +138,12 @@ async def resolve_inputs(kube: Kube, namespace: str, spec: ReinstallSpec) -> Res
             user_data = source.value.encode("utf-8")
         elif source.secret_ref is not None:
             ref = source.secret_ref
-            user_data = _key(
-                await _read(kube, "Secret", namespace, ref.name), "Secret", namespace, ref.name, ref.key
-            )
+            data = await _read(kube, "Secret", namespace, ref.name)
+            user_data = _key(kube, data, "Secret", namespace, ref.name, ref.key)
         elif source.config_map_ref is not None:
             ref = source.config_map_ref
             data = await _read(kube, "ConfigMap", namespace, ref.name)
-            user_data = _key(data, "ConfigMap", namespace, ref.name, ref.key)
+            user_data = _key(kube, data, "ConfigMap", namespace, ref.name, ref.key)
     return ResolvedInputs(admin_password=password, user_data=user_data)
 
 

@@ -3,6 +3,10 @@
 Reading Secrets and ConfigMaps (namespace-local), listing and reading EcsReinstall resources, and writing their
 status through the status subresource. The client is synchronous, so calls run in a small dedicated thread pool;
 errors come back as the few exceptions the runner acts on (`NotFound`, `Conflict`, `KubeUnavailable`).
+
+Secret and ConfigMap reads go through a short-lived cache (`ReadCache`, `--input-cache-seconds`): in a fleet
+rollout hundreds of resources refer to the same credentials and password Secrets within seconds, and each read
+costs a Kubernetes call on both sides.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import functools
 import json
 import logging
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -95,15 +100,88 @@ def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     return client
 
 
+class ReadCache:
+    """Recent Secret and ConfigMap reads, shared by every runner for `ttl` seconds (0: no caching at all).
+
+    - Concurrent reads of the same object share one API call (the first caller's); their waiters all get its
+      result or its error.
+    - Only successful reads are kept, for `ttl` seconds from when the call started, so a cached value is never
+      older than that; errors (NotFound above all: a Secret created a moment later must be seen) never are.
+    - `forget` drops an entry at once: the readers call it when an entry lacks a key they need, or when the
+      cloud refused the credentials read from it, so that the retry reads the object again.
+    The values stay in memory only (as they do in the runners that use them): never logged, never in a repr.
+    """
+
+    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic, max_entries: int = 1024):
+        self.ttl = ttl
+        self._clock = clock
+        self._max_entries = max_entries
+        self._entries: dict[tuple[str, ...], tuple[float, dict[str, bytes]]] = {}
+        self._inflight: dict[tuple[str, ...], asyncio.Future[dict[str, bytes]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return f"ReadCache(ttl={self.ttl}, entries={len(self._entries)})"
+
+    async def get(
+        self, key: tuple[str, ...], load: Callable[[], Awaitable[dict[str, bytes]]]
+    ) -> dict[str, bytes]:
+        if self.ttl <= 0:
+            return await load()
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry[0] > now:
+                self.hits += 1
+                return dict(entry[1])
+            del self._entries[key]
+        future = self._inflight.get(key)
+        if future is None:
+            self.misses += 1
+            future = asyncio.ensure_future(load())
+            self._inflight[key] = future
+            future.add_done_callback(functools.partial(self._loaded, key, now + self.ttl))
+        else:
+            self.hits += 1
+        # shield: a waiter cancelled (its resource deleted) must not cancel the read the others wait for.
+        return dict(await asyncio.shield(future))
+
+    def _loaded(self, key: tuple[str, ...], expires: float, future: asyncio.Future) -> None:
+        failed = future.cancelled() or future.exception() is not None  # retrieved here: never cached
+        if self._inflight.get(key) is not future:
+            return  # forgotten while in flight: its waiters get it, later readers read again
+        del self._inflight[key]
+        if not failed and expires > self._clock():
+            if len(self._entries) >= self._max_entries:
+                self._evict()
+            self._entries[key] = (expires, future.result())
+
+    def _evict(self) -> None:
+        now = self._clock()
+        for key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
+            del self._entries[key]
+        while len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]  # the oldest insertion
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        """Drops a cached value; a read in flight still answers its waiters but is not kept."""
+        self._entries.pop(key, None)
+        self._inflight.pop(key, None)
+
+
 class Kube:
     """The few calls the operator makes, on the kubernetes client's configuration, authentication and connection
     pool. Requests go through `ApiClient.call_api` and answers are plain JSON: the generated API methods validate
     every call with pydantic and build models of the answers, which cost more CPU than the operator's own work
     (profiled: 11% of the operator at 1000 reinstalls)."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, *, threads: int = 16):
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, *, threads: int = 16, cache_seconds: float = 0.0
+    ):
         self._api_client = api_client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self.cache = ReadCache(cache_seconds)
 
     def _request_sync(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
         headers = {"Accept": "application/json"}
@@ -136,11 +214,24 @@ class Kube:
             raise KubeUnavailable(0, type(exc).__name__) from None
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
-        """The Secret's data, decoded. Raises NotFound."""
+        """The Secret's data, decoded (at most `cache_seconds` old). Raises NotFound."""
+        return await self.cache.get(("Secret", namespace, name), lambda: self._read_secret(namespace, name))
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, bytes]:
+        """The ConfigMap's data and binaryData (at most `cache_seconds` old). Raises NotFound."""
+        return await self.cache.get(
+            ("ConfigMap", namespace, name), lambda: self._read_config_map(namespace, name)
+        )
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """The next read of this Secret or ConfigMap goes to the API."""
+        self.cache.forget((kind, namespace, name))
+
+    async def _read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
         secret = await self._request("GET", f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}")
         return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
 
-    async def read_config_map(self, namespace: str, name: str) -> dict[str, bytes]:
+    async def _read_config_map(self, namespace: str, name: str) -> dict[str, bytes]:
         cm = await self._request("GET", f"/api/v1/namespaces/{_q(namespace)}/configmaps/{_q(name)}")
         data = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
         data.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})

@@ -23,6 +23,7 @@ from . import spec as spec_model
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
 from .cloud.models import CloudTarget, Job, Server
 from .inputs import MissingInput, resolve, resolve_target
+from .inputs import forget as forget_inputs
 from .kube import Conflict, Kube, KubeError, NotFound, until_available
 from .metrics import Metrics
 from .server_locks import Holder, ServerLocks
@@ -185,6 +186,7 @@ class Runner:
                 self._backoff(),
             )
         except spec_model.InvalidSpec as exc:
+            self._forget_inputs(spec)
             return rc.on_invalid(ctx, self.status, str(exc))
         except KubeError as exc:  # unavailable, or forbidden by RBAC: both may pass; say which
             return rc.on_wait(
@@ -215,6 +217,7 @@ class Runner:
             server = await self.deps.cloud.get_server(resolved.target, spec.server_id)
         except TerminalError as exc:
             self.deps.locks.release(spec.server_id, self.uid)
+            self._forget_inputs(spec)
             return rc.on_submit_rejected(ctx, self.status, exc.code or "", str(exc))
         except CloudError as exc:
             self.deps.locks.release(spec.server_id, self.uid)
@@ -275,6 +278,7 @@ class Runner:
             )
         except TerminalError as exc:
             self.deps.locks.release(spec.server_id, self.uid)
+            self._forget_inputs(spec)
             return rc.on_submit_rejected(
                 self._context(spec), self.status, exc.code or "", exc.message or str(exc)
             )
@@ -290,6 +294,10 @@ class Runner:
         self._waits = 0
         self.deps.metrics.submitted()
         return rc.on_submitted(self._context(spec), self.status, job_id)
+
+    def _forget_inputs(self, spec: spec_model.ReinstallSpec) -> None:
+        """What this resource read failed it: other resources read those objects afresh (see kube.ReadCache)."""
+        forget_inputs(self.deps.kube, self.deps.settings, self.namespace, spec)
 
     def _cloud_wait(self, ctx: rc.Context, exc: CloudError) -> rc.Transition:
         reason = rc.Reason.THROTTLED if isinstance(exc, ThrottledError) else rc.Reason.CLOUD_UNAVAILABLE

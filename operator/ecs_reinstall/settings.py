@@ -36,6 +36,8 @@ class Settings:
     # Backoff while waiting for a missing Secret, a busy server or after throttling: base and cap, seconds.
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 300.0
+    # How long a Secret or ConfigMap read is reused by other resources (0: every resource reads its own).
+    input_cache_seconds: float = 2.0
 
     @property
     def clusterwide(self) -> bool:
@@ -64,6 +66,10 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     ),
     "retry_base_seconds": ("first retry delay while waiting (Secrets, busy server), seconds", float),
     "retry_max_seconds": ("longest retry delay while waiting, seconds", float),
+    "input_cache_seconds": (
+        "how long a Secret or ConfigMap read is shared by resources referring to it, seconds (0: never)",
+        float,
+    ),
 }
 
 
@@ -115,6 +121,8 @@ def _check(s: Settings) -> None:
         raise ValueError(f"log format {s.log_format!r} is not supported: use json or text")
     if s.qps <= 0 or s.burst < 1:
         raise ValueError("qps must be > 0 and burst >= 1")
+    if s.input_cache_seconds < 0:
+        raise ValueError("input cache seconds must be >= 0")
     if s.max_concurrency < 1:
         raise ValueError("max concurrency must be >= 1")
     if s.endpoint and not s.endpoint.startswith(("https://", "http://")):

@@ -33,3 +33,60 @@ async def test_a_missing_key_is_named():
     with pytest.raises(MissingInput) as exc:
         await resolve_inputs(Secrets({}), "ns", SPEC)
     assert exc.value.what == 'key "password" in Secret "pw" in namespace "ns"'
+
+
+class CachingReader:
+    """Records what the resolver asks the (caching) Kubernetes client to forget."""
+
+    def __init__(self, data):
+        self.data = data
+        self.forgotten = []
+
+    async def read_secret(self, namespace, name):
+        return self.data
+
+    async def read_config_map(self, namespace, name):
+        return self.data
+
+    def forget(self, kind, namespace, name):
+        self.forgotten.append((kind, namespace, name))
+
+
+async def test_an_object_without_the_key_is_forgotten_so_that_the_retry_reads_it_again():
+    kube = CachingReader({})
+    with pytest.raises(MissingInput):
+        await resolve_inputs(kube, "ns", SPEC)
+    assert kube.forgotten == [("Secret", "ns", "pw")]
+
+
+async def test_an_object_with_the_key_stays_cached():
+    kube = CachingReader({"password": b"Reinstall!2026pw"})
+    await resolve_inputs(kube, "ns", SPEC)
+    assert kube.forgotten == []
+
+
+def test_forget_drops_every_object_the_spec_refers_to():
+    from ecs_reinstall.inputs import forget
+    from ecs_reinstall.settings import Settings
+
+    spec = parse_spec(
+        {
+            "serverId": "6e2f0c1a-0000-4000-8000-000000000001",
+            "adminPasswordSecretRef": {"name": "pw"},
+            "userData": {"valueFrom": {"configMapKeyRef": {"name": "ud", "key": "cloud-init"}}},
+        }
+    )
+    kube = CachingReader({})
+    forget(kube, Settings(credentials_secret="hwc", operator_namespace="ops"), "ns", spec)
+    assert kube.forgotten == [("Secret", "ops", "hwc"), ("Secret", "ns", "pw"), ("ConfigMap", "ns", "ud")]
+    kube.forgotten.clear()
+    with_ref = parse_spec(
+        {
+            "serverId": "6e2f0c1a-0000-4000-8000-000000000001",
+            "credentialsSecretRef": {"name": "mine"},
+            "userData": {"valueFrom": {"secretKeyRef": {"name": "uds", "key": "u"}}},
+        }
+    )
+    forget(kube, Settings(), "ns", with_ref)
+    assert kube.forgotten == [("Secret", "ns", "mine"), ("Secret", "ns", "uds")]
+    forget(Secrets({}), Settings(), "ns", with_ref)  # a reader without a cache: nothing to do

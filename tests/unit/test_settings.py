@@ -16,6 +16,12 @@ def test_defaults():
     assert s.qps == 10.0 and s.burst == 20 and s.log_format == "json" and s.clusterwide
 
 
+def test_input_cache_seconds_default_flag_and_env():
+    assert parse([]).input_cache_seconds == 2.0
+    assert parse(["--input-cache-seconds", "0"]).input_cache_seconds == 0.0
+    assert parse([], {"ECS_REINSTALL_INPUT_CACHE_SECONDS": "5"}).input_cache_seconds == 5.0
+
+
 def test_flag_wins_over_environment():
     s = parse(["--region", "eu-west-101"], {"ECS_REINSTALL_REGION": "cn-north-4", "ECS_REINSTALL_QPS": "2.5"})
     assert s.region == "eu-west-101" and s.qps == 2.5
@@ -34,6 +40,7 @@ def test_watch_namespaces_from_flags_or_env():
         ([], {"ECS_REINSTALL_BURST": "x"}, "ECS_REINSTALL_BURST='x' is not a valid int"),
         (["--log-format", "xml"], {}, "log format 'xml' is not supported"),
         (["--endpoint", "ecs.example.com"], {}, "must start with https://"),
+        (["--input-cache-seconds", "-1"], {}, "input cache seconds must be >= 0"),
     ],
 )
 def test_bad_values_say_what_and_where(argv, env, message):

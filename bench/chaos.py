@@ -403,7 +403,10 @@ def verify(cfg: ChaosConfig, plan: Plan, items: list[dict], counters: dict, reco
         if job_id and server in jobs and job_id != jobs[server]:
             problems.append(f"jobId {job_id} is not the accepted job {jobs[server]}")
         lost = job_id == "" and accepted == 1
-        classes["job ID lost, outcome read from the server" if lost else "job followed by its ID"] += 1
+        how = "job followed by its ID"
+        if lost:
+            how = f"job ID lost, {phase or 'no phase'} read from the server"
+        classes[how] += 1
         if problems:
             violations.append(
                 {

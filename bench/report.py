@@ -388,7 +388,8 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     rows = [
         [
             "every resource terminal; phase matches the cloud (Succeeded iff the job succeeded, Failed with "
-            "the cloud's code iff it failed); exactly one accepted reinstall per resource",
+            "the cloud's code iff it failed, or FailedFromServerState when the job ID was lost); exactly one "
+            "accepted reinstall per resource",
             f"phases {result['phases']} (expected {result['expected']}); accepted reinstalls per resource "
             f"{result['accepted_reinstalls']}; {result['how']}",
             _mark(not by_invariant.get("terminal phase matching the cloud, exactly one accepted reinstall")),

@@ -36,7 +36,7 @@ class App:
     async def close(self) -> None:
         await self.supervisor.stop()
         await self.cloud.aclose()
-        self.kube.close()
+        await self.kube.aclose()
         await asyncio.to_thread(self.metrics.close)  # waits for its serving thread
 
 

@@ -554,3 +554,27 @@ def test_a_list_at_an_exact_resource_version_shows_the_past(api: client.ApiClien
     assert [(i["metadata"]["name"], i["spec"]["size"]) for i in past["items"]] == [("a", 3)]
     now = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     assert [(i["metadata"]["name"], i["spec"]["size"]) for i in now["items"]] == [("a", 9), ("b", 3)]
+
+
+def test_a_generated_name_that_is_taken_is_drawn_again(
+    api: client.ApiClient, namespace: str, emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RetryGenerateName (GA in 1.32): a generated name that collides is drawn again, up to 7 more times,
+    before the apiserver answers 409. Emulator-only: the collision is forced by fixing the random part."""
+    import kube_emulator.cluster as cluster_module
+
+    custom = _custom(api)
+    taken = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("gen-aaaaa"))
+    draws = iter(["gen-aaaaa", "gen-aaaaa", "gen-bbbbb"])
+    monkeypatch.setattr(cluster_module, "generate_name", lambda prefix: next(draws))
+    body = widget("")
+    body["metadata"] = {"generateName": "gen-"}
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert created["metadata"]["name"] == "gen-bbbbb" and taken["metadata"]["name"] == "gen-aaaaa"
+    fetched = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gen-bbbbb")
+    assert fetched["metadata"]["uid"] == created["metadata"]["uid"]
+
+    monkeypatch.setattr(cluster_module, "generate_name", lambda prefix: "gen-aaaaa")  # every draw collides
+    with pytest.raises(client.ApiException) as raised:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert _status_of(raised.value)[0] == 409 and _status_of(raised.value)[1]["reason"] == "AlreadyExists"

@@ -229,3 +229,59 @@ def test_retry_after_is_a_floor_and_too_long_is_not_waited():
 def test_bad_backoff_settings(base, cap):
     with pytest.raises(ValueError, match="backoff"):
         Backoff(base=base, cap=cap)
+
+
+def adaptive(fake: FakeTime, qps: float = 100.0, burst: int = 5) -> TokenBucket:
+    return TokenBucket(qps, burst, clock=fake.clock, sleep=fake.sleep, adaptive=True)
+
+
+async def test_adaptive_rate_halves_once_per_throttling_episode(fake):
+    limiter = adaptive(fake, qps=100)
+    for _ in range(10):  # the calls in flight answer 429 together: one episode, one cut
+        limiter.pause(1.0)
+    assert limiter.qps == 50
+    fake.now += 1.0
+    limiter.pause(1.0)  # a second later, still throttled: another cut
+    assert limiter.qps == 25 and limiter.max_qps == 100
+
+
+async def test_adaptive_rate_grows_back_ten_percent_a_second_up_to_the_setting(fake):
+    limiter = adaptive(fake, qps=100)
+    limiter.pause(2.0)
+    fake.now += 2.0  # time paused earns nothing
+    assert limiter.tokens == 1 and limiter.qps == 50
+    fake.now += 5.0
+    assert limiter.tokens == 5  # refilled at (about) the lowered rate, up to the burst
+    assert limiter.qps == pytest.approx(50 * 1.1**5)
+    fake.now += 60.0
+    assert limiter.tokens == 5 and limiter.qps == 100  # never above what was configured
+
+
+async def test_adaptive_rate_paces_calls_at_the_lowered_rate(fake):
+    limiter = adaptive(fake, qps=10, burst=1)
+    start = fake.now
+    limiter.pause(1.0)
+    granted = await times_of(limiter, fake, 3)
+    assert granted[0] == pytest.approx(start + 1.0)  # the probe at the end of the pause
+    assert granted[1] - granted[0] == pytest.approx(0.2, rel=0.02)  # 5 calls/s, not 10
+    assert granted[2] - granted[1] == pytest.approx(0.2 / 1.1**0.2, rel=0.02)  # growing back
+
+
+async def test_adaptive_rate_never_falls_below_one_call_a_second(fake):
+    limiter = adaptive(fake, qps=4)
+    for _ in range(6):  # 4 -> 2 -> 1 -> 1 ...
+        fake.now += 1.0
+        limiter.pause(0.1)
+    assert limiter.qps == 1.0
+    assert adaptive(fake, qps=0.5).max_qps == 0.5  # a setting below the floor stays the ceiling
+
+
+def test_non_adaptive_buckets_keep_their_rate(fake):
+    limiter = bucket(fake, qps=10)
+    limiter.pause(1.0)
+    assert limiter.qps == 10 and not limiter.adaptive
+
+
+def test_the_registry_makes_adaptive_buckets_when_asked():
+    assert RateLimiterRegistry(10, 5, adaptive=True).get(("e", "p")).adaptive
+    assert not RateLimiterRegistry(10, 5).get(("e", "p")).adaptive

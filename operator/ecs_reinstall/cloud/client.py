@@ -65,6 +65,7 @@ SUCCESS = "success"  # the observer's outcome for a 2xx; the other outcomes are 
 class ClientConfig:
     qps: float = 10.0  # calls per second per (endpoint, project), shared by every caller
     burst: int = 20
+    adaptive_rate: bool = True  # halve the rate on throttling, grow it back (see ratelimit)
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     ca_bundle: str | None = None  # PEM file of CAs to trust instead of the system store
@@ -136,7 +137,9 @@ class EcsClient:
         `limiters`: a registry to share with other clients; by default one is made from `config.qps/burst`."""
         self.config = config if config is not None else ClientConfig()
         self.limiters = (
-            limiters if limiters is not None else RateLimiterRegistry(self.config.qps, self.config.burst)
+            limiters
+            if limiters is not None
+            else RateLimiterRegistry(self.config.qps, self.config.burst, adaptive=self.config.adaptive_rate)
         )
         self._owns_limiters = limiters is None
         self._http = http if http is not None else _make_http_client(self.config)

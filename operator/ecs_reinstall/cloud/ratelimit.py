@@ -5,6 +5,12 @@ project share one bucket: `qps` tokens a second, at most `burst` saved up. When 
 `Retry-After`, `pause(seconds)` holds *every* caller of that bucket, so throttling slows everyone down instead
 of each caller discovering it alone; after a pause the bucket resumes at the steady rate, without a burst.
 
+With `adaptive`, the rate itself also learns the cloud's limit (like TCP's congestion window): each throttling
+episode halves it (at most once a second, since the calls in flight answer 429 together), and every second
+without one lets it grow back by 10%, up to the configured `qps`. A `--qps` set above what the cloud allows then
+costs a few 429s per episode instead of a steady stream of them, and the calls refused never count against the
+budget of anyone else sharing the account's limit.
+
 Waiters are served strictly first come, first served: they queue as futures, and a single releaser task wakes
 them one token at a time, so thousands of waiters cost one timer and O(1) work per token. The clock and the
 sleep function are injectable, so tests run on fake time. (The event loop's timers tick in milliseconds, so
@@ -26,6 +32,12 @@ Sleep = Callable[[float], Awaitable[None]]
 # 0.9999999999 tokens while sleeping for intervals too short to move the clock.
 _EPSILON = 1e-9
 
+# Adaptive rate: the cut on a throttling episode, its spacing, and the growth per 429-free second.
+_CUT = 0.5
+_CUT_SPACING = 1.0
+_GROWTH_PER_SECOND = 1.10
+_MIN_QPS = 1.0
+
 
 class TokenBucket:
     def __init__(
@@ -35,12 +47,16 @@ class TokenBucket:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        adaptive: bool = False,
     ) -> None:
         if not qps > 0:
             raise ValueError(f"rate limit qps must be > 0 (calls per second), got {qps!r}")
         if burst < 1:
             raise ValueError(f"rate limit burst must be >= 1 (calls allowed at once), got {burst!r}")
-        self.qps = float(qps)
+        self.max_qps = float(qps)
+        self.qps = float(qps)  # the current rate: below max_qps after throttling when adaptive
+        self.adaptive = adaptive
+        self._last_cut = float("-inf")
         self.burst = int(burst)
         self._clock = clock
         self._sleep = sleep
@@ -51,7 +67,7 @@ class TokenBucket:
         self._releaser: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"TokenBucket(qps={self.qps:g}, burst={self.burst}, waiting={self.waiting})"
+        return f"TokenBucket(qps={self.qps:g}/{self.max_qps:g}, burst={self.burst}, waiting={self.waiting})"
 
     @property
     def waiting(self) -> int:
@@ -103,7 +119,7 @@ class TokenBucket:
         """Hold every caller for `seconds` (the cloud's Retry-After); pauses never shorten each other.
 
         Time spent paused earns no tokens and saved tokens are dropped: when the pause ends exactly one token
-        is there, so one call probes the cloud, then calls flow at the steady rate.
+        is there, so one call probes the cloud, then calls flow at the steady rate (halved, when adaptive).
         """
         if not seconds > 0:
             return
@@ -111,11 +127,16 @@ class TokenBucket:
         self._refill(now)
         self._paused_until = max(self._paused_until, now + seconds)
         self._tokens = 1.0
+        if self.adaptive and now - self._last_cut >= _CUT_SPACING:
+            self._last_cut = now
+            self.qps = max(min(_MIN_QPS, self.max_qps), self.qps * _CUT)
 
     def _refill(self, now: float) -> None:
         start = max(self._stamp, self._paused_until)
         if now > start:
             self._tokens = min(float(self.burst), self._tokens + (now - start) * self.qps)
+            if self.qps < self.max_qps:  # growing back after throttling (time paused does not count)
+                self.qps = min(self.max_qps, self.qps * _GROWTH_PER_SECOND ** (now - start))
         self._stamp = max(self._stamp, now)
 
     def _ensure_releaser(self) -> None:
@@ -171,10 +192,12 @@ class RateLimiterRegistry:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        adaptive: bool = False,
     ) -> None:
         TokenBucket(qps, burst, clock=clock, sleep=sleep)  # validate the settings now, not on first use
         self.qps = qps
         self.burst = burst
+        self.adaptive = adaptive
         self._clock = clock
         self._sleep = sleep
         self._buckets: dict[Hashable, TokenBucket] = {}
@@ -183,7 +206,7 @@ class RateLimiterRegistry:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(
-                self.qps, self.burst, clock=self._clock, sleep=self._sleep
+                self.qps, self.burst, clock=self._clock, sleep=self._sleep, adaptive=self.adaptive
             )
         return bucket
 

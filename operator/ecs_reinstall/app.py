@@ -11,6 +11,7 @@ import kopf
 
 from . import __version__
 from . import reconcile as rc
+from . import settings as settings_module
 from .cloud.client import ClientConfig, EcsClient
 from .kube import Kube, load_config, until_available
 from .metrics import Metrics
@@ -42,6 +43,8 @@ class App:
 
 async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: Metrics | None = None) -> App:
     metrics = metrics or Metrics()
+    for warning in settings_module.warnings(settings):
+        log.warning("%s", warning)
     kube = Kube(load_config(kubeconfig), cache_seconds=settings.input_cache_seconds)
     cloud = EcsClient(
         ClientConfig(

@@ -116,6 +116,20 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
     return settings
 
 
+def warnings(s: Settings) -> list[str]:
+    """Settings that work but weaken a guarantee: logged at start-up, not refused (the chaos run uses them on
+    purpose)."""
+    found = []
+    if s.outcome_settle_seconds < 2 * s.request_timeout:
+        found.append(
+            f"outcome settle time ({s.outcome_settle_seconds:g}s) is under twice the request timeout "
+            f"({s.request_timeout:g}s): a reinstall request the cloud processes late may be judged not taken "
+            "and sent again (the operator still compares the server before sending); raise "
+            "--outcome-settle-seconds"
+        )
+    return found
+
+
 def _check(s: Settings) -> None:
     if s.log_format not in ("json", "text"):
         raise ValueError(f"log format {s.log_format!r} is not supported: use json or text")

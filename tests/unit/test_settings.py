@@ -47,3 +47,10 @@ def test_bad_values_say_what_and_where(argv, env, message):
     with pytest.raises(ValueError) as exc:
         parse(argv, env)
     assert message in str(exc.value)
+
+
+def test_a_settle_time_under_twice_the_request_timeout_is_warned_about():
+    assert settings.warnings(settings.Settings()) == []  # defaults: 60 s settle, 30 s timeout
+    (warning,) = settings.warnings(settings.Settings(outcome_settle_seconds=4, request_timeout=5))
+    assert "outcome settle time (4s)" in warning and "request timeout (5s)" in warning
+    assert "--outcome-settle-seconds" in warning

@@ -235,19 +235,40 @@ def adaptive(fake: FakeTime, qps: float = 100.0, burst: int = 5) -> TokenBucket:
     return TokenBucket(qps, burst, clock=fake.clock, sleep=fake.sleep, adaptive=True)
 
 
-async def test_adaptive_rate_halves_once_per_throttling_episode(fake):
-    limiter = adaptive(fake, qps=100)
-    for _ in range(10):  # the calls in flight answer 429 together: one episode, one cut
-        limiter.pause(1.0)
+def refuse(limiter: TokenBucket, times: int, pause: float = 1.0) -> None:
+    """`times` calls answered 429 (the client pauses the bucket on each)."""
+    for _ in range(times):
+        limiter.pause(pause)
+
+
+async def test_adaptive_rate_halves_once_a_second_when_a_quarter_of_the_calls_are_refused(fake):
+    limiter = adaptive(fake, qps=100, burst=100)
+    for _ in range(8):
+        await limiter.acquire()
+    refuse(limiter, 10)  # the calls in flight answer 429 together: one cut in this second
     assert limiter.qps == 50
     fake.now += 1.0
-    limiter.pause(1.0)  # a second later, still throttled: another cut
+    refuse(limiter, 3)  # a second later, still refused: another cut
     assert limiter.qps == 25 and limiter.max_qps == 100
+
+
+async def test_scattered_refusals_only_pause(fake):
+    """A gateway refusing a few calls whatever the rate (5% here) must not sink the rate: cutting on each
+    refusal brought the chaos run, which injects such 429s, down to a few calls a second."""
+    limiter = adaptive(fake, qps=1000, burst=1000)
+    for second in range(5):
+        for _ in range(100):
+            await limiter.acquire()  # the burst refills within the second: no waiting
+        refuse(limiter, 5, pause=0.01)
+        fake.now += 1.0
+        assert limiter.qps == 1000, f"cut after second {second}"
+    refuse(limiter, 2)  # fewer than 3 refusals never cut, even when they are all the calls
+    assert limiter.qps == 1000
 
 
 async def test_adaptive_rate_grows_back_ten_percent_a_second_up_to_the_setting(fake):
     limiter = adaptive(fake, qps=100)
-    limiter.pause(2.0)
+    refuse(limiter, 3, pause=2.0)
     fake.now += 2.0  # time paused earns nothing
     assert limiter.tokens == 1 and limiter.qps == 50
     fake.now += 5.0
@@ -260,7 +281,7 @@ async def test_adaptive_rate_grows_back_ten_percent_a_second_up_to_the_setting(f
 async def test_adaptive_rate_paces_calls_at_the_lowered_rate(fake):
     limiter = adaptive(fake, qps=10, burst=1)
     start = fake.now
-    limiter.pause(1.0)
+    refuse(limiter, 3)
     granted = await times_of(limiter, fake, 3)
     assert granted[0] == pytest.approx(start + 1.0)  # the probe at the end of the pause
     assert granted[1] - granted[0] == pytest.approx(0.2, rel=0.02)  # 5 calls/s, not 10
@@ -271,7 +292,7 @@ async def test_adaptive_rate_never_falls_below_one_call_a_second(fake):
     limiter = adaptive(fake, qps=4)
     for _ in range(6):  # 4 -> 2 -> 1 -> 1 ...
         fake.now += 1.0
-        limiter.pause(0.1)
+        refuse(limiter, 3, pause=0.1)
     assert limiter.qps == 1.0
     assert adaptive(fake, qps=0.5).max_qps == 0.5  # a setting below the floor stays the ceiling
 

@@ -5,9 +5,10 @@ project share one bucket: `qps` tokens a second, at most `burst` saved up. When 
 `Retry-After`, `pause(seconds)` holds *every* caller of that bucket, so throttling slows everyone down instead
 of each caller discovering it alone; after a pause the bucket resumes at the steady rate, without a burst.
 
-With `adaptive`, the rate itself also learns the cloud's limit (like TCP's congestion window): each throttling
-episode halves it (at most once a second, since the calls in flight answer 429 together), and every second
-without one lets it grow back by 10%, up to the configured `qps`. A `--qps` set above what the cloud allows then
+With `adaptive`, the rate itself also learns the cloud's limit (like TCP's congestion window): a second in which
+a quarter or more of the calls were refused (3 at least) halves it, and every second without such a cut lets it
+grow back by 10%, up to the configured `qps`. Scattered refusals (a busy gateway refusing a few calls in any
+case) only pause; cutting on each of them would sink the rate to a few calls a second. A `--qps` set above what the cloud allows then
 costs a few 429s per episode instead of a steady stream of them, and the calls refused never count against the
 budget of anyone else sharing the account's limit.
 
@@ -32,9 +33,12 @@ Sleep = Callable[[float], Awaitable[None]]
 # 0.9999999999 tokens while sleeping for intervals too short to move the clock.
 _EPSILON = 1e-9
 
-# Adaptive rate: the cut on a throttling episode, its spacing, and the growth per 429-free second.
+# Adaptive rate: a window (seconds) in which refusals of at least _CUT_SHARE of the calls, and _CUT_MIN_REFUSALS
+# at least, cut the rate by _CUT (once per window); the growth per second without a cut; the floor.
+_WINDOW = 1.0
+_CUT_SHARE = 0.25
+_CUT_MIN_REFUSALS = 3
 _CUT = 0.5
-_CUT_SPACING = 1.0
 _GROWTH_PER_SECOND = 1.10
 _MIN_QPS = 1.0
 
@@ -57,6 +61,9 @@ class TokenBucket:
         self.qps = float(qps)  # the current rate: below max_qps after throttling when adaptive
         self.adaptive = adaptive
         self._last_cut = float("-inf")
+        self._window_start = clock()
+        self._window_calls = 0
+        self._window_refused = 0
         self.burst = int(burst)
         self._clock = clock
         self._sleep = sleep
@@ -94,6 +101,9 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         """Wait for a token, first come first served."""
+        if self.adaptive:
+            self._roll_window(self._clock())
+            self._window_calls += 1
         if self.try_acquire():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -127,9 +137,21 @@ class TokenBucket:
         self._refill(now)
         self._paused_until = max(self._paused_until, now + seconds)
         self._tokens = 1.0
-        if self.adaptive and now - self._last_cut >= _CUT_SPACING:
+        if self.adaptive:
+            self._adapt(now)
+
+    def _adapt(self, now: float) -> None:
+        """Count this refusal in the current window; cut the rate when the window shows the rate is too high."""
+        self._roll_window(now)
+        self._window_refused += 1
+        too_many = self._window_refused >= max(_CUT_MIN_REFUSALS, _CUT_SHARE * self._window_calls)
+        if too_many and now - self._last_cut >= _WINDOW:
             self._last_cut = now
             self.qps = max(min(_MIN_QPS, self.max_qps), self.qps * _CUT)
+
+    def _roll_window(self, now: float) -> None:
+        if now - self._window_start >= _WINDOW:
+            self._window_start, self._window_calls, self._window_refused = now, 0, 0
 
     def _refill(self, now: float) -> None:
         start = max(self._stamp, self._paused_until)

@@ -13,7 +13,7 @@ from . import __version__
 from . import reconcile as rc
 from . import settings as settings_module
 from .cloud.client import ClientConfig, EcsClient
-from .kube import Kube, load_config, until_available
+from .kube import GROUP, PLURAL, VERSION, Kube, NotFound, load_config, until_available
 from .metrics import Metrics
 from .runner import Deps, Supervisor
 from .settings import Settings
@@ -64,15 +64,27 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
     return App(settings=settings, kube=kube, cloud=cloud, metrics=metrics, supervisor=supervisor)
 
 
+class MissingCRD(Exception):
+    """The EcsReinstall resource is not served: the CRD was not applied before the operator started."""
+
+
 async def _list_reinstalls(kube: Kube, settings: Settings) -> list[dict]:
     """The start-up LIST, retried here while the API is unavailable: failing the startup handler instead would
-    idle the whole operator for kopf's handler backoff (60 s)."""
-    return await until_available(
-        lambda: kube.list_reinstalls(settings.namespaces),
-        what="listing EcsReinstalls at start-up",
-        log=log,
-        cap=10.0,
-    )
+    idle the whole operator for kopf's handler backoff (60 s). A 404 means the CRD is missing: kopf does not
+    scan the cluster for it (see handlers.start), so waiting would serve nothing; the operator stops, saying so."""
+    try:
+        return await until_available(
+            lambda: kube.list_reinstalls(settings.namespaces),
+            what="listing EcsReinstalls at start-up",
+            log=log,
+            cap=10.0,
+        )
+    except NotFound:
+        raise MissingCRD(
+            f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}: apply the CRD "
+            f"(crds/{PLURAL}.{GROUP}.yaml; the Helm chart and the kustomize base apply it first), "
+            "then start the operator again"
+        ) from None
 
 
 def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:

@@ -47,7 +47,13 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: object) -
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    memo.app = await app_module.start(memo.config, kubeconfig=memo.get("kubeconfig"))
+    # No cluster scanning: the resource is named in full and the namespaces exactly, so kopf needs neither to
+    # list/watch CRDs nor namespaces, and a namespaced install needs Roles only. The CRD must exist at start.
+    settings.scanning.disabled = True
+    try:
+        memo.app = await app_module.start(memo.config, kubeconfig=memo.get("kubeconfig"))
+    except app_module.MissingCRD as exc:
+        raise kopf.PermanentError(str(exc)) from None  # the operator stops: its Pod restarts until applied
     memo.app.metrics.serve(memo.config.metrics_port)
 
 

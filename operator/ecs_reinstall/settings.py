@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
@@ -116,6 +117,9 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
     return settings
 
 
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 def warnings(s: Settings) -> list[str]:
     """Settings that work but weaken a guarantee: logged at start-up, not refused (the chaos run uses them on
     purpose)."""
@@ -137,6 +141,12 @@ def _check(s: Settings) -> None:
         raise ValueError("qps must be > 0 and burst >= 1")
     if s.input_cache_seconds < 0:
         raise ValueError("input cache seconds must be >= 0")
+    for namespace in s.namespaces:
+        if len(namespace) > 63 or not _NAMESPACE_NAME.fullmatch(namespace):
+            raise ValueError(
+                f"watched namespace {namespace!r} is not a namespace name: list the namespaces exactly "
+                "(lowercase letters, digits and '-', no patterns)"
+            )
     if s.max_concurrency < 1:
         raise ValueError("max concurrency must be >= 1")
     if s.endpoint and not s.endpoint.startswith(("https://", "http://")):

@@ -66,5 +66,5 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
             yield parts
         finally:
             await cloud.aclose()
-            kube.close()
+            await kube.aclose()
             await asyncio.to_thread(api.close)

@@ -41,6 +41,8 @@ def test_watch_namespaces_from_flags_or_env():
         (["--log-format", "xml"], {}, "log format 'xml' is not supported"),
         (["--endpoint", "ecs.example.com"], {}, "must start with https://"),
         (["--input-cache-seconds", "-1"], {}, "input cache seconds must be >= 0"),
+        (["--namespace", "team-*"], {}, "watched namespace 'team-*' is not a namespace name"),
+        ([], {"ECS_REINSTALL_WATCH_NAMESPACES": "a,Team-B"}, "'Team-B' is not a namespace name"),
     ],
 )
 def test_bad_values_say_what_and_where(argv, env, message):

@@ -85,17 +85,3 @@ recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_
   verbs: ["create"]
 {{- end }}
 
-{{/*
-RBAC rules for cluster-scoped resources: kopf watches CustomResourceDefinitions to notice its resource appear or
-change, and, when it serves a list of namespaces, lists and watches namespaces to notice them appear.
-*/}}
-{{- define "ecs-reinstall-operator.clusterScopedRules" -}}
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
-{{- if not (include "ecs-reinstall-operator.clusterwide" .) }}
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
-{{- end }}
-{{- end }}

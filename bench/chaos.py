@@ -67,7 +67,11 @@ class ChaosConfig:
             "qps": 100,
             "burst": 50,
             "request-timeout": 5,
-            "outcome-settle-seconds": 4,
+            # Longer than any delay the emulator processes a request with (latency 6.5 s, below): the operator
+            # may only judge a request not taken once the cloud can no longer take it (twice the timeout, as
+            # the operator's start-up warning asks). With 4 s, a request delayed 6.5 s was now and then
+            # processed after a resubmission had gone out, and both were accepted.
+            "outcome-settle-seconds": 10,
             "retry-base-seconds": 0.5,
             "retry-max-seconds": 4,
         }

@@ -40,15 +40,9 @@ async def _read(kube: Kube, kind: str, namespace: str, name: str) -> dict[str, b
         raise MissingInput(f'{kind} "{name}" in namespace "{namespace}"') from None
 
 
-def _forget(kube: Kube, kind: str, namespace: str, name: str) -> None:
-    forget = getattr(kube, "forget", None)  # readers without a cache (test doubles) have none
-    if forget is not None:
-        forget(kind, namespace, name)
-
-
 def _key(kube: Kube, data: dict[str, bytes], kind: str, namespace: str, name: str, key: str) -> bytes:
     if key not in data:
-        _forget(kube, kind, namespace, name)
+        kube.forget(kind, namespace, name)
         raise MissingInput(f'key "{key}" in {kind} "{name}" in namespace "{namespace}"')
     return data[key]
 
@@ -75,14 +69,14 @@ def forget(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) 
     cached and another resource may refer to them."""
     ref = _credentials_ref(settings, namespace, spec)
     if ref is not None:
-        _forget(kube, "Secret", ref[0], ref[1])
+        kube.forget("Secret", ref[0], ref[1])
     if spec.admin_password_ref is not None:
-        _forget(kube, "Secret", namespace, spec.admin_password_ref.name)
+        kube.forget("Secret", namespace, spec.admin_password_ref.name)
     source = spec.user_data
     if source is not None and source.secret_ref is not None:
-        _forget(kube, "Secret", namespace, source.secret_ref.name)
+        kube.forget("Secret", namespace, source.secret_ref.name)
     if source is not None and source.config_map_ref is not None:
-        _forget(kube, "ConfigMap", namespace, source.config_map_ref.name)
+        kube.forget("ConfigMap", namespace, source.config_map_ref.name)
 
 
 async def resolve_target(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> CloudTarget:

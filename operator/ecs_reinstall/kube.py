@@ -302,15 +302,6 @@ class Kube:
             await session.close()
         await asyncio.to_thread(self._api_client.close)
 
-    def close(self) -> None:
-        """For synchronous callers: closes in the background of the running loop (`aclose` when you can)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop: no session can be open (it lives in the loop that used it)
-            self._api_client.close()
-            return
-        self._closing = loop.create_task(self.aclose())
-
 
 def _q(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")

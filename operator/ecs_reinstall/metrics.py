@@ -5,6 +5,8 @@ Names and labels never carry secrets: the only labels are phases, results, opera
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 PHASES = ("Pending", "Submitting", "Reinstalling", "Succeeded", "Failed")
@@ -13,6 +15,7 @@ PHASES = ("Pending", "Submitting", "Reinstalling", "Succeeded", "Failed")
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
+        self._server: WSGIServer | None = None
         r = self.registry
         self.resources = Gauge(
             "ecs_reinstall_resources", "EcsReinstall resources by phase", ["phase"], registry=r
@@ -86,8 +89,7 @@ class Metrics:
             self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
 
     def close(self) -> None:
-        server = getattr(self, "_server", None)
+        server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
-            self._server = None

@@ -201,9 +201,8 @@ class Runner:
 
         holder = self.deps.locks.try_claim(spec.server_id, self.holder)
         if holder is not None:
-            self._waiting_for_server = (
-                spec.server_id
-            )  # the loop sleeps until it is released (outside the gate)
+            # the loop sleeps until the server is released, outside the gate
+            self._waiting_for_server = spec.server_id
             return rc.on_wait(
                 ctx,
                 self.status,

@@ -4,6 +4,8 @@ import asyncio
 
 from e2e_support import spec
 
+from ecs_emulator.clock import parse_iso
+
 
 def server(n: int) -> str:
     return f"7a3e0c1a-0000-4000-8000-{n:012d}"
@@ -60,7 +62,8 @@ async def test_two_resources_for_one_server_take_turns_across_namespaces(harness
     await harness.wait_phase("first", "Succeeded")
     await harness.wait_phase("second", "Succeeded", namespace="team-b")
     first, second = await harness.ecs.admin.reinstalls(server(3))
-    assert first["at"] < second["at"]  # one after the other, never both at once
+    # one after the other, never both at once: the second was sent after the first job (2 s) had ended
+    assert parse_iso(second["at"]) - parse_iso(first["at"]) >= 2.0
     counters = await harness.ecs.admin.counters()
     assert not any(k.endswith(":501") for k in counters["requests"])  # never sent while busy (Ecs.0603)
 
@@ -72,7 +75,13 @@ async def test_a_server_busy_in_the_cloud_is_waited_for(harness):
     await harness.start_operator()
     await harness.create("busy", spec(server(4)))
     await harness.wait_for("busy", lambda b: status(b).get("waitingFor") == f"server {server(4)}")
-    await asyncio.sleep(0.5)
+    looks = (await harness.ecs.admin.counters())["requests"].get("get_server:200", 0)
+    for _ in range(100):  # let it look at the busy server twice more: it must keep waiting, not send
+        if (await harness.ecs.admin.counters())["requests"].get("get_server:200", 0) >= looks + 2:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the operator stopped looking at the busy server")
     assert await harness.ecs.admin.reinstalls(server(4)) == []
     await harness.ecs.admin.patch_server(server(4), task_state=None)
     await harness.wait_phase("busy", "Succeeded", timeout=30)

@@ -243,9 +243,11 @@ def refuse(limiter: TokenBucket, times: int, pause: float = 1.0) -> None:
 
 async def test_adaptive_rate_halves_once_a_second_when_a_quarter_of_the_calls_are_refused(fake):
     limiter = adaptive(fake, qps=100, burst=100)
-    for _ in range(8):
+    for _ in range(100):
         await limiter.acquire()
-    refuse(limiter, 10)  # the calls in flight answer 429 together: one cut in this second
+    refuse(limiter, 24)  # under a quarter of the second's 100 calls: a pause, no cut
+    assert limiter.qps == 100
+    refuse(limiter, 10)  # a quarter and more, the calls in flight answering 429 together: one cut
     assert limiter.qps == 50
     fake.now += 1.0
     refuse(limiter, 3)  # a second later, still refused: another cut
@@ -294,12 +296,14 @@ async def test_adaptive_rate_never_falls_below_one_call_a_second(fake):
         fake.now += 1.0
         refuse(limiter, 3, pause=0.1)
     assert limiter.qps == 1.0
-    assert adaptive(fake, qps=0.5).max_qps == 0.5  # a setting below the floor stays the ceiling
+    slow = adaptive(fake, qps=0.5)
+    refuse(slow, 3)
+    assert slow.qps == 0.5  # a setting below the floor is not raised to it
 
 
 def test_non_adaptive_buckets_keep_their_rate(fake):
     limiter = bucket(fake, qps=10)
-    limiter.pause(1.0)
+    refuse(limiter, 5)  # enough to cut an adaptive one
     assert limiter.qps == 10 and not limiter.adaptive
 
 

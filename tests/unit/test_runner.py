@@ -64,6 +64,9 @@ class FakeKube:
         meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
         return copy.deepcopy(self.body)
 
+    def forget(self, kind, namespace, name):  # no cache to drop
+        self.journal.append(("forget", kind, name))
+
     async def get_reinstall(self, namespace, name):
         if self.deleted:
             raise NotFound(404, "NotFound")
@@ -161,12 +164,12 @@ async def test_an_ambiguous_post_is_never_resent_while_the_server_shows_it_was_t
     cloud = FakeCloud(journal, post_error=AmbiguousError(operation="reinstall", http_status=500))
     deps, _ = make(journal, kube, cloud, outcome_settle_seconds=60.0)
     task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
-    while ("POST",) not in journal:
-        await asyncio.sleep(0.01)
+    await until(lambda: ("POST",) in journal, "the POST")
     cloud.server = Server(
         id=SERVER, status="REBUILD", task_state="rebuilding", updated=UPDATED
     )  # it was taken
-    await asyncio.sleep(0.3)
+    looks = journal.count(("get_server",))
+    await until(lambda: journal.count(("get_server",)) > looks, "a look at the rebuilding server")
     cloud.server = Server(
         id=SERVER,
         status="ACTIVE",
@@ -204,8 +207,7 @@ async def test_throttling_goes_back_to_pending_and_retries():
     )
     deps, _ = make(journal, kube, cloud)
     task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
-    while journal.count(("POST",)) < 2:
-        await asyncio.sleep(0.01)
+    await until(lambda: journal.count(("POST",)) >= 2, "a second POST after the 429")
     cloud.post_error = None
     await asyncio.wait_for(task, timeout=10)
     assert ("patch", "Pending", False) in journal and kube.body["status"]["phase"] == "Succeeded"
@@ -232,10 +234,19 @@ async def test_the_supervisor_starts_one_runner_per_live_resource_and_stops_it_o
     supervisor.observe("MODIFIED", kube.body)
     assert supervisor.active == 1
     supervisor.observe("DELETED", kube.body)
-    await asyncio.sleep(0.05)
+    await until(lambda: supervisor.active == 0, "the runner to stop")
     assert supervisor.active == 0
     supervisor.observe(None, {**kube.body, "status": {"phase": "Succeeded"}})
     assert supervisor.active == 0  # nothing to do for a terminal resource
+
+
+async def until(predicate, what: str, timeout: float = 5.0) -> None:
+    """Polls `predicate` until it holds; fails saying `what` did not happen within `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:g}s")
+        await asyncio.sleep(0.01)
 
 
 async def _blocking(*args, **kwargs):
@@ -259,10 +270,7 @@ async def test_a_crashed_runner_is_restarted_later():
     cloud.get_server = broken_once
     supervisor = Supervisor(deps)
     supervisor.observe(None, copy.deepcopy(kube.body))
-    for _ in range(200):
-        if kube.body["status"].get("phase") == "Succeeded":
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: kube.body["status"].get("phase") == "Succeeded", "Succeeded after the restart")
     assert kube.body["status"]["phase"] == "Succeeded" and journal.count(("POST",)) == 1
 
 
@@ -275,15 +283,15 @@ async def test_a_resource_waiting_for_its_server_holds_no_concurrency_slot():
     )
     deps.locks.try_claim(SERVER, Holder("other-uid", "ns", "first"))
     waiting = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
-    for _ in range(100):
-        if kube.body["status"].get("waitingFor") == "EcsReinstall ns/first":
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: kube.body["status"].get("waitingFor") == "EcsReinstall ns/first", "the wait")
     other_journal: list = []
     other_kube = FakeKube(other_journal)
     other_kube.body["spec"]["serverId"] = "6e2f0c1a-0000-4000-8000-000000000002"
     other_deps_cloud = FakeCloud(other_journal, server=Server(id="x", status="SHUTOFF", updated=UPDATED))
     deps.kube, deps.cloud = other_kube, other_deps_cloud  # the same gate and locks, another resource
-    await asyncio.wait_for(Runner(deps, copy.deepcopy(other_kube.body)).run(), timeout=5)
-    assert other_kube.body["status"]["phase"] == "Succeeded"
-    waiting.cancel()
+    try:
+        await asyncio.wait_for(Runner(deps, copy.deepcopy(other_kube.body)).run(), timeout=5)
+        assert other_kube.body["status"]["phase"] == "Succeeded"
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)

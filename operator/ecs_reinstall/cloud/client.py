@@ -277,7 +277,9 @@ class EcsClient:
                     started = time.monotonic()
                     response = await self._http.send(request)
             except httpx.HTTPError as exc:
-                raise _transport_error(operation, exc, secrets) from exc
+                # from None: the library's exception may quote a header value (a credential); the classified
+                # error carries a cleaned reason, and a traceback must not carry the original.
+                raise _transport_error(operation, exc, secrets) from None
             status = response.status_code
             request_id = response.headers.get("x-request-id")
             if 200 <= status < 300:

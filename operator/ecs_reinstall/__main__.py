@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import logging
 import sys
 from collections.abc import Sequence
 
 import kopf
+from kopf._cogs.aiokits import aioadapters
 
 from . import __version__
 from . import settings as settings_module
+from .leader import LeadershipLost
+
+log = logging.getLogger("ecs_reinstall")
 
 
 def configure_logging(settings: settings_module.Settings) -> None:
@@ -39,22 +44,60 @@ async def run_operator(
     settings: settings_module.Settings,
     *,
     kubeconfig: str | None = None,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: aioadapters.Flag | None = None,
+    ready_flag: aioadapters.Flag | None = None,
 ) -> None:
-    """Runs the operator until stopped. Importing `handlers` registers the kopf handlers."""
+    """Runs the operator until stopped (by `stop_flag`, or a signal). Importing `handlers` registers the kopf
+    handlers. Raises LeadershipLost, once kopf has stopped, if the operator stopped because it lost the leader
+    Lease (its runners were stopped at the moment it was lost)."""
     from . import handlers  # noqa: F401
 
+    loop = asyncio.get_running_loop()
+    # kopf takes one stop flag: ours, raised by the caller's flag or by losing the leader Lease.
+    stop: asyncio.Future[None] = loop.create_future()
+    lost: asyncio.Future[str] = loop.create_future()
+
+    def on_leadership_lost(why: str) -> None:
+        if not lost.done():
+            lost.set_result(why)
+        if not stop.done():
+            stop.set_result(None)
+
+    relay = asyncio.create_task(_relay_flag(stop_flag, stop), name="stop-flag relay")
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    await kopf.operator(
-        standalone=True,
-        clusterwide=settings.clusterwide,
-        namespaces=settings.namespaces,
-        liveness_endpoint=liveness,
-        memo=kopf.Memo(config=settings, kubeconfig=kubeconfig),
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=settings.clusterwide,
+            namespaces=settings.namespaces,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(config=settings, kubeconfig=kubeconfig, on_leadership_lost=on_leadership_lost),
+            stop_flag=stop,
+            ready_flag=ready_flag,
+        )
+    finally:
+        relay.cancel()
+        await asyncio.wait({relay})
+    if lost.done():
+        raise LeadershipLost(lost.result())
+
+
+async def _relay_flag(flag: aioadapters.Flag | None, stop: asyncio.Future[None]) -> None:
+    """Sets `stop` once the caller's flag is raised: asyncio flags are awaited (kopf's `wait_flag`), a
+    concurrent.futures.Future through its callback, a threading.Event polled. kopf's own `wait_flag` waits for
+    those two in an executor thread, which keeps the event loop from closing until the flag is raised: it may
+    never be, when the operator stops on its own (leader lease lost)."""
+    if flag is None:
+        return
+    if isinstance(flag, asyncio.Future | asyncio.Event):
+        await aioadapters.wait_flag(flag)
+    elif isinstance(flag, concurrent.futures.Future):
+        await asyncio.wait({asyncio.wrap_future(flag)})
+    else:
+        while not aioadapters.check_flag(flag):  # noqa: ASYNC110 (a threading.Event cannot be awaited)
+            await asyncio.sleep(0.1)
+    if not stop.done():
+        stop.set_result(None)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig))
     except KeyboardInterrupt:
         pass
+    except LeadershipLost as exc:
+        log.error("%s; exiting so that the Pod restarts as a standby", exc)
+        return 1
     return 0
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import kopf
 
@@ -14,6 +14,7 @@ from . import reconcile as rc
 from . import settings as settings_module
 from .cloud.client import ClientConfig, EcsClient
 from .kube import GROUP, PLURAL, VERSION, Kube, NotFound, load_config, until_available
+from .leader import LeaderElector, default_identity
 from .metrics import Metrics
 from .runner import Deps, Supervisor
 from .settings import Settings
@@ -33,9 +34,39 @@ class App:
     cloud: EcsClient
     metrics: Metrics
     supervisor: Supervisor
+    elector: LeaderElector | None = None  # None: leader election off, this process leads from the start
+    _electing: asyncio.Task | None = field(default=None, init=False, repr=False)
+
+    async def lead(self, on_lost: Callable[[str], None]) -> None:
+        """Starts the work: at once without leader election; else in the background, once this instance holds
+        the Lease. When the Lease is lost, every runner is stopped at once, then `on_lost(why)` is called (the
+        operator then exits, to restart as a standby)."""
+        if self.elector is None:
+            self.metrics.leader.set(1)
+            await self.supervisor.lead()
+            return
+        self._electing = asyncio.create_task(self._elect(self.elector, on_lost), name="leader election")
+
+    async def _elect(self, elector: LeaderElector, on_lost: Callable[[str], None]) -> None:
+        lost = f"lost the leader lease {elector.where} (holder identity {elector.identity})"
+
+        def stopped() -> None:
+            self.supervisor.step_down()  # first of all: every runner cancelled, synchronously
+            on_lost(lost)
+
+        try:
+            await elector.run(self.supervisor.lead, stopped)
+        except Exception:  # run has stepped down already (`stopped` ran); the operator stops all the same
+            log.exception("leader election failed")
+            on_lost(lost)
 
     async def close(self) -> None:
+        if self._electing is not None:
+            self._electing.cancel()  # no more renewals; the Lease stays ours until released below
+            await asyncio.wait({self._electing})
         await self.supervisor.stop()
+        if self.elector is not None:
+            await self.elector.release()  # every runner has stopped: a standby may take over at once
         await self.cloud.aclose()
         await self.kube.aclose()
         await asyncio.to_thread(self.metrics.close)  # waits for its serving thread
@@ -57,11 +88,27 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         observer=metrics,
     )
     supervisor = Supervisor(
-        Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=post_event)
+        Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=post_event),
+        list_all=lambda: kube.list_reinstalls_at(settings.namespaces),
     )
-    # Learn which servers are held before the first runner starts (see server_locks).
+    # What every resource records, before any runner starts (a standby keeps it current from the watch); this
+    # LIST also stops the operator at once when the CRD is missing.
     supervisor.prime(await _list_reinstalls(kube, settings))
-    return App(settings=settings, kube=kube, cloud=cloud, metrics=metrics, supervisor=supervisor)
+    elector = None
+    if settings.leader_election:
+        elector = LeaderElector(
+            kube,
+            namespace=settings.operator_namespace,
+            name=settings.leader_election_lease_name,
+            identity=settings.pod_name or default_identity(),
+            lease_seconds=settings.leader_election_lease_seconds,
+            renew_deadline=settings.leader_election_renew_deadline_seconds,
+            retry_period=settings.leader_election_retry_period_seconds,
+            metrics=metrics,
+        )
+    return App(
+        settings=settings, kube=kube, cloud=cloud, metrics=metrics, supervisor=supervisor, elector=elector
+    )
 
 
 class MissingCRD(Exception):

@@ -55,6 +55,14 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: object) -
     except app_module.MissingCRD as exc:
         raise kopf.PermanentError(str(exc)) from None  # the operator stops: its Pod restarts until applied
     memo.app.metrics.serve(memo.config.metrics_port)
+    # Runners start now (leader election off), or once this instance holds the leader Lease. Losing it stops
+    # the operator (see __main__.run_operator); a standby only watches, and its liveness probe stays healthy.
+    await memo.app.lead(memo.get("on_leadership_lost") or _not_stopping)
+
+
+def _not_stopping(why: str) -> None:
+    """Outside `run_operator` (kopf run directly) nothing stops kopf: the process idles without work."""
+    logging.getLogger("ecs_reinstall.handlers").error("%s; no work runs until the operator restarts", why)
 
 
 @kopf.on.cleanup(id="stop")
@@ -71,6 +79,13 @@ async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
 @kopf.on.probe(id="runners")
 def runners(memo: kopf.Memo, **_: object) -> int:
     return memo.app.supervisor.active if memo.get("app") is not None else 0
+
+
+@kopf.on.probe(id="leader")
+def leader(memo: kopf.Memo, **_: object) -> bool:
+    """Shown in /healthz; a standby (False) is as healthy as the leader."""
+    app = memo.get("app")
+    return app is not None and (app.elector is None or app.elector.is_leader)
 
 
 @kopf.on.login(id="login")

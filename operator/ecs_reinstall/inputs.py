@@ -10,12 +10,15 @@ key we need is forgotten there, so that the retry reads it again rather than a c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .cloud.models import CloudTarget, Credentials, endpoint_for_region
 from .kube import Kube, NotFound
 from .settings import Settings
 from .spec import InvalidSpec, ReinstallSpec, ResolvedInputs, decode_password
+
+PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class MissingInput(Exception):
@@ -63,6 +66,20 @@ def _credentials_ref(settings: Settings, namespace: str, spec: ReinstallSpec) ->
     return None
 
 
+def credentials_source(settings: Settings, namespace: str, spec: ReinstallSpec) -> str:
+    """Names the credentials Secret a resource uses, for messages and the audit log (never its content)."""
+    ref = _credentials_ref(settings, namespace, spec)
+    return f'Secret "{ref[1]}" in namespace "{ref[0]}"' if ref else "no credentials Secret"
+
+
+def forget_credentials(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> None:
+    """The credentials Secret is read from the API next time: the cloud refused what was read (rotated keys,
+    an expired security token)."""
+    ref = _credentials_ref(settings, namespace, spec)
+    if ref is not None:
+        kube.forget("Secret", ref[0], ref[1])
+
+
 def forget(kube: Kube, settings: Settings, namespace: str, spec: ReinstallSpec) -> None:
     """Every Secret and ConfigMap the spec refers to is read from the API next time: called when what was read
     failed the resource (refused by the cloud or by the checks), as the objects may be fixed since they were
@@ -98,6 +115,12 @@ async def resolve_target(kube: Kube, settings: Settings, namespace: str, spec: R
     )
     token = _text(data["securityToken"], f"securityToken of {where}") if data.get("securityToken") else None
     secret_project = _text(data["projectId"], f"projectId of {where}") if data.get("projectId") else None
+    if secret_project is not None and not PROJECT_ID.fullmatch(secret_project):
+        raise InvalidSpec(
+            field,
+            f'key "projectId" of {where} is not a project ID (32 lowercase hex characters): fix the Secret, '
+            "or remove the key to use spec.projectId or the operator's default",
+        )
     project_id = spec.project_id or secret_project or settings.project_id
     if not project_id:
         raise InvalidSpec(

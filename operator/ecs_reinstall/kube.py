@@ -281,17 +281,39 @@ class Kube:
             items.extend((await self._request("GET", path)).get("items") or [])
         return items
 
+    async def list_reinstalls_at(self, namespaces: tuple[str, ...] = ()) -> tuple[list[dict], int]:
+        """Like `list_reinstalls`, with the resourceVersion the list is a snapshot of (the oldest, when there are
+        several lists): whatever was seen at a newer version happened after it."""
+        paths = (
+            [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+            if not namespaces
+            else [f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}" for ns in namespaces]
+        )
+        items: list[dict] = []
+        versions = []
+        for path in paths:
+            answer = await self._request("GET", path)
+            items.extend(answer.get("items") or [])
+            try:
+                versions.append(int((answer.get("metadata") or {}).get("resourceVersion") or 0))
+            except ValueError:
+                versions.append(0)
+        return items, min(versions)
+
     async def get_reinstall(self, namespace: str, name: str) -> dict:
         return await self._request("GET", _reinstall_path(namespace, name))
 
     async def patch_status(
-        self, namespace: str, name: str, status: Mapping, *, resource_version: str | None = None
+        self, namespace: str, name: str, status: Mapping, *, resource_version: str, uid: str
     ) -> dict:
-        """Merge-patches `status`; with `resource_version`, only if the object is still at that version
-        (else Conflict): the optimistic lock the intent write relies on."""
-        body: dict[str, Any] = {"status": dict(status)}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
+        """Merge-patches `status`, only if the object is still the one (`uid`) at the version (`resource_version`)
+        the caller decided from; else Conflict. This is the operator's only write to its resources, and the
+        precondition is not optional: a conflict means "someone else moved it: read it again and decide again".
+        (The API server checks the resourceVersion first: an object deleted and re-created under the same name
+        has another one, so a write meant for the old object never lands on the new one.)"""
+        if not resource_version or not uid:
+            raise ValueError("a status write needs the resourceVersion and uid it was decided from")
+        body = {"metadata": {"resourceVersion": resource_version, "uid": uid}, "status": dict(status)}
         return await self._request(
             "PATCH", _reinstall_path(namespace, name) + "/status", body, "application/merge-patch+json"
         )
@@ -301,6 +323,30 @@ class Kube:
         if session is not None:
             await session.close()
         await asyncio.to_thread(self._api_client.close)
+
+    # --- coordination.k8s.io/v1 Leases (leader election, see leader.py) ---------------------------------------
+    async def get_lease(self, namespace: str, name: str) -> dict:
+        """The Lease as stored. Raises NotFound."""
+        return await self._request("GET", self._lease_path(namespace, name))
+
+    async def create_lease(self, namespace: str, body: Mapping) -> dict:
+        """Creates the Lease `body` names. Raises Conflict if it exists already."""
+        return await self._request(
+            "POST", self._lease_path(namespace), dict(body), content_type="application/json"
+        )
+
+    async def replace_lease(self, namespace: str, name: str, body: Mapping) -> dict:
+        """Replaces the Lease (PUT) if it is still at `body`'s metadata.resourceVersion, else Conflict."""
+        if not (body.get("metadata") or {}).get("resourceVersion"):
+            raise ValueError("a Lease is replaced only at the resourceVersion it was read at")
+        return await self._request(
+            "PUT", self._lease_path(namespace, name), dict(body), content_type="application/json"
+        )
+
+    @staticmethod
+    def _lease_path(namespace: str, name: str | None = None) -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{_q(namespace)}/leases"
+        return f"{path}/{_q(name)}" if name is not None else path
 
 
 def _q(segment: str) -> str:

@@ -50,6 +50,19 @@ class Metrics:
             "Reconcile steps (Kubernetes and cloud I/O) in progress",
             registry=r,
         )
+        self.leader = Gauge(
+            "ecs_reinstall_leader",
+            "1 while this instance holds the leader lease (runs reinstalls), else 0",
+            registry=r,
+        )
+        self.leader_transitions = Counter(
+            "ecs_reinstall_leader_transitions_total",
+            "Times this instance acquired or lost the leader lease",
+            ["event"],
+            registry=r,
+        )
+        for event in ("acquired", "lost"):
+            self.leader_transitions.labels(event)
         self._phases: dict[str, str] = {}
         for phase in PHASES:
             self.resources.labels(phase).set(0)
@@ -74,6 +87,19 @@ class Metrics:
 
     def submitted(self) -> None:
         self.submissions.inc()
+
+    # --- leader election (leader.LeaderElector) -------------------------------------------------------------
+    def leader_acquired(self) -> None:
+        self.leader.set(1)
+        self.leader_transitions.labels("acquired").inc()
+
+    def leader_lost(self) -> None:
+        self.leader.set(0)
+        self.leader_transitions.labels("lost").inc()
+
+    def leader_released(self) -> None:
+        """Given up on a graceful stop: no longer leading, and not a loss."""
+        self.leader.set(0)
 
     # --- the cloud client's observer (cloud.client.CloudObserver) ----------------------------------------
     def on_attempt(self, operation: str, outcome: str, seconds: float) -> None:

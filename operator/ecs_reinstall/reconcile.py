@@ -7,11 +7,16 @@ to one of the `on_*` functions here. Each returns a `Transition`: the status to 
 the Event to post, and when to look again. Nothing here reads a clock, a Secret or the network: `now` and the
 facts come in as arguments, so every rule is table-tested.
 
-Exactly one accepted reinstall per resource rests on three rules:
-1. the intent (`status.attempt`, phase Submitting) is written before the POST, with a resourceVersion precondition;
+Exactly one accepted reinstall per resource rests on four rules:
+1. the intent (`status.attempt`, phase Submitting) is written before the POST; like every status write, it is
+   conditional on the resourceVersion the decision was made from (see runner.Runner._apply);
 2. the job ID is written right after the POST;
-3. a Submitting resource whose POST outcome is unknown (crash, timeout, dropped connection, 5xx) is never re-sent
-   blindly: `on_outcome_probe` decides from the server's state and `updated` time whether the cloud took it.
+3. a resource whose POST outcome is unknown (crash, timeout, dropped connection, 5xx) is never re-sent blindly:
+   `on_outcome_probe` decides from the server's state and `updated` time whether the cloud took it;
+4. status is monotonic: the step follows from the request facts in the status (`attempt`, `jobId`,
+   `submittedAt`, `unconfirmedAttempt`), never from the phase alone, and facts lost by a hand edit are put back
+   (`regression`). Once an attempt exists, every later status names it: a refused one stays as
+   `attempt.refused`, one judged not taken as `unconfirmedAttempt`.
 """
 
 from __future__ import annotations
@@ -68,6 +73,10 @@ class Reason(enum.StrEnum):
     CLOUD_ERROR = "CloudError"
     SERVER_NOT_READY = "ServerNotReady"
     TIMEOUT = "Timeout"
+    # Someone moved the status backwards (by hand, or a stale writer): the facts were put back, nothing re-sent.
+    STATUS_REGRESSED = "StatusRegressed"
+    # The cloud refused the credentials before anything was submitted: wait for the Secret to be fixed.
+    INVALID_CREDENTIALS = "InvalidCredentials"
 
 
 # Server states in which a job-less reinstall (job ID lost) is taken as finished.
@@ -86,8 +95,6 @@ class Transition:
     patch: dict = field(default_factory=dict)  # merge patch for `status`; empty: nothing to write
     event: Event | None = None
     delay: float | None = None  # seconds until the next step; None: go on at once (or stop when terminal)
-    # True when the patch must only apply to the resourceVersion the step started from (the intent write).
-    guarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,18 +133,90 @@ def phase_of(status: Mapping | None) -> Phase | None:
         return None
 
 
+def live_attempt(status: Mapping | None) -> Mapping | None:
+    """The attempt whose request may have reached the cloud (None when there is none, or it was refused)."""
+    attempt = (status or {}).get("attempt") or None
+    return attempt if attempt and not attempt.get("refused") else None
+
+
 def next_step(status: Mapping | None) -> Step:
+    """What to do, from the request facts in the status (never from the phase alone, which a hand edit can move
+    back): a job ID means poll it; an accepted request without one means follow the server; a live attempt
+    without an answer means probe; nothing may have been sent: prepare."""
     status = status or {}
     phase = phase_of(status)
-    if phase is None or phase == Phase.PENDING:
-        return Step.PREPARE
-    if phase.is_terminal:
+    if phase is not None and phase.is_terminal:
         return Step.DONE
-    if phase == Phase.SUBMITTING:
-        # Submitting is only ever seen at rest when the POST's outcome is unknown (a crash after the intent was
-        # written, or an ambiguous error): the runner that writes the intent submits in the same step.
-        return Step.PROBE_OUTCOME if status.get("attempt") else Step.PREPARE
-    return Step.POLL_JOB if status.get("jobId") else Step.POLL_SERVER
+    if status.get("jobId"):
+        return Step.POLL_JOB
+    attempt = live_attempt(status)
+    if attempt and "jobId" in status and status.get("submittedAt"):
+        return Step.POLL_SERVER  # taken, job ID lost ("")
+    if attempt:
+        return Step.PROBE_OUTCOME
+    return Step.PREPARE
+
+
+# --- monotonic status: facts put back --------------------------------------------------------------------------
+
+FACTS = ("attempt", "jobId", "submittedAt", "unconfirmedAttempt")
+_PHASE_RANK = {Phase.PENDING: 0, Phase.SUBMITTING: 1, Phase.REINSTALLING: 2}
+
+
+def facts(status: Mapping | None) -> dict:
+    """The request facts a status records (absent ones left out)."""
+    status = status or {}
+    return {key: status[key] for key in FACTS if status.get(key) is not None}
+
+
+def remember(known: Mapping | None, status: Mapping | None) -> dict:
+    """The newest request facts seen for one resource, from its statuses in resourceVersion order: what a status
+    that lost them must be given back. A new attempt replaces the facts of the one before."""
+    known = dict(known or {})
+    seen = facts(status)
+    new_id = (seen.get("attempt") or {}).get("id")
+    if new_id and new_id != (known.get("attempt") or {}).get("id"):
+        known = {k: v for k, v in known.items() if k == "unconfirmedAttempt"}
+    known.update(seen)
+    if seen.get("jobId") is not None and "unconfirmedAttempt" not in seen:
+        known.pop("unconfirmedAttempt", None)  # a later request was accepted: the earlier one is moot
+    return known
+
+
+def _referenced_ids(status: Mapping) -> set[str]:
+    return {
+        str(ref["id"])
+        for ref in (status.get("attempt"), status.get("unconfirmedAttempt"))
+        if isinstance(ref, Mapping) and ref.get("id")
+    }
+
+
+def implied_phase(status: Mapping) -> Phase:
+    """The phase the request facts imply."""
+    step = next_step({k: v for k, v in status.items() if k != "phase"})
+    if step in (Step.POLL_JOB, Step.POLL_SERVER):
+        return Phase.REINSTALLING
+    return Phase.SUBMITTING if step == Step.PROBE_OUTCOME else Phase.PENDING
+
+
+def regression(status: Mapping | None, known: Mapping | None) -> dict | None:
+    """The fields to write back when `status` went backwards, else None. Backwards means: it no longer names the
+    newest attempt this process has seen for the resource (its facts were removed), or its phase is behind what
+    its own facts say (`phase: Pending` beside a job ID)."""
+    status = status or {}
+    phase = phase_of(status)
+    if phase is not None and phase.is_terminal:
+        return None
+    restored: dict = {}
+    known_id = ((known or {}).get("attempt") or {}).get("id")
+    if known_id and str(known_id) not in _referenced_ids(status):
+        restored = {k: v for k, v in (known or {}).items() if k in FACTS and status.get(k) is None}
+    effective = {**status, **restored}
+    implied = implied_phase(effective)
+    behind = _PHASE_RANK.get(phase or Phase.PENDING, 0) < _PHASE_RANK[implied]
+    if not restored and not behind:
+        return None
+    return restored
 
 
 # --- building the status ---------------------------------------------------------------------------------------
@@ -264,9 +343,7 @@ def on_wait(
     ctx: Context, status: Mapping, reason: Reason, waiting_for: str, message: str, delay: float
 ) -> Transition:
     """Something is missing or busy: stay Pending, say what we wait for, look again after `delay`."""
-    patch = _status(
-        ctx, status, Phase.PENDING, reason, message, submitted=False, waitingFor=waiting_for, attempt=None
-    )
+    patch = _status(ctx, status, Phase.PENDING, reason, message, submitted=False, waitingFor=waiting_for)
     if _unchanged(status, patch):
         return Transition(delay=delay)
     first_time = status.get("waitingFor") != waiting_for
@@ -308,8 +385,15 @@ def new_attempt(attempt_id: str, server: Server, api: str, now: datetime) -> dic
     }
 
 
+def _whole(attempt: Mapping) -> dict:
+    """An attempt as a merge patch that replaces the one in the status, rather than merging into it: a key the
+    new one lacks (`refused`) must not survive from the old one."""
+    return {"refused": None, **attempt}
+
+
 def on_intent(ctx: Context, status: Mapping, attempt: Mapping, server_id: str) -> Transition:
-    """Written (guarded by resourceVersion) just before the POST: if we die after this, the next runner probes."""
+    """Written just before the POST (conditionally, like every write): if we die after this, the next runner
+    probes."""
     message = f"Submitting the reinstall of server {server_id}"
     patch = _status(
         ctx,
@@ -318,11 +402,11 @@ def on_intent(ctx: Context, status: Mapping, attempt: Mapping, server_id: str) -
         Reason.SUBMITTING,
         message,
         submitted=False,
-        attempt=dict(attempt),
+        attempt=_whole(attempt),
         waitingFor=None,
         failure=None,
     )
-    return Transition(patch=patch, event=Event("Normal", "Submitting", message), guarded=True)
+    return Transition(patch=patch, event=Event("Normal", "Submitting", message))
 
 
 # --- Submitting --------------------------------------------------------------------------------------------------
@@ -348,8 +432,34 @@ def on_submitted(ctx: Context, status: Mapping, job_id: str) -> Transition:
 
 
 def on_not_submitted(ctx: Context, status: Mapping, reason: Reason, message: str, delay: float) -> Transition:
-    """The POST provably was not processed (throttled, busy, connection refused): back to Pending, retry later."""
-    return on_wait(ctx, status, reason, "the cloud to accept the request", message, delay)
+    """The POST provably was not processed (throttled, busy, connection refused): back to Pending, retry later.
+    The attempt stays in the status, marked refused, so that the status still names its latest attempt."""
+    transition = on_wait(ctx, status, reason, "the cloud to accept the request", message, delay)
+    attempt = status.get("attempt")
+    if not attempt or attempt.get("refused"):
+        return transition
+    patch = transition.patch or _status(
+        ctx,
+        status,
+        Phase.PENDING,
+        reason,
+        message,
+        submitted=False,
+        waitingFor="the cloud to accept the request",
+    )
+    return Transition(
+        patch={**patch, "attempt": {**attempt, "refused": True}}, event=transition.event, delay=delay
+    )
+
+
+def on_invalid_credentials(ctx: Context, status: Mapping, secret: str, code: str, delay: float) -> Transition:
+    """The cloud refused the credentials before anything was submitted: nothing can be sent until the Secret is
+    fixed (or the policy granted), which happens outside the resource, so wait for it rather than fail."""
+    message = (
+        f"The cloud refused the credentials of {secret} ({code}); fix the accessKey/secretKey/securityToken "
+        "there (or the account's permissions): the operator retries on its own"
+    )
+    return on_not_submitted(ctx, status, Reason.INVALID_CREDENTIALS, message, delay)
 
 
 def on_submit_rejected(ctx: Context, status: Mapping, code: str, message: str) -> Transition:
@@ -361,12 +471,62 @@ def on_submit_rejected(ctx: Context, status: Mapping, code: str, message: str) -
 
 
 def on_outcome_unknown(ctx: Context, status: Mapping, detail: str, delay: float) -> Transition:
-    """The POST may or may not have been processed: keep the intent, probe the server before anything else."""
+    """The POST may or may not have been processed: keep the intent, probe the server before anything else.
+    Written and announced once: repeated probes that learn nothing new change nothing."""
     message = (
         f"The reinstall request's outcome is unknown ({detail}); checking the server before anything else"
     )
     patch = _status(ctx, status, Phase.SUBMITTING, Reason.OUTCOME_UNKNOWN, message, submitted=None)
-    return Transition(patch=patch, event=Event("Warning", "OutcomeUnknown", message), delay=delay)
+    if _unchanged(status, patch):
+        return Transition(delay=delay)
+    first_time = (cond.find(status.get("conditions"), cond.RECONCILING) or {}).get(
+        "reason"
+    ) != Reason.OUTCOME_UNKNOWN
+    event = Event("Warning", "OutcomeUnknown", message) if first_time else None
+    return Transition(patch=patch, event=event, delay=delay)
+
+
+def probe_expired(ctx: Context, status: Mapping) -> bool:
+    """An unknown outcome is probed for at most the resource's timeout, from the attempt's start."""
+    started = parse_timestamp((status.get("attempt") or {}).get("startedAt"))
+    return started is not None and (ctx.now - started).total_seconds() > ctx.timeout
+
+
+def on_probe_gave_up(ctx: Context, status: Mapping, why: str) -> Transition:
+    """The outcome of a request cannot be learnt (deadline passed, or the server is gone): fail, never re-send."""
+    message = (
+        f"Cannot tell whether the cloud took the reinstall request: {why}. Not re-sending, to never reinstall "
+        "twice; check the server, then create a new EcsReinstall if needed"
+    )
+    return _failed(ctx, status, Reason.OUTCOME_UNKNOWN, message, code=Reason.OUTCOME_UNKNOWN, submitted=None)
+
+
+def on_regressed(ctx: Context, status: Mapping, restored: Mapping) -> Transition:
+    """The status went backwards (see `regression`): put the facts back, with the phase they imply, and say so.
+    Nothing is submitted again: the next step follows the request the facts name."""
+    effective = {**status, **restored}
+    phase = implied_phase(effective)
+    job = effective.get("jobId")
+    doing = f"cloud job {job} runs" if job else "a reinstall request may have been sent"
+    what = (
+        "its request facts were removed"
+        if restored
+        else f"phase set back to {status.get('phase') or 'nothing'}"
+    )
+    message = (
+        f"The status was moved backwards ({what}) while {doing}: restored, and nothing is submitted again. "
+        "Status is written by the operator only"
+    )
+    patch = _status(
+        ctx,
+        status,
+        phase,
+        Reason.STATUS_REGRESSED,
+        message,
+        submitted=True if phase == Phase.REINSTALLING else None,
+        **restored,
+    )
+    return Transition(patch=patch, event=Event("Warning", Reason.STATUS_REGRESSED, message))
 
 
 class Verdict(enum.StrEnum):
@@ -422,7 +582,7 @@ def _taken_without_job_id(
         submitted=True,
         jobId="",
         submittedAt=timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
-        attempt=dict(attempt),
+        attempt=_whole(attempt),
         unconfirmedAttempt=None,
         waitingFor=None,
     )

@@ -1,19 +1,27 @@
 """The side-effect half of the state machine: one `Runner` task per live EcsReinstall.
 
-A runner asks `reconcile.next_step` what to do, does that step's I/O (Secrets, the ECS API), turns what it learned
-into a `reconcile.Transition`, writes the status and posts the Event, then sleeps until the next step. It ends when
-the resource is terminal or gone. Runners hold no finalizer: deleting a resource stops its runner and never waits.
+A runner takes the resource as it is now (its *basis*), asks `reconcile` what to do, does that step's I/O (Secrets,
+the ECS API), turns what it learned into a `reconcile.Transition`, and writes the status *conditionally on the
+basis* (`_apply`: resourceVersion and uid). A conflict means someone else moved the resource: it re-reads and
+decides again, never writes anyway. It ends when the resource is terminal or gone. Runners hold no finalizer:
+deleting a resource never waits for them.
 
-`Supervisor` keeps one runner per resource from the watch stream (see handlers.py) and the server locks.
+A resource deleted while a request of its may be in flight or running becomes a *ghost*: its runner goes on
+following the outcome without writing (the object is gone), and the server stays held until then
+(see ownership.py).
+
+`Supervisor` keeps one runner per resource from the watch stream (see handlers.py), and runs them only while
+this process leads (`lead` / `step_down`, see leader.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,16 +30,18 @@ from . import reconcile as rc
 from . import spec as spec_model
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
 from .cloud.models import CloudTarget, Job, Server
-from .inputs import MissingInput, resolve, resolve_target
+from .inputs import MissingInput, credentials_source, forget_credentials, resolve, resolve_target
 from .inputs import forget as forget_inputs
 from .kube import Conflict, Kube, KubeError, NotFound, until_available
 from .metrics import Metrics
-from .server_locks import Holder, ServerLocks
+from .ownership import Holder, Ownership, holds
 from .settings import Settings
 
 logger = logging.getLogger("ecs_reinstall.runner")
 
 EventPoster = Callable[[Mapping, rc.Event], None]
+# Status codes with which the cloud refuses the caller's credentials or permissions (AK/SK, token, IAM policy).
+AUTH_STATUSES = frozenset({401, 403})
 
 
 def _utcnow() -> datetime:
@@ -59,7 +69,10 @@ class Deps:
     cloud: CloudApi
     metrics: Metrics
     post_event: EventPoster
-    locks: ServerLocks = field(default_factory=ServerLocks)
+    ownership: Ownership = field(default_factory=Ownership)
+    # uid -> the newest request facts seen of that resource (reconcile.remember): what a status that went
+    # backwards is given back. Fed by every persisted version this process sees or writes.
+    facts_seen: dict[str, dict] = field(default_factory=dict)
     gate: asyncio.Semaphore | None = None
     now: Callable[[], datetime] = _utcnow
     rng: random.Random = field(default_factory=random.Random)
@@ -67,6 +80,19 @@ class Deps:
     def __post_init__(self) -> None:
         if self.gate is None:
             self.gate = asyncio.Semaphore(self.settings.max_concurrency)
+
+    def note(self, body: Mapping) -> None:
+        """A persisted version of a resource, newer than any seen before: the one place that learns from it."""
+        uid = (body.get("metadata") or {}).get("uid")
+        if not uid:
+            return
+        self.ownership.observe(body)
+        self.facts_seen[uid] = rc.remember(self.facts_seen.get(uid), body.get("status"))
+        self.metrics.observe_phase(uid, (body.get("status") or {}).get("phase") or "Pending")
+
+    def forget(self, uid: str) -> None:
+        self.facts_seen.pop(uid, None)
+        self.metrics.observe_phase(uid, None)
 
 
 def _rv(body: Mapping) -> int:
@@ -81,11 +107,21 @@ def is_deleting(body: Mapping) -> bool:
 
 
 class Gone(Exception):
-    """The resource was deleted while we worked on it."""
+    """The resource was deleted while we worked on it, and no request of it is in flight."""
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """Something the cloud told about an attempt that is not written yet (the write met a conflict): written again
+    from the fresh status as long as that still shows the same attempt without an answer."""
+
+    attempt_id: str
+    transition: Callable[[rc.Context, Mapping], rc.Transition]
+    what: str
 
 
 class Runner:
-    def __init__(self, deps: Deps, body: Mapping):
+    def __init__(self, deps: Deps, body: Mapping, *, ghost: bool = False):
         self.deps = deps
         self.body: Mapping = body
         meta = body["metadata"]
@@ -97,16 +133,37 @@ class Runner:
         self.log = logging.LoggerAdapter(
             logger, {"k8s_ref": {"namespace": self.namespace, "name": self.name, "uid": self.uid}}
         )
+        self.ghost = ghost  # deleted while a request may run: follow it, write nothing
         self._target: CloudTarget | None = None
         self._waits = 0  # consecutive waits, for the backoff
         self._waiting_for_server: str | None = None  # set while another resource holds our server
+        self._learnt: Learnt | None = None
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def observe(self, body: Mapping) -> None:
         """A newer version from the watch stream (our own writes come back here too)."""
-        if _rv(body) >= _rv(self.body):
+        if not self.ghost and _rv(body) >= _rv(self.body):
             self.body = body
+
+    def become_ghost(self) -> None:
+        """The resource was deleted while its status held the server: follow the request to its end."""
+        if self.ghost:
+            return
+        self.ghost = True
+        self.body = copy.deepcopy(self.body)
+        self.deps.ownership.observe(self.body)  # the newest we know (our intent, at least) ...
+        self.deps.ownership.deleted(self.uid)  # ... holds the server until `_ghost_ended`
+        status = self.status
+        job = f" (cloud job {status['jobId']})" if status.get("jobId") else ""
+        message = (
+            f"EcsReinstall {self.holder} was deleted while its reinstall of server {self.server_id} may be "
+            f"running{job}. The cloud job goes on; the operator follows it to its end and keeps the server "
+            "held until then. Applying the same manifest again creates a new EcsReinstall, which reinstalls "
+            "the server again"
+        )
+        self.log.warning("%s", message)
+        self.deps.post_event(self.body, rc.Event("Warning", "DeletedWhileReinstalling", message))
 
     @property
     def status(self) -> Mapping:
@@ -114,31 +171,79 @@ class Runner:
 
     async def run(self) -> None:
         try:
-            while not is_deleting(self.body):
-                step = rc.next_step(self.status)
-                if step == rc.Step.DONE:
-                    return
-                assert self.deps.gate is not None
-                async with self.deps.gate:
-                    self.deps.metrics.in_flight.inc()
-                    try:
-                        transition = await self._do(step)
-                    finally:
-                        self.deps.metrics.in_flight.dec()
+            while not (is_deleting(self.body) and not self.ghost):
+                basis = self.body
+                transition = self._repair(basis)
                 if transition is None:
-                    continue
-                await self._apply(transition)
+                    step = rc.next_step(basis.get("status"))
+                    if step == rc.Step.DONE or (self.ghost and step == rc.Step.PREPARE):
+                        return
+                    assert self.deps.gate is not None
+                    async with self.deps.gate:
+                        self.deps.metrics.in_flight.inc()
+                        try:
+                            decided = await self._do(step, basis)
+                        finally:
+                            self.deps.metrics.in_flight.dec()
+                    if decided is None:
+                        continue
+                    transition, basis = decided
+                if not await self._apply(transition, basis):
+                    continue  # someone else moved it: decide again from what is there now
                 if rc.phase_of(self.status) in (rc.Phase.SUCCEEDED, rc.Phase.FAILED):
                     return
                 if transition.delay and self._waiting_for_server:
                     server_id, self._waiting_for_server = self._waiting_for_server, None
-                    await self.deps.locks.wait_released(server_id, transition.delay)
+                    await self.deps.ownership.wait_released(server_id, transition.delay)
                 elif transition.delay:
                     await asyncio.sleep(transition.delay)
         except Gone:
             self.log.info("resource deleted; stopping")
         finally:
-            self.deps.locks.release(self.server_id, self.uid)
+            if self.ghost:
+                self._ghost_ended()
+
+    def _ghost_ended(self) -> None:
+        self.deps.ownership.settled(self.uid)
+        message = (
+            f"The reinstall of server {self.server_id} by the deleted EcsReinstall {self.holder} is over "
+            f"as far as the operator can tell: {self.status.get('message') or 'no outcome recorded'}"
+        )
+        self.log.info("%s", message)
+        self.deps.post_event(self.body, rc.Event("Normal", "DeletedReinstallEnded", message))
+
+    def _repair(self, basis: Mapping) -> rc.Transition | None:
+        """Before any step: an answer of the cloud that a conflict kept from being written, or a status that went
+        backwards. Both are decided from `basis` and written conditionally on it, like every other write."""
+        status = basis.get("status") or {}
+        ctx = self._context(self._spec_or_none(basis))
+        learnt, self._learnt = self._learnt, None
+        attempt = rc.live_attempt(status)
+        if learnt is not None:
+            if (
+                attempt is not None
+                and attempt.get("id") == learnt.attempt_id
+                and not status.get("submittedAt")
+            ):
+                self._learnt = learnt  # kept until written
+                return learnt.transition(ctx, status)
+            if not (attempt is not None and attempt.get("id") == learnt.attempt_id):
+                self.log.warning(
+                    "%s, but the resource moved on to another attempt meanwhile; not recorded", learnt.what
+                )
+        if self.ghost:
+            return None
+        restored = rc.regression(status, self.deps.facts_seen.get(self.uid))
+        if restored is not None:
+            self.log.warning("status moved backwards; restoring the request facts %s", sorted(restored))
+            return rc.on_regressed(ctx, status, restored)
+        return None
+
+    def _spec_or_none(self, body: Mapping) -> spec_model.ReinstallSpec | None:
+        try:
+            return spec_model.parse_spec(body.get("spec") or {})
+        except spec_model.InvalidSpec:
+            return None
 
     def _context(self, spec: spec_model.ReinstallSpec | None = None) -> rc.Context:
         return rc.Context(
@@ -153,164 +258,201 @@ class Runner:
         s = self.deps.settings
         return rc.backoff(self._waits - 1, s.retry_base_seconds, s.retry_max_seconds, self.deps.rng)
 
-    async def _do(self, step: rc.Step) -> rc.Transition | None:
+    async def _do(self, step: rc.Step, basis: Mapping) -> tuple[rc.Transition, Mapping] | None:
+        """One step's I/O: the transition to write, and the version it was decided from."""
+        status = basis.get("status") or {}
         try:
-            parsed = spec_model.parse_spec(self.body.get("spec") or {})
+            parsed = spec_model.parse_spec(basis.get("spec") or {})
         except spec_model.InvalidSpec as exc:
             if step == rc.Step.PREPARE:
-                return rc.on_invalid(self._context(), self.status, str(exc))
+                return rc.on_invalid(self._context(), status, str(exc)), basis
             parsed = None  # a spec that broke after submission (a looser CRD): keep following the job
         if step == rc.Step.PREPARE:
             assert parsed is not None
-            return await self._prepare(parsed)
+            return await self._prepare(parsed, basis)
         if step == rc.Step.PROBE_OUTCOME:
-            return await self._probe_outcome(parsed)
+            return await self._probe_outcome(parsed, status), basis
         if step == rc.Step.POLL_JOB:
-            return await self._poll_job(parsed)
-        return await self._poll_server(parsed)
+            return await self._poll_job(parsed, status), basis
+        return await self._poll_server(parsed, status), basis
 
-    # --- Pending: resolve, check, claim, write the intent, submit -------------------------------------------
+    # --- Pending: resolve, check, reserve the server, write the intent, submit -------------------------------
 
-    async def _prepare(self, spec: spec_model.ReinstallSpec) -> rc.Transition | None:
+    async def _prepare(
+        self, spec: spec_model.ReinstallSpec, basis: Mapping
+    ) -> tuple[rc.Transition, Mapping] | None:
         ctx = self._context(spec)
+        status = basis.get("status") or {}
         try:
             resolved = await resolve(self.deps.kube, self.deps.settings, self.namespace, spec)
             spec_model.check_resolved(spec, resolved.inputs, namespace=self.namespace)
         except MissingInput as missing:
-            return rc.on_wait(
-                ctx,
-                self.status,
-                rc.Reason.WAITING_FOR_INPUT,
-                missing.what,
-                f"Waiting for {missing.what}",
-                self._backoff(),
+            message = f"Waiting for {missing.what}"
+            wait = rc.on_wait(
+                ctx, status, rc.Reason.WAITING_FOR_INPUT, missing.what, message, self._backoff()
             )
+            return wait, basis
         except spec_model.InvalidSpec as exc:
             self._forget_inputs(spec)
-            return rc.on_invalid(ctx, self.status, str(exc))
+            return rc.on_invalid(ctx, status, str(exc)), basis
         except KubeError as exc:  # unavailable, or forbidden by RBAC: both may pass; say which
             return rc.on_wait(
                 ctx,
-                self.status,
+                status,
                 rc.Reason.WAITING_FOR_INPUT,
                 "the Kubernetes API",
                 f"Could not read the referenced objects ({exc}); retrying",
                 self._backoff(),
-            )
+            ), basis
         self._target = resolved.target
 
-        holder = self.deps.locks.try_claim(spec.server_id, self.holder)
-        if holder is not None:
-            # the loop sleeps until the server is released, outside the gate
-            self._waiting_for_server = spec.server_id
-            return rc.on_wait(
-                ctx,
-                self.status,
-                rc.Reason.SERVER_BUSY,
-                f"EcsReinstall {holder}",
-                f"Waiting: server {spec.server_id} is being reinstalled by EcsReinstall {holder}",
-                self._backoff(),
-            )
+        with self.deps.ownership.reserve(spec.server_id, self.holder) as other:
+            if other is not None:
+                # the loop sleeps until the hold ends, outside the gate
+                self._waiting_for_server = spec.server_id
+                message = f"Waiting: {other.describe(spec.server_id)}"
+                wait = rc.on_wait(
+                    ctx,
+                    status,
+                    rc.Reason.SERVER_BUSY,
+                    f"EcsReinstall {other.holder}",
+                    message,
+                    self._backoff(),
+                )
+                return wait, basis
+            try:
+                server = await self.deps.cloud.get_server(resolved.target, spec.server_id)
+            except TerminalError as exc:
+                if exc.http_status in AUTH_STATUSES:
+                    return self._credentials_refused(ctx, status, spec, exc), basis
+                self._forget_inputs(spec)
+                return rc.on_submit_rejected(ctx, status, exc.code or "", str(exc)), basis
+            except CloudError as exc:
+                return self._cloud_wait(ctx, status, exc), basis
+            # An earlier request judged not taken shows up after all: follow it, never send again.
+            late = rc.on_late_acceptance(ctx, status, server)
+            if late is not None:
+                return late, basis
+            if server.busy:
+                return rc.on_wait(
+                    ctx,
+                    status,
+                    rc.Reason.SERVER_BUSY,
+                    f"server {spec.server_id}",
+                    f"Waiting: server {spec.server_id} is busy ({server.status}"
+                    f"{', ' + server.task_state if server.task_state else ''})",
+                    self._backoff(),
+                ), basis
+            blocker = rc.server_blocker(server, stop_server=spec.stop_server)
+            if blocker is not None:
+                return rc.on_invalid(ctx, status, blocker[1], code=blocker[0]), basis
 
-        try:
-            server = await self.deps.cloud.get_server(resolved.target, spec.server_id)
-        except TerminalError as exc:
-            self.deps.locks.release(spec.server_id, self.uid)
-            self._forget_inputs(spec)
-            return rc.on_submit_rejected(ctx, self.status, exc.code or "", str(exc))
-        except CloudError as exc:
-            self.deps.locks.release(spec.server_id, self.uid)
-            return self._cloud_wait(ctx, exc)
-        # An earlier request judged not taken shows up after all: follow it (keeping the lock), never send again.
-        late = rc.on_late_acceptance(ctx, self.status, server)
-        if late is not None:
-            return late
-        if server.busy:
-            self.deps.locks.release(spec.server_id, self.uid)
-            return rc.on_wait(
-                ctx,
-                self.status,
-                rc.Reason.SERVER_BUSY,
-                f"server {spec.server_id}",
-                f"Waiting: server {spec.server_id} is busy ({server.status}"
-                f"{', ' + server.task_state if server.task_state else ''})",
-                self._backoff(),
-            )
-        blocker = rc.server_blocker(server, stop_server=spec.stop_server)
-        if blocker is not None:
-            self.deps.locks.release(spec.server_id, self.uid)
-            return rc.on_invalid(ctx, self.status, blocker[1], code=blocker[0])
-
-        attempt = rc.new_attempt(uuid.uuid4().hex, server, spec_model.api_version(spec), ctx.now)
-        try:
-            await self._apply(rc.on_intent(ctx, self.status, attempt, spec.server_id))
-        except Conflict:
-            # Someone wrote in between (another operator instance?): re-read and decide again, never POST.
-            self.deps.locks.release(spec.server_id, self.uid)
-            await self._reload()
-            return None
-        return await self._submit(spec, resolved.target, resolved.inputs)
+            attempt = rc.new_attempt(uuid.uuid4().hex, server, spec_model.api_version(spec), ctx.now)
+            if not await self._apply(rc.on_intent(ctx, status, attempt, spec.server_id), basis):
+                return None  # someone wrote in between (another operator instance?): decide again, never POST
+        self.log.info(
+            "submitting the reinstall of server %s with the credentials of %s",
+            spec.server_id,
+            credentials_source(self.deps.settings, self.namespace, spec),
+        )
+        after_intent = self.body
+        return await self._submit(spec, resolved.target, resolved.inputs, after_intent), after_intent
 
     async def _submit(
-        self, spec: spec_model.ReinstallSpec, target: CloudTarget, inputs: spec_model.ResolvedInputs
+        self,
+        spec: spec_model.ReinstallSpec,
+        target: CloudTarget,
+        inputs: spec_model.ResolvedInputs,
+        basis: Mapping,
     ) -> rc.Transition:
+        """Sends the request of the attempt that `basis` (the version with our intent) records. Every answer is
+        decided from `basis` and remembered until written (see `_learn`)."""
+        status = basis.get("status") or {}
         body = spec_model.build_reinstall_body(spec, inputs, namespace=self.namespace)
         try:
             job_id = await self.deps.cloud.reinstall(target, spec.server_id, body, cloud_init=spec.cloud_init)
         except ThrottledError as exc:
-            self.deps.locks.release(spec.server_id, self.uid)
             reason = rc.Reason.SERVER_BUSY if exc.code == "Ecs.0603" else rc.Reason.THROTTLED
             delay = max(exc.retry_after or 0.0, self._backoff())
-            return rc.on_not_submitted(
-                self._context(spec),
-                self.status,
-                reason,
-                f"The cloud did not take the request ({exc.code or exc.http_status}); "
-                f"retrying in {delay:.0f}s",
-                delay,
+            message = f"The cloud did not take the request ({exc.code or exc.http_status}); retrying in {delay:.0f}s"
+            return self._learn(
+                status,
+                "the cloud refused the request",
+                lambda ctx, status: rc.on_not_submitted(ctx, status, reason, message, delay),
             )
         except AmbiguousError as exc:
             self.log.warning("reinstall outcome unknown: %s", exc)
             settle = self.deps.settings.outcome_settle_seconds
             return rc.on_outcome_unknown(
-                self._context(spec), self.status, _short(exc), min(settle / 4, self._backoff())
+                self._context(spec), status, _short(exc), min(settle / 4, self._backoff())
             )
         except TerminalError as exc:
-            self.deps.locks.release(spec.server_id, self.uid)
+            if exc.http_status in AUTH_STATUSES:
+                return self._learn(
+                    status,
+                    "the cloud refused the credentials",
+                    lambda ctx, status, exc=exc: self._credentials_refused(ctx, status, spec, exc),
+                )
             self._forget_inputs(spec)
-            return rc.on_submit_rejected(
-                self._context(spec), self.status, exc.code or "", exc.message or str(exc)
+            return self._learn(
+                status,
+                "the cloud rejected the request",
+                lambda ctx, status, exc=exc: rc.on_submit_rejected(
+                    ctx, status, exc.code or "", exc.message or str(exc)
+                ),
             )
         except CloudError as exc:  # transient and provably not sent (connection refused)
-            self.deps.locks.release(spec.server_id, self.uid)
-            return rc.on_not_submitted(
-                self._context(spec),
-                self.status,
-                rc.Reason.CLOUD_UNAVAILABLE,
-                f"The cloud is unreachable ({_short(exc)}); retrying",
-                self._backoff(),
+            message = f"The cloud is unreachable ({_short(exc)}); retrying"
+            delay = self._backoff()
+            return self._learn(
+                status,
+                "the request could not be sent",
+                lambda ctx, status: rc.on_not_submitted(
+                    ctx, status, rc.Reason.CLOUD_UNAVAILABLE, message, delay
+                ),
             )
         self._waits = 0
         self.deps.metrics.submitted()
-        return rc.on_submitted(self._context(spec), self.status, job_id)
+        return self._learn(
+            status,
+            f"the cloud accepted the request as job {job_id}",
+            lambda ctx, status: rc.on_submitted(ctx, status, job_id),
+        )
+
+    def _learn(
+        self, status: Mapping, what: str, transition: Callable[[rc.Context, Mapping], rc.Transition]
+    ) -> rc.Transition:
+        """The transition for what the cloud answered about the attempt in `status`, remembered until it is
+        written: a conflict on the write must not lose a job ID (see `_repair`)."""
+        self._learnt = Learnt(str(status["attempt"]["id"]), transition, what)
+        return transition(self._context(self._spec_or_none(self.body)), status)
+
+    def _credentials_refused(
+        self, ctx: rc.Context, status: Mapping, spec: spec_model.ReinstallSpec, exc: CloudError
+    ) -> rc.Transition:
+        forget_credentials(self.deps.kube, self.deps.settings, self.namespace, spec)
+        self._target = None
+        source = credentials_source(self.deps.settings, self.namespace, spec)
+        code = exc.code or f"HTTP {exc.http_status}"
+        return rc.on_invalid_credentials(ctx, status, source, code, self._backoff())
 
     def _forget_inputs(self, spec: spec_model.ReinstallSpec) -> None:
         """What this resource read failed it: other resources read those objects afresh (see kube.ReadCache)."""
         forget_inputs(self.deps.kube, self.deps.settings, self.namespace, spec)
 
-    def _cloud_wait(self, ctx: rc.Context, exc: CloudError) -> rc.Transition:
+    def _cloud_wait(self, ctx: rc.Context, status: Mapping, exc: CloudError) -> rc.Transition:
         reason = rc.Reason.THROTTLED if isinstance(exc, ThrottledError) else rc.Reason.CLOUD_UNAVAILABLE
         delay = max(exc.retry_after or 0.0, self._backoff())
         return rc.on_wait(
             ctx,
-            self.status,
+            status,
             reason,
             "the cloud API",
             f"Could not read server state ({_short(exc)}); retrying in {delay:.0f}s",
             delay,
         )
 
-    # --- Submitting with an unknown outcome -------------------------------------------------------------------
+    # --- a request with an unknown outcome --------------------------------------------------------------------
 
     async def _ensure_target(self, spec: spec_model.ReinstallSpec | None) -> CloudTarget:
         if self._target is None:
@@ -319,60 +461,69 @@ class Runner:
             self._target = await resolve_target(self.deps.kube, self.deps.settings, self.namespace, spec)
         return self._target
 
-    async def _probe_outcome(self, spec: spec_model.ReinstallSpec | None) -> rc.Transition:
+    def _refused_while_following(self, spec: spec_model.ReinstallSpec | None, exc: BaseException) -> str:
+        """A poll met an error; if the cloud refused the credentials (rotated keys, an expired token), the
+        Secret is read afresh for the next poll."""
+        if isinstance(exc, CloudError) and exc.http_status in AUTH_STATUSES and spec is not None:
+            forget_credentials(self.deps.kube, self.deps.settings, self.namespace, spec)
+            self._target = None
+            source = credentials_source(self.deps.settings, self.namespace, spec)
+            return f"the cloud refused the credentials ({exc.code or exc.http_status}); re-reading {source}"
+        return _short(exc)
+
+    async def _probe_outcome(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
         ctx = self._context(spec)
         settle = self.deps.settings.outcome_settle_seconds
-        self.deps.locks.try_claim(self.server_id, self.holder)  # an unknown outcome still holds the server
         try:
             target = await self._ensure_target(spec)
             server = await self.deps.cloud.get_server(target, self.server_id)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
-            return rc.on_outcome_unknown(
-                ctx, self.status, f"cannot read the server: {_short(exc)}", self._backoff()
-            )
-        transition = rc.on_outcome_probe(
+            if isinstance(exc, TerminalError) and exc.http_status == 404:
+                return rc.on_probe_gave_up(ctx, status, f"server {self.server_id} no longer exists")
+            if rc.probe_expired(ctx, status):
+                return rc.on_probe_gave_up(
+                    ctx, status, f"the server could not be read for {ctx.timeout:.0f}s ({_short(exc)})"
+                )
+            detail = f"cannot read the server: {self._refused_while_following(spec, exc)}"
+            return rc.on_outcome_unknown(ctx, status, detail, self._backoff())
+        return rc.on_outcome_probe(
             ctx,
-            self.status,
+            status,
             server,
             settle_seconds=settle,
             recheck=min(max(1.0, settle / 6), self._backoff()),
         )
-        if rc.phase_of(transition.patch) == rc.Phase.PENDING:
-            self.deps.locks.release(self.server_id, self.uid)
-        return transition
 
     # --- Reinstalling ----------------------------------------------------------------------------------------
 
-    async def _poll_job(self, spec: spec_model.ReinstallSpec | None) -> rc.Transition:
+    async def _poll_job(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
         ctx = self._context(spec)
-        self.deps.locks.try_claim(self.server_id, self.holder)
         try:
             target = await self._ensure_target(spec)
-            job = await self.deps.cloud.get_job(target, self.status["jobId"])
+            job = await self.deps.cloud.get_job(target, status["jobId"])
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
             delay = rc.poll_delay(ctx.poll_interval, self.deps.rng)
             if isinstance(exc, CloudError) and exc.retry_after:
                 delay = max(delay, exc.retry_after)
-            return rc.on_poll_error(ctx, self.status, _short(exc), delay)
-        return rc.on_job(ctx, self.status, job)
+            return rc.on_poll_error(ctx, status, self._refused_while_following(spec, exc), delay)
+        return rc.on_job(ctx, status, job)
 
-    async def _poll_server(self, spec: spec_model.ReinstallSpec | None) -> rc.Transition:
+    async def _poll_server(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
         ctx = self._context(spec)
-        self.deps.locks.try_claim(self.server_id, self.holder)
         try:
             target = await self._ensure_target(spec)
             server = await self.deps.cloud.get_server(target, self.server_id)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
-            return rc.on_poll_error(
-                ctx, self.status, _short(exc), rc.poll_delay(ctx.poll_interval, self.deps.rng)
-            )
-        return rc.on_server_progress(ctx, self.status, server)
+            detail = self._refused_while_following(spec, exc)
+            return rc.on_poll_error(ctx, status, detail, rc.poll_delay(ctx.poll_interval, self.deps.rng))
+        return rc.on_server_progress(ctx, status, server)
 
     # --- writing ---------------------------------------------------------------------------------------------
 
     async def _reload(self) -> None:
         """Re-reads the resource (retrying while the API is unavailable: an error escaping here would end the
-        runner, and nothing would restart it until the resource changed)."""
+        runner, and nothing would restart it until the resource changed). If it is gone (or re-created under the
+        same name: that one has a runner of its own) while a request of ours may run, follow it as a ghost."""
         try:
             body = await until_available(
                 lambda: self.deps.kube.get_reinstall(self.namespace, self.name),
@@ -380,37 +531,75 @@ class Runner:
                 log=self.log,
             )
         except NotFound:
-            raise Gone() from None
-        self.observe(body)
+            body = None
+        if body is None or (body.get("metadata") or {}).get("uid") != self.uid:
+            if holds(self.status) or self._learnt is not None:
+                self.become_ghost()
+                return
+            raise Gone()
+        self.body = body
+        self.deps.note(body)
 
-    async def _apply(self, transition: rc.Transition) -> None:
-        """Writes the status (retrying while the API is unavailable), then posts the Event."""
-        if transition.patch:
-            old_phase = rc.phase_of(self.status)
-            rv = self.body.get("metadata", {}).get("resourceVersion") if transition.guarded else None
-            while True:
-                try:
-                    updated = await until_available(
-                        lambda: self.deps.kube.patch_status(
-                            self.namespace, self.name, transition.patch, resource_version=rv
-                        ),
-                        what="writing the status",
-                        log=self.log,
-                    )
-                    break
-                except NotFound:
-                    raise Gone() from None
-                except Conflict:
-                    if transition.guarded:
-                        raise
-                    await self._reload()
-            self.observe(updated)
+    async def _apply(self, transition: rc.Transition, basis: Mapping) -> bool:
+        """Writes the status, conditionally on `basis` (the version the transition was decided from: same uid,
+        same resourceVersion), then posts the Event. False on a conflict: the resource was re-read, and the caller
+        decides again. Retries while the API is unavailable. A ghost writes nothing: it keeps the status in
+        memory only."""
+        if transition.patch and self.ghost:
+            self.body = _merged(self.body, transition.patch)
+        elif transition.patch:
+            old_phase = rc.phase_of(basis.get("status"))
+            rv = str((basis.get("metadata") or {}).get("resourceVersion") or "")
+            try:
+                updated = await until_available(
+                    lambda: self.deps.kube.patch_status(
+                        self.namespace, self.name, transition.patch, resource_version=rv, uid=self.uid
+                    ),
+                    what="writing the status",
+                    log=self.log,
+                )
+            except NotFound:
+                if holds(basis.get("status")) or self._learnt is not None:
+                    # deleted while a request of ours may run: the supervisor's DELETED event may not be here
+                    # yet; follow the request to its end
+                    self.become_ghost()
+                    self.body = _merged(basis, transition.patch)
+                    return True
+                raise Gone() from None
+            except Conflict:
+                self.log.info("the resource changed since it was read; deciding again")
+                await self._reload()
+                return False
+            self._learnt = None
+            self.body = updated
+            self.deps.note(updated)
             new_phase = rc.phase_of(self.status)
             if new_phase != old_phase:
                 self.deps.metrics.transition(old_phase, new_phase)
-            self.log.info("%s: %s", self.status.get("phase"), self.status.get("message"))
-        if transition.event is not None:
+            message = str(self.status.get("message") or "")
+            phase = str(self.status.get("phase") or "")
+            self.log.info("%s", message if message.startswith(phase) else f"{phase}: {message}")
+        if transition.event is not None and not self.ghost:
             self.deps.post_event(self.body, transition.event)
+        return True
+
+
+def _merged(body: Mapping, patch: Mapping) -> dict:
+    """`body` with the status merge patch applied in memory, as the API server would (a ghost's status)."""
+    return {**body, "status": _merge_patch(body.get("status") or {}, patch)}
+
+
+def _merge_patch(target: object, patch: object) -> object:
+    """RFC 7386: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
 
 
 def _short(exc: BaseException) -> str:
@@ -419,29 +608,42 @@ def _short(exc: BaseException) -> str:
 
 
 class Supervisor:
-    """One runner per live resource, fed by the watch stream."""
+    """One runner per live resource, fed by the watch stream; runners run only while this process leads."""
 
-    def __init__(self, deps: Deps):
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        list_all: Callable[[], Awaitable[tuple[list[dict], int]]] | None = None,
+    ):
         self.deps = deps
+        self.leading = False
+        # How `lead` lists every watched resource, with the list's resourceVersion (Kube.list_reinstalls_at).
+        self._list_all = list_all
         self._runners: dict[str, tuple[Runner, asyncio.Task]] = {}
         # uid -> newest resourceVersion seen or written: under load kopf delivers events seconds late, and a late
         # event must never restart a runner that has already moved the resource further (or finished it).
         self._newest: dict[str, int] = {}
 
     def prime(self, bodies: list[Mapping]) -> None:
-        """Before any runner starts: learn which servers are held, so a restart never double-books one."""
+        """Before any runner starts: learn which servers are held and what requests were made."""
         for body in bodies:
             self._note(body)
 
-    def _note(self, body: Mapping) -> None:
-        meta = body.get("metadata", {})
-        server_id = str((body.get("spec") or {}).get("serverId") or "")
-        phase = (body.get("status") or {}).get("phase")
-        if server_id:
-            self.deps.locks.observe(
-                server_id, Holder(meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", "")), phase
-            )
-        self.deps.metrics.observe_phase(meta.get("uid", ""), phase or "Pending")
+    def _note(self, body: Mapping) -> bool:
+        """Records a version if it is the newest seen; False if it is stale."""
+        uid = (body.get("metadata") or {}).get("uid")
+        if not uid:
+            return False
+        entry = self._runners.get(uid)
+        # What the runner wrote counts too, even when it has just ended and its done-callback has not run yet.
+        if entry is not None:
+            self._newest[uid] = max(self._newest.get(uid, 0), _rv(entry[0].body))
+        if _rv(body) < self._newest.get(uid, 0):
+            return False
+        self._newest[uid] = _rv(body)
+        self.deps.note(body)
+        return True
 
     def observe(self, event_type: str | None, body: Mapping) -> None:
         meta = body.get("metadata", {})
@@ -450,34 +652,49 @@ class Supervisor:
             return
         entry = self._runners.get(uid)
         if event_type == "DELETED" or is_deleting(body):
-            self._newest.pop(uid, None)
-            self.deps.metrics.observe_phase(uid, None)
-            if entry is not None:
-                entry[1].cancel()
-            self.deps.locks.release(str((body.get("spec") or {}).get("serverId") or ""), uid)
+            self._deleted(uid, body, entry)
             return
-        # What the runner wrote counts too, even when it has just ended and its done-callback has not run yet.
-        if entry is not None:
-            self._newest[uid] = max(self._newest.get(uid, 0), _rv(entry[0].body))
-        if _rv(body) < self._newest.get(uid, 0):
+        if not self._note(body):
             return  # stale: a newer version was already seen or written
-        self._newest[uid] = _rv(body)
-        self._note(body)
         if entry is not None and not entry[1].done():
             entry[0].observe(body)
             return
-        if rc.next_step(body.get("status")) == rc.Step.DONE:
+        if self.leading and rc.next_step(body.get("status")) != rc.Step.DONE:
+            self._start(Runner(self.deps, body))
+
+    def _deleted(self, uid: str, body: Mapping, entry: tuple[Runner, asyncio.Task] | None) -> None:
+        if uid not in self._newest and entry is None:
+            return  # never seen, or already handled
+        if is_deleting(body) and self._note(body) and entry is not None:
+            entry[0].observe(body)
+        self._newest.pop(uid, None)
+        ghost_body = self.deps.ownership.deleted(uid)
+        self.deps.forget(uid)
+        running = entry is not None and not entry[1].done()
+        if ghost_body is None:
+            if running:
+                entry[1].cancel()
             return
-        runner = Runner(self.deps, body)
+        if running:
+            entry[0].become_ghost()
+        elif self.leading:
+            self._start_ghost(ghost_body)
+
+    def _start(self, runner: Runner) -> None:
         task = asyncio.create_task(runner.run(), name=f"reinstall:{runner.namespace}/{runner.name}")
-        self._runners[uid] = (runner, task)
-        task.add_done_callback(lambda t, uid=uid: self._finished(uid, t))
+        self._runners[runner.uid] = (runner, task)
+        task.add_done_callback(lambda t, uid=runner.uid: self._finished(uid, t))
+
+    def _start_ghost(self, body: Mapping) -> None:
+        runner = Runner(self.deps, copy.deepcopy(dict(body)), ghost=False)
+        runner.become_ghost()
+        self._start(runner)
 
     def _finished(self, uid: str, task: asyncio.Task) -> None:
         entry = self._runners.get(uid)
         if entry is not None and entry[1] is task:
             del self._runners[uid]
-            if not task.cancelled():  # cancelled: deleted (or stopping); nothing more will come for it
+            if not task.cancelled() and uid in self._newest:  # cancelled: deleted or stepping down
                 self._newest[uid] = max(self._newest.get(uid, 0), _rv(entry[0].body))
         if not task.cancelled() and task.exception() is not None:
             # A bug, not a cloud or API error (those are handled in the runner): log it, and try again later
@@ -493,11 +710,43 @@ class Supervisor:
             self._newest[uid] = 0
             self.observe(None, body)
 
+    async def lead(self) -> None:
+        """This process leads from now on: runners start for what the watch brings, and for every unfinished
+        resource of a fresh LIST (the watch may lag; what was deleted meanwhile must not hold a server, and what
+        was deleted holding one is followed as a ghost)."""
+        self.leading = True
+        bodies: list[Mapping] = []
+        listed_at = 0
+        if self._list_all is not None:
+            bodies, listed_at = await until_available(  # type: ignore[misc]
+                self._list_all, what="listing EcsReinstalls to lead", log=logger
+            )
+        if not self.leading:
+            return  # stepped down while listing
+        for body in bodies:
+            self._note(body)
+        self.deps.ownership.replace_all(bodies, listed_at)
+        for body in bodies:
+            uid = body["metadata"]["uid"]
+            if uid not in self._runners and rc.next_step(body.get("status")) != rc.Step.DONE:
+                if _rv(body) >= self._newest.get(uid, 0):
+                    self._start(Runner(self.deps, body))
+        for body in self.deps.ownership.ghosts():
+            if body["metadata"]["uid"] not in self._runners:
+                self._start_ghost(body)
+
+    def step_down(self) -> None:
+        """Stops every runner at once (leadership lost): nothing more is written or sent by this process."""
+        self.leading = False
+        for _, task in list(self._runners.values()):
+            task.cancel()
+
     @property
     def active(self) -> int:
         return len(self._runners)
 
     async def stop(self) -> None:
+        self.leading = False
         tasks = [task for _, task in self._runners.values()]
         for task in tasks:
             task.cancel()

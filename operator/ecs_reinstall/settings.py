@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 ENV_PREFIX = "ECS_REINSTALL_"
@@ -39,14 +39,31 @@ class Settings:
     retry_max_seconds: float = 300.0
     # How long a Secret or ConfigMap read is reused by other resources (0: every resource reads its own).
     input_cache_seconds: float = 2.0
+    # Leader election on a Lease in the operator's namespace: only its holder runs reinstalls.
+    leader_election: bool = True
+    leader_election_lease_seconds: float = 15.0
+    leader_election_renew_deadline_seconds: float = 10.0
+    leader_election_retry_period_seconds: float = 2.0
+    leader_election_lease_name: str = "ecs-reinstall-operator"
+    pod_name: str | None = None  # the holder identity (downward API); unset: {hostname}_{random 8 hex}
 
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
 
 
+def boolean(text: str) -> bool:
+    """true/false, yes/no, 1/0 (any case); anything else is a ValueError (`bool("false")` is True)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
 # name -> (flag help, converter). The order is the order of `run --help`.
-_OPTIONS: dict[str, tuple[str, type]] = {
+_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "region": ("default region, e.g. ap-southeast-1, for resources without spec.region", str),
     "project_id": ("default project ID, for resources and credentials without one", str),
     "endpoint": ("default ECS endpoint URL (default: https://ecs.{region}.myhuaweicloud.com)", str),
@@ -70,6 +87,21 @@ _OPTIONS: dict[str, tuple[str, type]] = {
     "input_cache_seconds": (
         "how long a Secret or ConfigMap read is shared by resources referring to it, seconds (0: never)",
         float,
+    ),
+    "leader_election": (
+        "run reinstalls only while holding the leader Lease, so that replicas can stand by: true or false",
+        boolean,
+    ),
+    "leader_election_lease_seconds": ("how long a leader's lease lasts without renewal, seconds", float),
+    "leader_election_renew_deadline_seconds": (
+        "how long the leader keeps trying to renew before it stops all work, seconds",
+        float,
+    ),
+    "leader_election_retry_period_seconds": ("how often the lease is renewed or tried, seconds", float),
+    "leader_election_lease_name": ("name of the Lease, in the operator's namespace", str),
+    "pod_name": (
+        "the Pod's name (downward API): this instance's identity in the Lease (default: host name + random)",
+        str,
     ),
 }
 
@@ -107,7 +139,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
         try:
             values[name] = convert(raw)
         except ValueError:
-            raise ValueError(f"{source}={raw!r} is not a valid {convert.__name__}") from None
+            expected = "boolean (true or false)" if convert is boolean else convert.__name__
+            raise ValueError(f"{source}={raw!r} is not a valid {expected}") from None
     namespaces: Sequence[str] | None = given.get("namespaces")
     if not namespaces:
         namespaces = [n for n in env.get(ENV_PREFIX + "WATCH_NAMESPACES", "").split(",")]
@@ -118,6 +151,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
 
 
 _NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def warnings(s: Settings) -> list[str]:
@@ -149,7 +183,33 @@ def _check(s: Settings) -> None:
             )
     if s.max_concurrency < 1:
         raise ValueError("max concurrency must be >= 1")
+    _check_leader_election(s)
     if s.endpoint and not s.endpoint.startswith(("https://", "http://")):
         raise ValueError(
             f"endpoint {s.endpoint!r} must start with https:// (or http:// for a local emulator)"
+        )
+
+
+def _check_leader_election(s: Settings) -> None:
+    lease = s.leader_election_lease_seconds
+    renew = s.leader_election_renew_deadline_seconds
+    retry = s.leader_election_retry_period_seconds
+    if not (lease > 0 and renew > 0 and retry > 0):
+        raise ValueError("leader election lease, renew deadline and retry period seconds must be > 0")
+    if not renew < lease:
+        raise ValueError(
+            f"--leader-election-renew-deadline-seconds ({renew:g}) must be less than "
+            f"--leader-election-lease-seconds ({lease:g}): a leader that cannot renew must stop before "
+            "another instance may take over"
+        )
+    if not retry < renew:
+        raise ValueError(
+            f"--leader-election-retry-period-seconds ({retry:g}) must be less than "
+            f"--leader-election-renew-deadline-seconds ({renew:g}): the leader must be able to retry a "
+            "failed renewal before it gives up"
+        )
+    if not _LEASE_NAME.fullmatch(s.leader_election_lease_name) or len(s.leader_election_lease_name) > 253:
+        raise ValueError(
+            f"leader election lease name {s.leader_election_lease_name!r} is not an object name "
+            "(lowercase letters, digits, '-' and '.')"
         )

@@ -58,12 +58,25 @@ SECRET_PATH = "/api/v1/namespaces/ns/secrets/pw"
 STATUS_PATH = "/apis/ecs.reinstall.dev/v1alpha1/namespaces/ns/ecsreinstalls/web/status"
 
 
+async def test_a_status_write_without_its_precondition_is_refused_before_any_call(server):
+    host, seen, _ = server
+    kube = make_kube(host)
+    try:
+        with pytest.raises(ValueError, match="resourceVersion and uid"):
+            await kube.patch_status("ns", "web", {"phase": "Pending"}, resource_version="", uid="u1")
+    finally:
+        await kube.aclose()
+    assert seen == []
+
+
 async def test_auth_user_agent_and_a_guarded_merge_patch(server):
     host, seen, answers = server
     answers[STATUS_PATH] = (200, {"metadata": {"resourceVersion": "8"}, "status": {"phase": "Submitting"}})
     kube = make_kube(host)
     try:
-        updated = await kube.patch_status("ns", "web", {"phase": "Submitting"}, resource_version="7")
+        updated = await kube.patch_status(
+            "ns", "web", {"phase": "Submitting"}, resource_version="7", uid="u1"
+        )
     finally:
         await kube.aclose()
     assert updated["metadata"]["resourceVersion"] == "8"
@@ -74,7 +87,7 @@ async def test_auth_user_agent_and_a_guarded_merge_patch(server):
             "auth": "Bearer token-1",
             "agent": "ecs-reinstall-operator/test",
             "type": "application/merge-patch+json",
-            "body": {"status": {"phase": "Submitting"}, "metadata": {"resourceVersion": "7"}},
+            "body": {"status": {"phase": "Submitting"}, "metadata": {"resourceVersion": "7", "uid": "u1"}},
         }
     ]
 

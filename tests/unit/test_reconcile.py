@@ -39,14 +39,89 @@ def assert_kstatus_consistent(patch):
         ({"phase": "Submitting"}, rc.Step.PREPARE),
         ({"phase": "Submitting", "attempt": {"id": "a"}}, rc.Step.PROBE_OUTCOME),
         ({"phase": "Reinstalling", "jobId": "j"}, rc.Step.POLL_JOB),
-        ({"phase": "Reinstalling", "jobId": ""}, rc.Step.POLL_SERVER),
+        (
+            {"phase": "Reinstalling", "jobId": "", "attempt": {"id": "a"}, "submittedAt": "t"},
+            rc.Step.POLL_SERVER,
+        ),
         ({"phase": "Succeeded"}, rc.Step.DONE),
         ({"phase": "Failed"}, rc.Step.DONE),
         ({"phase": "Bogus"}, rc.Step.PREPARE),
+        # the facts decide, not the phase (which a hand edit can move back)
+        ({"phase": "Pending", "jobId": "j"}, rc.Step.POLL_JOB),
+        ({"phase": "Pending", "attempt": {"id": "a"}}, rc.Step.PROBE_OUTCOME),
+        ({"attempt": {"id": "a"}, "jobId": "", "submittedAt": "t"}, rc.Step.POLL_SERVER),
+        ({"phase": "Pending", "attempt": {"id": "a", "refused": True}}, rc.Step.PREPARE),
+        ({"phase": "Pending", "unconfirmedAttempt": {"id": "a"}}, rc.Step.PREPARE),
+        ({"phase": "Reinstalling"}, rc.Step.PREPARE),  # no request was ever recorded
+        ({"phase": "Succeeded", "attempt": {"id": "a"}}, rc.Step.DONE),
     ],
 )
 def test_next_step(status, step):
     assert rc.next_step(status) == step
+
+
+JOB = {"phase": "Reinstalling", "jobId": "j", "submittedAt": "t", "attempt": {"id": "a"}}
+
+
+@pytest.mark.parametrize(
+    ("status", "known", "restored"),
+    [
+        (JOB, rc.remember(None, JOB), None),  # as it should be
+        ({**JOB, "phase": "Pending"}, None, {}),  # phase behind its own facts: only the phase is put back
+        ({**JOB, "phase": None}, None, {}),
+        ({"phase": "Pending", "attempt": {"id": "a"}}, None, {}),  # Submitting, really
+        (
+            {"phase": "Pending"},
+            rc.remember(None, JOB),
+            {k: JOB[k] for k in ("jobId", "submittedAt", "attempt")},
+        ),
+        ({}, rc.remember(None, JOB), {k: JOB[k] for k in ("jobId", "submittedAt", "attempt")}),
+        ({**JOB, "phase": "Succeeded"}, None, None),  # terminal: nothing to restore
+        ({"phase": "Pending", "attempt": {"id": "a", "refused": True}}, rc.remember(None, JOB), None),
+        (
+            {"phase": "Pending", "unconfirmedAttempt": {"id": "a"}},
+            rc.remember(None, JOB),
+            None,
+        ),  # judged not taken
+        ({"phase": "Pending"}, None, None),  # nothing known, nothing to say
+    ],
+)
+def test_regression(status, known, restored):
+    assert rc.regression(status, known) == restored
+
+
+def test_remember_keeps_the_newest_attempts_facts():
+    known = rc.remember(None, {"attempt": {"id": "a"}, "jobId": "j1", "submittedAt": "t1"})
+    known = rc.remember(known, {"phase": "Pending"})  # a status that lost them does not erase them
+    assert known["jobId"] == "j1"
+    known = rc.remember(known, {"attempt": {"id": "b"}, "unconfirmedAttempt": {"id": "a"}})
+    assert known == {"attempt": {"id": "b"}, "unconfirmedAttempt": {"id": "a"}}  # a's job ID is not b's
+    known = rc.remember(known, {"attempt": {"id": "b"}, "jobId": "j2", "submittedAt": "t2"})
+    assert "unconfirmedAttempt" not in known and known["jobId"] == "j2"
+
+
+def test_a_regression_is_restored_with_the_phase_its_facts_imply_and_announced():
+    t = rc.on_regressed(CTX, {"phase": "Pending"}, {"jobId": "j", "submittedAt": "t", "attempt": {"id": "a"}})
+    assert t.patch["phase"] == "Reinstalling" and t.patch["jobId"] == "j"
+    assert t.event.reason == "StatusRegressed" and t.event.type == "Warning"
+    assert "cloud job j runs" in t.patch["message"]
+    ready = next(c for c in t.patch["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "StatusRegressed"
+
+
+def test_repeated_unknown_outcomes_neither_rewrite_nor_announce_again():
+    first = rc.on_outcome_unknown(CTX, {"phase": "Submitting", "attempt": {"id": "a"}}, "timeout", 1)
+    status = {"phase": "Submitting", "attempt": {"id": "a"}, **first.patch}
+    again = rc.on_outcome_unknown(CTX, status, "timeout", 1)
+    assert first.event is not None and again.patch == {} and again.event is None
+    other = rc.on_outcome_unknown(CTX, status, "connection reset", 1)
+    assert other.patch and other.event is None  # a new detail is written, but announced once
+
+
+def test_an_unknown_outcome_is_given_up_after_the_timeout_from_the_attempts_start():
+    status = {"attempt": {"id": "a", "startedAt": "2026-05-01T11:00:00.000Z"}}
+    assert not rc.probe_expired(rc.Context(generation=1, now=NOW, timeout=7200), status)
+    assert rc.probe_expired(rc.Context(generation=1, now=NOW, timeout=1800), status)
 
 
 def test_invalid_spec_is_terminal_and_stalled():
@@ -100,7 +175,7 @@ def test_server_blocker(server, stop, code):
     assert (blocker[0] if blocker else None) == code
 
 
-def test_intent_is_guarded_and_records_the_server_before():
+def test_intent_records_the_server_before():
     server = Server(id="s", status="SHUTOFF", updated=BEFORE, launched_at=LAUNCHED)
     attempt = rc.new_attempt("a1", server, "v2", NOW)
     assert attempt == {
@@ -112,7 +187,7 @@ def test_intent_is_guarded_and_records_the_server_before():
         "api": "v2",
     }
     t = rc.on_intent(CTX, {}, attempt, "s")
-    assert t.guarded and t.patch["phase"] == "Submitting" and t.patch["attempt"] == attempt
+    assert t.patch["phase"] == "Submitting" and t.patch["attempt"] == {"refused": None, **attempt}
     assert (
         rc.next_step(t.patch) == rc.Step.PROBE_OUTCOME
     )  # if we die now, the next runner probes, never re-POSTs
@@ -139,7 +214,8 @@ def test_throttled_submission_goes_back_to_pending_without_failing():
     t = rc.on_not_submitted(
         CTX, {"phase": "Submitting", "attempt": {"id": "a"}}, rc.Reason.THROTTLED, "slow", 30
     )
-    assert t.patch["phase"] == "Pending" and t.patch["attempt"] is None
+    # the attempt stays, marked refused: every later status names it (see rc.regression)
+    assert t.patch["phase"] == "Pending" and t.patch["attempt"] == {"id": "a", "refused": True}
     assert "failure" not in t.patch
     assert t.delay == 30
 
@@ -348,7 +424,7 @@ def test_an_earlier_request_processed_late_is_followed_not_sent_again(server):
     status = {"phase": "Pending", "unconfirmedAttempt": earlier}
     t = rc.on_late_acceptance(CTX, status, server)
     assert t is not None and t.patch["phase"] == "Reinstalling" and t.patch["jobId"] == ""
-    assert t.patch["attempt"] == earlier and t.patch["unconfirmedAttempt"] is None
+    assert t.patch["attempt"] == {"refused": None, **earlier} and t.patch["unconfirmedAttempt"] is None
     assert "late" in t.patch["message"]
     assert rc.next_step({**status, **t.patch}) == rc.Step.POLL_SERVER
 
@@ -358,3 +434,14 @@ def test_no_earlier_request_or_no_trace_of_it_lets_the_submission_go_on():
     assert rc.on_late_acceptance(CTX, {"phase": "Pending"}, idle) is None
     earlier = {**ATTEMPT, "serverLaunchedBefore": "2026-04-30T08:00:00.456Z"}
     assert rc.on_late_acceptance(CTX, {"phase": "Pending", "unconfirmedAttempt": earlier}, idle) is None
+
+
+def test_an_attempt_written_over_a_refused_one_is_live_again():
+    """Merge patches merge nested objects: a new attempt must clear the old one's `refused` key."""
+    refused = {"phase": "Pending", "attempt": {"id": "b", "refused": True}, "unconfirmedAttempt": ATTEMPT}
+    late = rc.on_late_acceptance(
+        CTX, refused, Server(id="s", status="REBUILD", task_state="rebuilding", updated=BEFORE)
+    )
+    assert late is not None and late.patch["attempt"]["refused"] is None
+    intent = rc.on_intent(CTX, refused, {"id": "c"}, "s")
+    assert intent.patch["attempt"] == {"id": "c", "refused": None}

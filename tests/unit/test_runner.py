@@ -1,5 +1,6 @@
-"""The runner's order of side effects, with fakes: the intent is written before the POST, a conflict or an
-unknown outcome never leads to a second POST, a deleted resource stops its runner."""
+"""The runner's order of side effects, with fakes: every status write is conditional on the version it was decided
+from, the intent is written before the POST, a conflict or an unknown outcome never leads to a second POST, a status
+moved backwards is restored, a resource deleted mid-request is followed as a ghost."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ecs_reinstall.cloud.errors import AmbiguousError, ThrottledError
+from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError
 from ecs_reinstall.cloud.models import CloudTarget, Job, JobStatus, Server
 from ecs_reinstall.kube import Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
 from ecs_reinstall.runner import Deps, Runner, Supervisor
-from ecs_reinstall.server_locks import Holder
 from ecs_reinstall.settings import Settings
 
 SERVER = "6e2f0c1a-0000-4000-8000-000000000001"
@@ -23,7 +23,7 @@ LAUNCHED = datetime(2026, 4, 1, 9, 30, tzinfo=UTC)
 
 
 class FakeKube:
-    """One EcsReinstall with a resourceVersion; status merge patches, optionally guarded."""
+    """One EcsReinstall with a resourceVersion; status merge patches, each conditional on the version and uid."""
 
     def __init__(self, journal: list, status: dict | None = None):
         self.journal = journal
@@ -46,23 +46,26 @@ class FakeKube:
             return {"password": b"Reinstall!2026pw"}
         return {"accessKey": b"AK0000000000", "secretKey": b"sk-secret", "projectId": b"0" * 32}
 
-    async def patch_status(self, namespace, name, status, *, resource_version=None):
+    async def patch_status(self, namespace, name, status, *, resource_version, uid):
         if self.deleted:
             raise NotFound(404, "NotFound")
-        if self.conflict_next or (
-            resource_version and resource_version != self.body["metadata"]["resourceVersion"]
+        assert resource_version and uid, "every status write is conditional"
+        if (
+            self.conflict_next
+            or resource_version != self.body["metadata"]["resourceVersion"]
+            or uid != self.body["metadata"]["uid"]
         ):
             self.conflict_next = False
             raise Conflict(409, "Conflict")
-        self.journal.append(("patch", status.get("phase"), bool(resource_version)))
-        for key, value in status.items():
-            if value is None:
-                self.body["status"].pop(key, None)
-            else:
-                self.body["status"][key] = value
+        self.journal.append(("patch", status.get("phase")))
+        self.edit(status)
+        return copy.deepcopy(self.body)
+
+    def edit(self, status):
+        """A merge patch of the status, as the API applies it (also a person's `kubectl patch`)."""
+        self.body["status"] = merge_patch(self.body["status"], status)
         meta = self.body["metadata"]
         meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
-        return copy.deepcopy(self.body)
 
     def forget(self, kind, namespace, name):  # no cache to drop
         self.journal.append(("forget", kind, name))
@@ -94,6 +97,19 @@ class FakeCloud:
         return Job(job_id=job_id, job_type="rebuild", status=JobStatus.SUCCESS)
 
 
+def merge_patch(target, patch):
+    """RFC 7386, as the API server applies a status merge patch: objects merge key by key, null removes."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
 def make(journal, kube, cloud, **overrides):
     events: list = []
     settings = {
@@ -122,21 +138,21 @@ def fast_polls(monkeypatch):
     monkeypatch.setattr("ecs_reinstall.reconcile.poll_delay", lambda interval, rng=None: 0.01)
 
 
-async def test_the_intent_is_written_guarded_before_the_post_and_the_job_id_right_after():
+async def test_the_intent_is_written_before_the_post_and_the_job_id_right_after():
     journal: list = []
     kube = FakeKube(journal)
     deps, events = make(journal, kube, FakeCloud(journal))
     await run(deps, kube)
     assert journal == [
         ("get_server",),
-        ("patch", "Submitting", True),  # guarded by the resourceVersion read before
+        ("patch", "Submitting"),
         ("POST",),
-        ("patch", "Reinstalling", False),
+        ("patch", "Reinstalling"),
         ("get_job",),
-        ("patch", "Succeeded", False),
+        ("patch", "Succeeded"),
     ]
     assert events == ["Submitting", "Submitted", "Succeeded"]
-    assert deps.locks.holder(SERVER) is None  # released at the end
+    assert deps.ownership.holder(SERVER) is None  # a terminal status holds nothing
 
 
 async def test_a_conflict_on_the_intent_means_no_post():
@@ -146,7 +162,7 @@ async def test_a_conflict_on_the_intent_means_no_post():
     deps, _ = make(journal, kube, FakeCloud(journal))
     await run(deps, kube)
     assert journal.count(("POST",)) == 1  # only after re-reading, never on the stale view
-    assert journal.index(("patch", "Submitting", True)) < journal.index(("POST",))
+    assert journal.index(("patch", "Submitting")) < journal.index(("POST",))
 
 
 @pytest.mark.parametrize(
@@ -210,7 +226,7 @@ async def test_throttling_goes_back_to_pending_and_retries():
     await until(lambda: journal.count(("POST",)) >= 2, "a second POST after the 429")
     cloud.post_error = None
     await asyncio.wait_for(task, timeout=10)
-    assert ("patch", "Pending", False) in journal and kube.body["status"]["phase"] == "Succeeded"
+    assert ("patch", "Pending") in journal and kube.body["status"]["phase"] == "Succeeded"
     assert "failure" not in kube.body["status"]
 
 
@@ -220,7 +236,7 @@ async def test_a_deleted_resource_stops_its_runner_and_frees_the_server():
     kube.deleted = True
     deps, _ = make(journal, kube, FakeCloud(journal))
     await run(deps, kube)
-    assert deps.locks.holder(SERVER) is None and ("POST",) not in journal
+    assert deps.ownership.holder(SERVER) is None and ("POST",) not in journal
 
 
 async def test_the_supervisor_starts_one_runner_per_live_resource_and_stops_it_on_delete():
@@ -229,6 +245,7 @@ async def test_the_supervisor_starts_one_runner_per_live_resource_and_stops_it_o
     cloud = FakeCloud(journal)
     deps, _ = make(journal, kube, cloud)
     supervisor = Supervisor(deps)
+    await supervisor.lead()
     cloud.get_server = _blocking  # keep the runner busy
     supervisor.observe(None, kube.body)
     supervisor.observe("MODIFIED", kube.body)
@@ -238,6 +255,15 @@ async def test_the_supervisor_starts_one_runner_per_live_resource_and_stops_it_o
     assert supervisor.active == 0
     supervisor.observe(None, {**kube.body, "status": {"phase": "Succeeded"}})
     assert supervisor.active == 0  # nothing to do for a terminal resource
+
+
+def holding_body(uid: str, name: str, server: str = SERVER) -> dict:
+    """Another resource whose status holds `server`: its intent is written."""
+    return {
+        "metadata": {"namespace": "ns", "name": name, "uid": uid, "resourceVersion": "5"},
+        "spec": {"serverId": server},
+        "status": {"phase": "Submitting", "attempt": {"id": "other-attempt"}},
+    }
 
 
 async def until(predicate, what: str, timeout: float = 5.0) -> None:
@@ -269,6 +295,7 @@ async def test_a_crashed_runner_is_restarted_later():
 
     cloud.get_server = broken_once
     supervisor = Supervisor(deps)
+    await supervisor.lead()
     supervisor.observe(None, copy.deepcopy(kube.body))
     await until(lambda: kube.body["status"].get("phase") == "Succeeded", "Succeeded after the restart")
     assert kube.body["status"]["phase"] == "Succeeded" and journal.count(("POST",)) == 1
@@ -281,7 +308,7 @@ async def test_a_resource_waiting_for_its_server_holds_no_concurrency_slot():
     deps, _ = make(
         journal, kube, FakeCloud(journal), max_concurrency=1, retry_base_seconds=30, retry_max_seconds=60
     )
-    deps.locks.try_claim(SERVER, Holder("other-uid", "ns", "first"))
+    deps.ownership.observe(holding_body("other-uid", "first"))
     waiting = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
     await until(lambda: kube.body["status"].get("waitingFor") == "EcsReinstall ns/first", "the wait")
     other_journal: list = []
@@ -295,3 +322,245 @@ async def test_a_resource_waiting_for_its_server_holds_no_concurrency_slot():
     finally:
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
+
+
+# --- compare-and-swap, monotonic status, ghosts, credentials ------------------------------------------------------
+
+
+class ConflictAfterPost(FakeCloud):
+    """Someone else (a label edit, a second process) moves the resource while the POST is in flight."""
+
+    def __init__(self, journal, kube):
+        super().__init__(journal)
+        self.kube = kube
+
+    async def reinstall(self, target, server_id, body, *, cloud_init=True) -> str:
+        job_id = await super().reinstall(target, server_id, body, cloud_init=cloud_init)
+        self.kube.edit({})  # a new resourceVersion: the job-ID write decided from the old one conflicts
+        return job_id
+
+
+async def test_a_conflict_on_the_job_id_write_keeps_the_job_id_and_never_posts_again():
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(journal, kube, ConflictAfterPost(journal, kube))
+    await run(deps, kube)
+    assert journal.count(("POST",)) == 1
+    assert journal.count(("patch", "Reinstalling")) == 1  # written once re-read, from the fresh version
+    assert kube.body["status"]["jobId"] == "job-1" and kube.body["status"]["phase"] == "Succeeded"
+
+
+async def test_every_write_names_the_version_and_uid_it_was_decided_from():
+    journal: list = []
+    kube = FakeKube(journal)
+    seen = []
+    original = kube.patch_status
+
+    async def spy(namespace, name, status, *, resource_version, uid):
+        seen.append((resource_version, uid))
+        return await original(namespace, name, status, resource_version=resource_version, uid=uid)
+
+    kube.patch_status = spy
+    deps, _ = make(journal, kube, FakeCloud(journal))
+    await run(deps, kube)
+    assert seen == [("1", "u1"), ("2", "u1"), ("3", "u1")]
+
+
+async def test_a_resource_re_created_under_the_same_name_never_gets_the_old_ones_writes():
+    journal: list = []
+    kube = FakeKube(
+        journal, status={"phase": "Reinstalling", "jobId": "job-1", "submittedAt": "2026-05-01T12:00:00Z"}
+    )
+    cloud = FakeCloud(journal)
+    deps, _ = make(journal, kube, cloud)
+    old_body = copy.deepcopy(kube.body)
+    kube.body["metadata"]["uid"] = "u2"  # deleted and re-created: same name, another object
+    kube.body["status"] = {}
+    await asyncio.wait_for(Runner(deps, old_body).run(), timeout=10)
+    assert kube.body["status"] == {}  # the new object was never written by the old runner
+    assert ("POST",) not in journal
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"phase": "Pending"},  # kubectl patch --subresource=status -p '{"status":{"phase":"Pending"}}'
+        {"phase": "Pending", "message": None, "conditions": None},
+    ],
+)
+async def test_a_status_set_back_to_pending_by_hand_mid_job_is_restored_and_never_resubmitted(edit):
+    journal: list = []
+    status = {
+        "phase": "Reinstalling",
+        "jobId": "job-1",
+        "submittedAt": "2026-05-01T12:00:00Z",
+        "attempt": {"id": "a1", "startedAt": "2026-05-01T11:59:59.000Z"},
+    }
+    kube = FakeKube(journal, status=copy.deepcopy(status))
+    kube.edit(edit)
+    deps, events = make(journal, kube, FakeCloud(journal))
+    await run(deps, kube)
+    assert ("POST",) not in journal and ("get_server",) not in journal
+    assert journal[0] == ("patch", "Reinstalling")  # put back first, with the facts it had
+    assert events[0] == "StatusRegressed"
+    assert kube.body["status"]["phase"] == "Succeeded"
+
+
+async def test_a_status_whose_request_facts_were_removed_by_hand_gets_them_back():
+    """The facts are gone from the status; the process remembers them from what it saw (the watch)."""
+    journal: list = []
+    status = {
+        "phase": "Reinstalling",
+        "jobId": "job-1",
+        "submittedAt": "2026-05-01T12:00:00Z",
+        "attempt": {"id": "a1", "startedAt": "2026-05-01T11:59:59.000Z"},
+    }
+    kube = FakeKube(journal, status=copy.deepcopy(status))
+    deps, events = make(journal, kube, FakeCloud(journal))
+    deps.note(copy.deepcopy(kube.body))  # seen on the watch before the edit
+    kube.edit({"phase": "Pending", "jobId": None, "attempt": None, "submittedAt": None})
+    deps.note(copy.deepcopy(kube.body))
+    await run(deps, kube)
+    assert ("POST",) not in journal
+    assert events[0] == "StatusRegressed" and kube.body["status"]["jobId"] == "job-1"
+    assert kube.body["status"]["phase"] == "Succeeded"
+
+
+async def test_a_resource_deleted_mid_post_is_followed_as_a_ghost_and_holds_its_server_until_the_job_ends():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+    job_done = asyncio.Event()
+    polls = []
+
+    async def post_then_delete(target, server_id, body, *, cloud_init=True):
+        journal.append(("POST",))
+        kube.deleted = True  # deleted while the POST is in flight
+        return "job-1"
+
+    async def slow_job(target, job_id):
+        polls.append(job_id)
+        status = JobStatus.SUCCESS if job_done.is_set() else JobStatus.RUNNING
+        return Job(job_id=job_id, job_type="rebuild", status=status)
+
+    cloud.reinstall, cloud.get_job = post_then_delete, slow_job
+    deps, events = make(journal, kube, cloud)
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    await until(lambda: len(polls) >= 2, "the ghost to poll the job")
+    assert deps.ownership.holder(SERVER).how == "deleted"  # nobody else may reinstall the server meanwhile
+    job_done.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert deps.ownership.holder(SERVER) is None
+    assert "DeletedWhileReinstalling" in events and events[-1] == "DeletedReinstallEnded"
+    assert journal.count(("POST",)) == 1
+
+
+class RotatedCredentials(FakeCloud):
+    """The cloud accepts only the keys the Secret holds now; the runner's cached target goes stale."""
+
+    def __init__(self, journal, kube):
+        super().__init__(journal)
+        self.kube = kube
+        self.valid = b"AK0000000000"
+        self.rotate = True
+
+    def _check(self, target):
+        if target.credentials.access_key.encode() != self.valid:
+            raise TerminalError(operation="get_job", http_status=401, code="APIGW.0301", message="bad key")
+
+    async def get_server(self, target, server_id):
+        self._check(target)
+        return await super().get_server(target, server_id)
+
+    async def reinstall(self, target, server_id, body, *, cloud_init=True):
+        self._check(target)
+        return await super().reinstall(target, server_id, body, cloud_init=cloud_init)
+
+    async def get_job(self, target, job_id):
+        self._check(target)
+        self.journal.append(("get_job",))
+        if self.rotate:  # rotate once the job runs
+            self.rotate = False
+            self.valid = b"AK1111111111"
+            raise TerminalError(operation="get_job", http_status=401, code="APIGW.0301", message="bad key")
+        return Job(job_id=job_id, job_type="rebuild", status=JobStatus.SUCCESS)
+
+
+async def test_credentials_rotated_mid_job_are_read_again_after_a_401():
+    journal: list = []
+    kube = FakeKube(journal)
+    reads = []
+    secret = {"accessKey": b"AK0000000000", "secretKey": b"sk", "projectId": b"0" * 32}
+
+    async def read_secret(namespace, name):
+        if name == "pw":
+            return {"password": b"Reinstall!2026pw"}
+        reads.append(name)
+        return dict(secret)
+
+    kube.read_secret = read_secret
+    cloud = RotatedCredentials(journal, kube)
+    deps, _ = make(journal, kube, cloud)
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    await until(lambda: cloud.valid == b"AK1111111111", "the rotation")
+    secret["accessKey"] = b"AK1111111111"  # the user updates the Secret
+    await asyncio.wait_for(task, timeout=5)
+    assert kube.body["status"]["phase"] == "Succeeded" and journal.count(("POST",)) == 1
+    assert ("forget", "Secret", "creds") in journal and len(reads) >= 2
+
+
+async def test_refused_credentials_before_submission_wait_for_the_secret_to_be_fixed():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = RotatedCredentials(journal, kube)
+    cloud.valid, cloud.rotate = b"AK-not-yet", False
+    deps, _ = make(journal, kube, cloud)
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    await until(lambda: kube.body["status"].get("waitingFor"), "the wait")
+    status = kube.body["status"]
+    assert status["phase"] == "Pending" and ("POST",) not in journal
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidCredentials"
+    assert 'Secret "creds"' in status["message"] and "APIGW.0301" in status["message"]
+    cloud.valid = b"AK0000000000"  # fixed outside the resource
+    await asyncio.wait_for(task, timeout=5)
+    assert kube.body["status"]["phase"] == "Succeeded" and journal.count(("POST",)) == 1
+
+
+async def test_an_unknown_outcome_is_probed_until_the_deadline_then_fails_without_resending():
+    journal: list = []
+    attempt = {
+        "id": "a",
+        "startedAt": "2026-05-01T10:00:00.000Z",
+        "serverUpdatedBefore": "2026-05-01T09:00:00Z",
+    }
+    kube = FakeKube(journal, status={"phase": "Submitting", "attempt": attempt})
+    cloud = FakeCloud(journal)
+
+    async def unreachable(target, server_id):
+        journal.append(("get_server",))
+        raise AmbiguousError(operation="get_server", http_status=None)
+
+    cloud.get_server = unreachable
+    deps, _ = make(journal, kube, cloud)
+    deps.now = lambda: datetime(2026, 5, 1, 12, 0, tzinfo=UTC)  # two hours after the attempt began
+    await run(deps, kube)
+    status = kube.body["status"]
+    assert status["phase"] == "Failed" and status["failure"]["code"] == "OutcomeUnknown"
+    assert ("POST",) not in journal
+
+
+async def test_a_standby_starts_no_runner_and_stepping_down_stops_them_all():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+    cloud.get_server = _blocking
+    deps, _ = make(journal, kube, cloud)
+    supervisor = Supervisor(deps)
+    supervisor.observe(None, copy.deepcopy(kube.body))
+    assert supervisor.active == 0  # not leading: watch only
+    await supervisor.lead()
+    supervisor.observe("MODIFIED", copy.deepcopy(kube.body))
+    assert supervisor.active == 1
+    supervisor.step_down()
+    await until(lambda: supervisor.active == 0, "every runner to stop")

@@ -56,3 +56,106 @@ def test_a_settle_time_under_twice_the_request_timeout_is_warned_about():
     (warning,) = settings.warnings(settings.Settings(outcome_settle_seconds=4, request_timeout=5))
     assert "outcome settle time (4s)" in warning and "request timeout (5s)" in warning
     assert "--outcome-settle-seconds" in warning
+
+
+def test_leader_election_defaults():
+    s = parse([])
+    assert s.leader_election is True
+    assert (
+        s.leader_election_lease_seconds,
+        s.leader_election_renew_deadline_seconds,
+        s.leader_election_retry_period_seconds,
+    ) == (15.0, 10.0, 2.0)
+    assert s.leader_election_lease_name == "ecs-reinstall-operator"
+    assert s.pod_name is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("true", True),
+        ("False", False),
+        ("1", True),
+        ("0", False),
+        ("YES", True),
+        ("no", False),
+        (" true ", True),
+    ],
+)
+def test_leader_election_is_a_real_boolean(text, expected):
+    assert parse(["--leader-election", text]).leader_election is expected
+    assert parse([], {"ECS_REINSTALL_LEADER_ELECTION": text}).leader_election is expected
+    assert parse([f"--leader-election={text}"]).leader_election is expected
+
+
+@pytest.mark.parametrize("text", ["maybe", "off", "2", "tru"])
+def test_leader_election_refuses_what_is_not_a_boolean(text):
+    with pytest.raises(ValueError) as exc:
+        parse([], {"ECS_REINSTALL_LEADER_ELECTION": text})
+    assert str(exc.value) == f"ECS_REINSTALL_LEADER_ELECTION={text!r} is not a valid boolean (true or false)"
+
+
+def test_leader_election_settings_from_flags_and_env():
+    s = parse(
+        ["--leader-election-lease-seconds", "30", "--leader-election-lease-name", "ops.lease"],
+        {
+            "ECS_REINSTALL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "20",
+            "ECS_REINSTALL_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "4",
+            "ECS_REINSTALL_POD_NAME": "ecs-reinstall-operator-7d9c5-x2x4q",
+        },
+    )
+    assert (
+        s.leader_election_lease_seconds,
+        s.leader_election_renew_deadline_seconds,
+        s.leader_election_retry_period_seconds,
+    ) == (30.0, 20.0, 4.0)
+    assert s.leader_election_lease_name == "ops.lease"
+    assert s.pod_name == "ecs-reinstall-operator-7d9c5-x2x4q"
+    assert parse(["--pod-name", "flag"], {"ECS_REINSTALL_POD_NAME": "env"}).pod_name == "flag"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--leader-election-renew-deadline-seconds", "15"],
+            "--leader-election-renew-deadline-seconds (15) must be less than --leader-election-lease-seconds (15)",
+        ),
+        (
+            ["--leader-election-lease-seconds", "8"],
+            "--leader-election-renew-deadline-seconds (10) must be less than --leader-election-lease-seconds (8)",
+        ),
+        (
+            ["--leader-election-retry-period-seconds", "10"],
+            "--leader-election-retry-period-seconds (10) must be less than "
+            "--leader-election-renew-deadline-seconds (10)",
+        ),
+        (["--leader-election-retry-period-seconds", "0"], "must be > 0"),
+        (["--leader-election-lease-seconds", "nan"], "must be > 0"),
+        (
+            ["--leader-election-lease-seconds", "x"],
+            "--leader-election-lease-seconds='x' is not a valid float",
+        ),
+        (["--leader-election-lease-name", "Ops_Lease"], "lease name 'Ops_Lease' is not an object name"),
+    ],
+)
+def test_leader_election_settings_are_checked(argv, message):
+    with pytest.raises(ValueError) as exc:
+        parse(argv)
+    assert message in str(exc.value)
+
+
+def test_leader_election_flag_is_in_help():
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    text = parser.format_help()
+    for flag in (
+        "--leader-election ",
+        "--leader-election-lease-seconds",
+        "--leader-election-renew-deadline-seconds",
+        "--leader-election-retry-period-seconds",
+        "--leader-election-lease-name",
+        "--pod-name",
+    ):
+        assert flag in text
+    assert "ECS_REINSTALL_LEADER_ELECTION]" in text and "ECS_REINSTALL_POD_NAME]" in text

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import threading
 
+import pytest
 from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 from .conftest import GROUP, PLURAL, VERSION, wait_until, widget
 
@@ -44,6 +46,44 @@ def test_patch_status_changes_status_only(api: client.ApiClient, namespace: str)
     assert replaced["status"] == {"phase": "Ready"}
     assert replaced["spec"]["size"] == 4
     assert replaced["metadata"]["generation"] == 2
+
+
+def test_a_conditional_status_patch_checks_the_resource_version_then_the_uid(
+    api: client.ApiClient, namespace: str
+) -> None:
+    """The operator's only write: a merge patch of /status with metadata.resourceVersion and metadata.uid. A stale
+    version is 409 Conflict; the apiserver checks it first and then validates the uid as immutable (422)."""
+    custom = client.CustomObjectsApi(api)
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("cas"))
+    meta = created["metadata"]
+    ok = custom.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        "cas",
+        {
+            "metadata": {"resourceVersion": meta["resourceVersion"], "uid": meta["uid"]},
+            "status": {"phase": "A"},
+        },
+    )
+    assert ok["status"] == {"phase": "Ready"}
+    stale = {
+        "metadata": {"resourceVersion": meta["resourceVersion"], "uid": meta["uid"]},
+        "status": {"phase": "B"},
+    }
+    with pytest.raises(ApiException) as conflict:
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "cas", stale)
+    assert conflict.value.status == 409
+    other_uid = {
+        "metadata": {"resourceVersion": ok["metadata"]["resourceVersion"], "uid": "not-" + meta["uid"]},
+        "status": {"phase": "Pending"},
+    }
+    with pytest.raises(ApiException) as invalid:
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "cas", other_uid)
+    assert invalid.value.status == 422 and "metadata.uid" in invalid.value.body
+    final = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "cas")
+    assert final["status"] == {"phase": "Ready"}
 
 
 def test_list_then_watch_from_the_list_resource_version(api: client.ApiClient, namespace: str) -> None:

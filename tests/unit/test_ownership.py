@@ -1,0 +1,119 @@
+"""Which resource holds which server, derived from persisted statuses: tables for `holds`, and the registry's rules
+(reservations, ghosts, stale views, a fresh LIST)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ecs_reinstall.ownership import Holder, Ownership, holds
+
+SERVER = "6e2f0c1a-0000-4000-8000-000000000001"
+
+
+def body(uid: str, status: dict | None, *, rv: int = 1, server: str = SERVER, created: str = "") -> dict:
+    return {
+        "metadata": {
+            "uid": uid,
+            "namespace": "ns",
+            "name": f"r-{uid}",
+            "resourceVersion": str(rv),
+            "creationTimestamp": created or f"2026-05-01T12:00:0{rv % 10}Z",
+        },
+        "spec": {"serverId": server},
+        "status": status,
+    }
+
+
+INTENT = {"phase": "Submitting", "attempt": {"id": "a"}}
+RUNNING = {"phase": "Reinstalling", "jobId": "j", "attempt": {"id": "a"}, "submittedAt": "t"}
+
+
+@pytest.mark.parametrize(
+    ("status", "held"),
+    [
+        (None, False),
+        ({"phase": "Pending"}, False),
+        ({"phase": "Pending", "waitingFor": "x"}, False),
+        (INTENT, True),
+        (RUNNING, True),
+        ({"phase": "Pending", "jobId": "j"}, True),  # moved back by hand: the job still runs
+        ({"phase": "Pending", "attempt": {"id": "a", "refused": True}}, False),  # provably not sent
+        ({"phase": "Pending", "unconfirmedAttempt": {"id": "a"}}, True),  # the cloud may process it late
+        ({**RUNNING, "phase": "Succeeded"}, False),
+        ({**RUNNING, "phase": "Failed"}, False),
+    ],
+)
+def test_holds(status, held):
+    assert holds(status) is held
+
+
+def test_the_holder_follows_the_newest_persisted_status():
+    own = Ownership()
+    own.observe(body("u1", INTENT, rv=2))
+    assert own.holder(SERVER).holder.uid == "u1"
+    assert own.holder(SERVER, other_than="u1") is None
+    own.observe(body("u1", {"phase": "Pending"}, rv=1))  # a late, older event changes nothing
+    assert own.holder(SERVER).holder.uid == "u1"
+    own.observe(body("u1", {**RUNNING, "phase": "Succeeded"}, rv=3))
+    assert own.holder(SERVER) is None
+
+
+def test_a_reservation_excludes_others_until_the_block_ends_and_the_status_takes_over():
+    own = Ownership()
+    me, other = Holder("u1", "ns", "a"), Holder("u2", "ns", "b")
+    with own.reserve(SERVER, me) as blocked:
+        assert blocked is None
+        with own.reserve(SERVER, other) as blocked_other:
+            assert blocked_other.holder == me and blocked_other.how == "reserved"
+        own.observe(body("u1", INTENT, rv=2))  # the intent is written inside the block
+    assert own.holder(SERVER, other_than="u2").how == "persisted"
+
+
+def test_a_resource_deleted_while_holding_stays_a_ghost_until_settled():
+    own = Ownership()
+    own.observe(body("u1", RUNNING))
+    ghost = own.deleted("u1")
+    assert ghost is not None and own.holder(SERVER).how == "deleted"
+    assert [b["metadata"]["uid"] for b in own.ghosts()] == ["u1"]
+    own.observe(body("u1", RUNNING, rv=9))  # nothing more is learnt of a deleted resource
+    own.settled("u1")
+    assert own.holder(SERVER) is None and own.ghosts() == []
+
+
+def test_a_resource_deleted_without_a_request_holds_nothing():
+    own = Ownership()
+    own.observe(body("u1", {"phase": "Pending"}))
+    assert own.deleted("u1") is None and own.holder(SERVER) is None
+
+
+def test_a_fresh_list_drops_what_vanished_and_keeps_what_is_newer_than_the_list():
+    own = Ownership()
+    own.observe(body("gone-idle", {"phase": "Pending"}, rv=3, server="s-1"))
+    own.observe(body("gone-holding", RUNNING, rv=4, server="s-2"))
+    own.observe(body("created-after", INTENT, rv=12, server="s-3"))  # seen on the watch after the LIST
+    own.observe(body("listed", INTENT, rv=5, server="s-4"))
+    ghosts = own.replace_all([body("listed", INTENT, rv=5, server="s-4")], listed_at=10)
+    assert [g["metadata"]["uid"] for g in ghosts] == ["gone-holding"]
+    assert own.holder("s-1") is None
+    assert own.holder("s-2").how == "deleted"
+    assert own.holder("s-3").holder.uid == "created-after"
+    assert own.holder("s-4").holder.uid == "listed"
+
+
+def test_two_holders_by_a_hand_edit_answer_the_oldest():
+    own = Ownership()
+    own.observe(body("young", INTENT, rv=5, created="2026-05-02T00:00:00Z"))
+    own.observe(body("old", RUNNING, rv=6, created="2026-05-01T00:00:00Z"))
+    assert own.holder(SERVER).holder.uid == "old"
+    assert own.holder(SERVER, other_than="old").holder.uid == "young"
+
+
+async def test_waiters_wake_when_a_hold_ends():
+    own = Ownership()
+    own.observe(body("u1", RUNNING, rv=1))
+    waiter = asyncio.create_task(own.wait_released(SERVER, 5))
+    await asyncio.sleep(0)
+    own.observe(body("u1", {**RUNNING, "phase": "Succeeded"}, rv=2))
+    await asyncio.wait_for(waiter, 1)

@@ -64,13 +64,13 @@ def test_a_conditional_status_patch_checks_the_resource_version_then_the_uid(
         "cas",
         {
             "metadata": {"resourceVersion": meta["resourceVersion"], "uid": meta["uid"]},
-            "status": {"phase": "A"},
+            "status": {"phase": "Ready"},
         },
     )
     assert ok["status"] == {"phase": "Ready"}
     stale = {
         "metadata": {"resourceVersion": meta["resourceVersion"], "uid": meta["uid"]},
-        "status": {"phase": "B"},
+        "status": {"phase": "Failed"},
     }
     with pytest.raises(ApiException) as conflict:
         custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "cas", stale)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import kopf
+from kopf._core.engines import posting
 
 from . import __version__
 from . import reconcile as rc
@@ -27,6 +29,54 @@ def post_event(body: Mapping, event: rc.Event) -> None:
     kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
 
 
+class KopfEvents:
+    """`post_event` for runners wherever they were started. kopf's poster takes Events from a queue that kopf names
+    only in the context of its per-object workers (context variables set while it processes a watch event), which
+    runners started by the watch inherit. Runners started by `Supervisor.lead` (from the startup handler, or from
+    the leader election task) run outside it: their Events go through the queue learnt from the first watch event
+    (`learn`, called by the track handler) and wait for it, in order, if none has come yet (it comes: the watch
+    lists every resource those runners serve)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._sink: tuple[asyncio.AbstractEventLoop, object] | None = None
+        self._pending: list[tuple[Mapping, rc.Event]] = []
+        self._limit = limit
+
+    def learn(self) -> None:
+        """Called in kopf's per-object context: remembers kopf's Event queue, and posts what waited for it."""
+        if self._sink is not None:
+            return
+        loop, queue = posting.event_queue_loop_var.get(None), posting.event_queue_var.get(None)
+        if loop is None or queue is None:
+            return
+        self._sink = (loop, queue)
+        pending, self._pending = self._pending, []
+        for body, event in pending:
+            self(body, event)
+
+    def __call__(self, body: Mapping, event: rc.Event) -> None:
+        if posting.event_queue_var.get(None) is not None:
+            post_event(body, event)
+        elif self._sink is not None:
+            loop, queue = self._sink
+
+            def post() -> None:
+                posting.event_queue_loop_var.set(loop)
+                posting.event_queue_var.set(queue)  # type: ignore[arg-type]
+                post_event(body, event)
+
+            contextvars.copy_context().run(post)
+        elif len(self._pending) < self._limit:
+            self._pending.append((body, event))
+        else:
+            log.warning("dropped Event %s for %s: kopf's poster is not known yet", event.reason, _ref(body))
+
+
+def _ref(body: Mapping) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
 @dataclass
 class App:
     settings: Settings
@@ -35,6 +85,7 @@ class App:
     metrics: Metrics
     supervisor: Supervisor
     elector: LeaderElector | None = None  # None: leader election off, this process leads from the start
+    events: KopfEvents = field(default_factory=KopfEvents)
     _electing: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     async def lead(self, on_lost: Callable[[str], None]) -> None:
@@ -87,8 +138,9 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         ),
         observer=metrics,
     )
+    events = KopfEvents()
     supervisor = Supervisor(
-        Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=post_event),
+        Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=events),
         list_all=lambda: kube.list_reinstalls_at(settings.namespaces),
     )
     # What every resource records, before any runner starts (a standby keeps it current from the watch); this
@@ -107,7 +159,13 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
             metrics=metrics,
         )
     return App(
-        settings=settings, kube=kube, cloud=cloud, metrics=metrics, supervisor=supervisor, elector=elector
+        settings=settings,
+        kube=kube,
+        cloud=cloud,
+        metrics=metrics,
+        supervisor=supervisor,
+        elector=elector,
+        events=events,
     )
 
 

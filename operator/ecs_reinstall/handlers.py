@@ -73,6 +73,7 @@ async def stop(memo: kopf.Memo, **_: object) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="track")
 async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
+    memo.app.events.learn()  # kopf's Event queue, for runners started outside a watch event (see app.KopfEvents)
     memo.app.supervisor.observe(event.get("type"), event["object"])
 
 

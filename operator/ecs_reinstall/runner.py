@@ -40,6 +40,8 @@ from .settings import Settings
 logger = logging.getLogger("ecs_reinstall.runner")
 
 EventPoster = Callable[[Mapping, rc.Event], None]
+# How often the leader compares the whole list of resources with what the watch told (see Supervisor.resync).
+RESYNC_SECONDS = 120.0
 # Status codes with which the cloud refuses the caller's credentials or permissions (AK/SK, token, IAM policy).
 AUTH_STATUSES = frozenset({401, 403})
 
@@ -624,6 +626,7 @@ class Supervisor:
         # uid -> newest resourceVersion seen or written: under load kopf delivers events seconds late, and a late
         # event must never restart a runner that has already moved the resource further (or finished it).
         self._newest: dict[str, int] = {}
+        self._resyncing: asyncio.Task | None = None
 
     def prime(self, bodies: list[Mapping]) -> None:
         """Before any runner starts: learn which servers are held and what requests were made."""
@@ -712,15 +715,19 @@ class Supervisor:
 
     async def lead(self) -> None:
         """This process leads from now on: runners start for what the watch brings, and for every unfinished
-        resource of a fresh LIST (the watch may lag; what was deleted meanwhile must not hold a server, and what
-        was deleted holding one is followed as a ghost)."""
+        resource of a fresh LIST; the LIST is taken again every `RESYNC_SECONDS` while leading."""
         self.leading = True
-        bodies: list[Mapping] = []
-        listed_at = 0
-        if self._list_all is not None:
-            bodies, listed_at = await until_available(  # type: ignore[misc]
-                self._list_all, what="listing EcsReinstalls to lead", log=logger
-            )
+        await self.resync()
+        if self.leading and self._list_all is not None and self._resyncing is None:
+            self._resyncing = asyncio.create_task(self._resync_forever(), name="resync")
+
+    async def resync(self) -> None:
+        """A fresh LIST against what the watch has told: the watch may lag, and a resource deleted unseen (between
+        the start-up LIST and the watch, say) must not hold its server forever; one deleted while holding its
+        server is followed as a ghost. Unfinished resources without a runner get one."""
+        if self._list_all is None:
+            return
+        bodies, listed_at = await until_available(self._list_all, what="listing EcsReinstalls", log=logger)
         if not self.leading:
             return  # stepped down while listing
         for body in bodies:
@@ -735,9 +742,20 @@ class Supervisor:
             if body["metadata"]["uid"] not in self._runners:
                 self._start_ghost(body)
 
+    async def _resync_forever(self) -> None:
+        while self.leading:
+            await asyncio.sleep(RESYNC_SECONDS)
+            try:
+                await self.resync()
+            except KubeError as exc:  # forbidden, or another answer that may pass: try again next time
+                logger.warning("resync failed (%s); trying again in %ss", exc, RESYNC_SECONDS)
+
     def step_down(self) -> None:
         """Stops every runner at once (leadership lost): nothing more is written or sent by this process."""
         self.leading = False
+        if self._resyncing is not None:
+            self._resyncing.cancel()
+            self._resyncing = None
         for _, task in list(self._runners.values()):
             task.cancel()
 
@@ -746,7 +764,7 @@ class Supervisor:
         return len(self._runners)
 
     async def stop(self) -> None:
-        self.leading = False
+        self.step_down()
         tasks = [task for _, task in self._runners.values()]
         for task in tasks:
             task.cancel()

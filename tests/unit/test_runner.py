@@ -564,3 +564,24 @@ async def test_a_standby_starts_no_runner_and_stepping_down_stops_them_all():
     assert supervisor.active == 1
     supervisor.step_down()
     await until(lambda: supervisor.active == 0, "every runner to stop")
+
+
+async def test_a_holder_deleted_unseen_is_followed_as_a_ghost_from_the_next_list_and_then_frees_the_server():
+    """The start-up view knew a resource that held its server; it was deleted before the watch could say so."""
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, events = make(journal, kube, FakeCloud(journal))
+    gone = holding_body("gone-uid", "gone")
+    gone["spec"] = copy.deepcopy(kube.body["spec"])
+    gone["status"] = {"phase": "Reinstalling", "jobId": "job-9", "submittedAt": "t", "attempt": {"id": "x"}}
+
+    async def list_all():
+        return [], 100  # a LIST at resourceVersion 100 no longer has it
+
+    supervisor = Supervisor(deps, list_all=list_all)
+    supervisor.prime([gone])
+    assert deps.ownership.holder(SERVER).holder.name == "gone"
+    await supervisor.lead()
+    await until(lambda: deps.ownership.holder(SERVER) is None, "the ghost to follow the job to its end")
+    assert ("get_job",) in journal and events[-1] == "DeletedReinstallEnded"
+    supervisor.step_down()

@@ -108,9 +108,8 @@ class LeaderElector:
         self._clock = clock
         self._duration = max(1, math.ceil(lease_seconds))  # leaseDurationSeconds is a whole number
         self._lease: dict | None = None  # the newest Lease read or written
-        self._observed_spec: dict | None = (
-            None  # the holder's record as last seen, and since when (our clock)
-        )
+        # The holder's record as last seen, and since when (our clock).
+        self._observed_spec: dict | None = None
         self._observed_at = 0.0
         self._renewed_at = 0.0  # our clock at the start of the last successful acquire or renewal
         self._leader = False

@@ -54,7 +54,8 @@ class Parts:
     metrics: Metrics = field(default_factory=Metrics)
 
     def supervisor(self) -> Supervisor:
-        return Supervisor(
+        """A supervisor that leads (as after `lead()`, without its LIST)."""
+        supervisor = Supervisor(
             Deps(
                 settings=self.settings,
                 kube=self.kube,
@@ -63,6 +64,8 @@ class Parts:
                 post_event=lambda _body, event: self.events.append(event),
             )
         )
+        supervisor.leading = True
+        return supervisor
 
     async def finished_job(self) -> str:
         """A reinstall the cloud accepted and has already finished (SUCCESS)."""

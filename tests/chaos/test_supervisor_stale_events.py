@@ -31,7 +31,7 @@ async def test_a_late_event_after_the_runner_finished_starts_nothing(parts: Part
         supervisor.observe("MODIFIED", reinstalling)  # the late event of the earlier write
 
         assert supervisor.active == 0, "a stale event started a new runner for a finished resource"
-        assert supervisor.deps.locks.holder(SERVER_ID) is None
+        assert supervisor.deps.ownership.holder(SERVER_ID) is None
         current = await parts.get()
         assert current["status"]["phase"] == "Succeeded"
         assert current["status"]["jobId"] == job_id
@@ -69,6 +69,7 @@ async def test_a_late_event_in_the_moment_the_runner_ends_starts_nothing(parts: 
             post_event=post_event,
         )
     )
+    supervisor.leading = True  # as after `lead()`, without its LIST
     try:
         supervisor.observe("MODIFIED", reinstalling)
         await wait_for(lambda: len(events) >= 1 and supervisor.active == 0, "the runner finished")

@@ -1,5 +1,6 @@
 """The Helm chart, with the real helm: `lint --strict` and `template` over a matrix of values, the schema's
-rejections, and what every render must hold (restricted Pod Security, one replica, the contract's settings)."""
+rejections, and what every render must hold (restricted Pod Security, never two working operators: replicas only
+with leader election, the contract's settings)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ from deploy_support import (
 )
 
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
+LEASE_NAME = DEFAULT_RELEASE  # the release's full name
+# Leader election: exactly the Lease verbs the elector uses, on its own Lease (create cannot name it), in the
+# operator's namespace.
+LEASE_GRANTS = {
+    Grant(DEFAULT_NAMESPACE, "coordination.k8s.io", "leases", "create"),
+    Grant(DEFAULT_NAMESPACE, "coordination.k8s.io", "leases", "get", LEASE_NAME),
+    Grant(DEFAULT_NAMESPACE, "coordination.k8s.io", "leases", "update", LEASE_NAME),
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,13 @@ MATRIX = [
     Case("service-monitor-api-not-asked", {}, (SERVICE_MONITOR_API,)),
     Case("no-metrics-service", {"metrics": {"service": {"enabled": False}}}, (SERVICE_MONITOR_API,)),
     Case("custom-image", {"image": {"repository": "registry.example.com/ops/ecs", "tag": "1.2.3-rc.1"}}),
+    Case("one-replica", {"replicaCount": 1}),
+    Case("three-replicas", {"replicaCount": 3}),
+    Case("leader-election-off", {"replicaCount": 1, "leaderElection": {"enabled": False}}),
+    Case(
+        "namespaced-leader-election-off",
+        {"replicaCount": 1, "leaderElection": {"enabled": False}, "watchNamespaces": ["team-a"]},
+    ),
     Case(
         "all-settings",
         {
@@ -60,6 +76,12 @@ MATRIX = [
             "maxConcurrency": 7,
             "logFormat": "text",
             "logLevel": "DEBUG",
+            "leaderElection": {
+                "enabled": True,
+                "leaseSeconds": 30,
+                "renewDeadlineSeconds": 20.5,
+                "retryPeriodSeconds": 0.5,
+            },
             "metrics": {"port": 9090},
             "health": {"port": 9091},
             "extraEnv": [{"name": "TZ", "value": "UTC"}],
@@ -120,16 +142,44 @@ def test_lint_strict(helm: Helm, case: Case, tmp_path: Path) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
+def assert_one_working_operator(docs: list[dict[str, Any]]) -> None:
+    """Several replicas only with leader election (a RollingUpdate starts the new Pod as a standby, a
+    PodDisruptionBudget keeps one Pod through drains); without it, one replica that Recreate never doubles."""
+    deployment = only(docs, "Deployment")
+    replicas = deployment["spec"]["replicas"]
+    env = env_of(deployment)
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    if env["ECS_REINSTALL_LEADER_ELECTION"] == "true":
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        }
+        assert env["ECS_REINSTALL_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME"]
+    else:
+        assert replicas == 1
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+        assert not any(e.startswith("ECS_REINSTALL_LEADER_ELECTION_") for e in env)
+    if replicas > 1:
+        (pdb,) = pdbs
+        assert pdb["apiVersion"] == "policy/v1"
+        assert pdb["spec"] == {"minAvailable": 1, "selector": deployment["spec"]["selector"]}
+    else:
+        assert not pdbs
+
+
 @pytest.mark.parametrize("case", MATRIX, ids=lambda c: c.id)
-def test_every_render_is_a_restricted_single_operator(helm: Helm, case: Case, tmp_path: Path) -> None:
+def test_every_render_is_restricted_and_never_runs_two_operators(
+    helm: Helm, case: Case, tmp_path: Path
+) -> None:
     docs = render(helm, case, tmp_path)
     for doc in docs:
         assert doc.get("apiVersion") and doc.get("kind") and doc["metadata"].get("name"), doc
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
             assert doc["metadata"]["namespace"] == DEFAULT_NAMESPACE, doc["kind"]
     deployment = only(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == case.values.get("replicaCount", 2)
+    assert_one_working_operator(docs)
     assert_restricted_pod_security(deployment)
     operator = container(deployment)
     assert operator["args"] == ["run"]
@@ -157,12 +207,28 @@ def test_every_render_is_a_restricted_single_operator(helm: Helm, case: Case, tm
 def test_defaults(helm: Helm, tmp_path: Path) -> None:
     docs = helm.render()
     assert sorted(d["kind"] for d in docs) == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
     )
     deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
     assert container(deployment)["image"] == f"ecs-reinstall-operator:{chart_meta()['appVersion']}"
     assert env_of(deployment) == {
         "ECS_REINSTALL_OPERATOR_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "ECS_REINSTALL_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "ECS_REINSTALL_LEADER_ELECTION": "true",
+        "ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME": LEASE_NAME,
+        "ECS_REINSTALL_LEADER_ELECTION_LEASE_SECONDS": "15",
+        "ECS_REINSTALL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "10",
+        "ECS_REINSTALL_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "2",
         "ECS_REINSTALL_QPS": "10",
         "ECS_REINSTALL_BURST": "20",
         "ECS_REINSTALL_MAX_CONCURRENCY": "100",
@@ -190,6 +256,11 @@ def test_all_settings_reach_the_container(helm: Helm, tmp_path: Path) -> None:
     )
     assert (env["ECS_REINSTALL_LOG_FORMAT"], env["ECS_REINSTALL_LOG_LEVEL"]) == ("text", "DEBUG")
     assert (env["ECS_REINSTALL_METRICS_PORT"], env["ECS_REINSTALL_HEALTH_PORT"]) == ("9090", "9091")
+    assert (
+        env["ECS_REINSTALL_LEADER_ELECTION_LEASE_SECONDS"],
+        env["ECS_REINSTALL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS"],
+        env["ECS_REINSTALL_LEADER_ELECTION_RETRY_PERIOD_SECONDS"],
+    ) == ("30", "20.5", "0.5")
     assert env["TZ"] == "UTC"
     assert "ECS_REINSTALL_WATCH_NAMESPACES" not in env
     pod = deployment["spec"]["template"]
@@ -246,12 +317,12 @@ def test_service_monitor_only_when_asked_and_served(
         assert monitor["spec"]["namespaceSelector"] == {"matchNames": [DEFAULT_NAMESPACE]}
 
 
-def test_clusterwide_rbac_is_one_cluster_role(helm: Helm) -> None:
+def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm) -> None:
     docs = helm.render()
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [DEFAULT_NAMESPACE]
     grants = service_account_grants(docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
-    assert all(g.namespace == "" for g in grants)
-    assert {(g.group, g.resource, g.verb) for g in grants} == {
+    assert {g for g in grants if g.namespace} == LEASE_GRANTS
+    assert {(g.group, g.resource, g.verb) for g in grants if not g.namespace} == {
         ("ecs.reinstall.dev", "ecsreinstalls", "get"),
         ("ecs.reinstall.dev", "ecsreinstalls", "list"),
         ("ecs.reinstall.dev", "ecsreinstalls", "watch"),
@@ -276,9 +347,10 @@ def test_namespaced_rbac_is_a_role_per_watched_namespace(helm: Helm, tmp_path: P
     assert {(g.resource, g.verb) for g in per_namespace["team-a"]} == {
         (g.resource, g.verb) for g in per_namespace["team-b"]
     }
-    # In its own namespace, which it does not serve, the operator reads exactly one Secret: the default credentials.
+    # In its own namespace, which it does not serve, the operator reads exactly one Secret, the default
+    # credentials, and keeps its Lease.
     own = {g for g in grants if g.namespace == DEFAULT_NAMESPACE}
-    assert own == {Grant(DEFAULT_NAMESPACE, "", "secrets", "get", "hwc")}
+    assert own == {Grant(DEFAULT_NAMESPACE, "", "secrets", "get", "hwc")} | LEASE_GRANTS
     assert env_of(only(docs, "Deployment"))["ECS_REINSTALL_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
@@ -287,8 +359,10 @@ def test_namespaced_rbac_serving_its_own_namespace_needs_no_extra_secret_role(
 ) -> None:
     values = {"watchNamespaces": [DEFAULT_NAMESPACE], "credentials": {"existingSecret": "hwc"}}
     docs = helm.render(values, tmp_path=tmp_path)
-    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [DEFAULT_NAMESPACE]
-    assert all(not rule.get("resourceNames") for r in by_kind(docs, "Role") for rule in r["rules"])
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    assert sorted(roles) == [DEFAULT_RELEASE, f"{DEFAULT_RELEASE}-leader-election"]
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {DEFAULT_NAMESPACE}
+    assert all(not rule.get("resourceNames") for rule in roles[DEFAULT_RELEASE]["rules"])
 
 
 def test_secrets_and_configmaps_are_only_ever_read_by_name(helm: Helm, tmp_path: Path) -> None:
@@ -333,7 +407,12 @@ def test_cluster_scoped_names_include_the_release_namespace(helm: Helm) -> None:
         ({"qps": "10"}, "/qps"),
         ({"burst": 0}, "/burst"),
         ({"maxConcurrency": 1.5}, "/maxConcurrency"),
-        ({"replicaCount": 2}, "replicaCount"),
+        ({"replicaCount": 0}, "/replicaCount"),
+        ({"replicaCount": 1.5}, "/replicaCount"),
+        ({"leaderElection": {"enabled": "yes"}}, "/leaderElection/enabled"),
+        ({"leaderElection": {"leaseSeconds": 0}}, "/leaderElection/leaseSeconds"),
+        ({"leaderElection": {"retryPeriodSeconds": "2s"}}, "/leaderElection/retryPeriodSeconds"),
+        ({"leaderElection": {"leaseName": "mine"}}, "leaseName"),
         ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"credentials": {"existingSecret": "hwc", "accessKey": "AK"}}, "accessKey"),
         ({"credentials": {"existingSecret": "Not A Name"}}, "/credentials/existingSecret"),
@@ -355,6 +434,51 @@ def test_schema_rejects_bad_values(helm: Helm, tmp_path: Path, values: dict[str,
     assert result.returncode != 0, f"{values} was accepted"
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"leaderElection": {"enabled": False}}, "replicaCount above 1 needs leaderElection.enabled"),
+        (
+            {"leaderElection": {"renewDeadlineSeconds": 15}},
+            "leaderElection.renewDeadlineSeconds must be less than leaderElection.leaseSeconds",
+        ),
+        (
+            {"leaderElection": {"retryPeriodSeconds": 10}},
+            "leaderElection.retryPeriodSeconds must be less than leaderElection.renewDeadlineSeconds",
+        ),
+    ],
+)
+def test_leader_election_values_the_schema_cannot_check(
+    helm: Helm, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    result = helm.template(values, tmp_path=tmp_path, check=False)
+    assert result.returncode != 0, f"{values} was accepted"
+    assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a"], [DEFAULT_NAMESPACE]], ids=["clusterwide", "other", "own"])
+def test_leader_election_grants_exactly_the_lease_verbs_in_the_own_namespace(
+    helm: Helm, tmp_path: Path, watch: list[str]
+) -> None:
+    docs = helm.render({"watchNamespaces": watch}, tmp_path=tmp_path)
+    grants = service_account_grants(docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
+    assert {g for g in grants if g.resource == "leases"} == LEASE_GRANTS
+    assert not any(g.group == "coordination.k8s.io" for g in grants - LEASE_GRANTS)
+    off = {"watchNamespaces": watch, "replicaCount": 1, "leaderElection": {"enabled": False}}
+    grants_off = service_account_grants(
+        helm.render(off, tmp_path=tmp_path), DEFAULT_NAMESPACE, DEFAULT_RELEASE
+    )
+    assert grants_off == grants - LEASE_GRANTS
+
+
+def test_each_release_has_its_own_lease(helm: Helm, tmp_path: Path) -> None:
+    docs = helm.render(release="team-a-ops")
+    lease = env_of(only(docs, "Deployment"))["ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME"]
+    assert lease == "team-a-ops-ecs-reinstall-operator"
+    grants = service_account_grants(docs, DEFAULT_NAMESPACE, "team-a-ops-ecs-reinstall-operator")
+    assert {g.resource_name for g in grants if g.resource == "leases"} == {"", lease}
 
 
 def chart_meta() -> dict[str, Any]:

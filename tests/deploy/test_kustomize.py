@@ -40,8 +40,11 @@ def test_renders_every_object(kustomized: list[dict[str, Any]]) -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "Deployment",
+            "PodDisruptionBudget",
             "Service",
         ]
     )
@@ -101,6 +104,34 @@ def test_same_deployment_as_the_chart_default(
     kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]
 ) -> None:
     assert comparable_pod(kustomized) == comparable_pod(chart_default)
+
+
+def test_same_disruption_budget_as_the_chart_default(
+    kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]
+) -> None:
+    ours, chart = only(kustomized, "PodDisruptionBudget"), only(chart_default, "PodDisruptionBudget")
+    assert ours["metadata"]["name"] == chart["metadata"]["name"]
+    assert (
+        ours["spec"]
+        == chart["spec"]
+        == {
+            "minAvailable": 1,
+            "selector": only(kustomized, "Deployment")["spec"]["selector"],
+        }
+    )
+
+
+def test_two_replicas_with_leader_election(kustomized: list[dict[str, Any]]) -> None:
+    deployment = only(kustomized, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    env = effective_env(kustomized)
+    assert env["ECS_REINSTALL_LEADER_ELECTION"] == "true"
+    assert env["ECS_REINSTALL_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    lease_roles = [r for r in by_kind(kustomized, "Role") if "leases" in str(r["rules"])]
+    assert [r["metadata"]["namespace"] for r in lease_roles] == [DEFAULT_NAMESPACE]
+    names = {n for rule in lease_roles[0]["rules"] for n in rule.get("resourceNames", [])}
+    assert names == {env["ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME"]}
 
 
 def test_same_metrics_service(kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]) -> None:

@@ -8,7 +8,9 @@ For each RBAC mode (cluster-wide; two watched namespaces) one scenario:
 3. the operator starts as the image does: ENTRYPOINT `ecs-reinstall-operator` + the container's `args`, with the
    container's environment (the downward-API namespace resolved) plus KUBECONFIG, since outside a pod there is no
    in-cluster service account;
-4. in the cluster-wide scenario one status write meets an injected 409 Conflict, so the operator re-reads;
+4. in the cluster-wide scenario one status write meets an injected 409 Conflict, so the operator re-reads; in
+   both, the operator first takes the leader Lease (as the chart's replicas do), renews it, and releases it when
+   stopped;
 5. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
    operator's API calls: every one must be allowed by the rendered RBAC for the operator's ServiceAccount, and
    every grant of the chart must be used by some call (here or in the e2e suite's recording).
@@ -48,6 +50,7 @@ from deploy_support import (
 
 OPERATOR_NAMESPACE = "ecs-reinstall-system"
 RELEASE = "ecs-reinstall-operator"
+POD_NAME = f"{RELEASE}-5f7c9d8b4-q2x7z"  # what the downward API would give the operator's Pod
 TEAM_NAMESPACES = ("team-a", "team-b")
 DEFAULT_CREDENTIALS = "hwc-credentials"
 ACCESS_KEY = "DEPLOYTESTAK00000001"
@@ -78,6 +81,9 @@ class Scenario:
     kubectl_wait_output: str = ""
     operator_exit_code: int | None = None
     operator_log: str = ""
+    lease_name: str = ""
+    lease_while_running: dict[str, Any] = field(default_factory=dict)
+    lease_after_stop: dict[str, Any] = field(default_factory=dict)
 
     @property
     def grants(self) -> set[Grant]:
@@ -175,6 +181,8 @@ def container_environment(deployment: Mapping[str, Any], namespace: str) -> dict
             env[entry["name"]] = entry["value"]
         elif entry.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.namespace"}}:
             env[entry["name"]] = namespace
+        elif entry.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.name"}}:
+            env[entry["name"]] = POD_NAME
         else:
             raise AssertionError(f"the test cannot resolve env {entry}")
     return env
@@ -258,6 +266,8 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
             "logFormat": "text",
             "metrics": {"port": free_port()},
             "health": {"port": free_port()},
+            # Renewals every 0.5 s, so that the scenario sees some (the defaults: every 2 s).
+            "leaderElection": {"retryPeriodSeconds": 0.5},
         }
         if mode == "namespaced":
             values["watchNamespaces"] = list(TEAM_NAMESPACES)
@@ -287,8 +297,13 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
         own_reads: RequestCounts = Counter()
         deployment = only(docs, "Deployment")
         operator = container(deployment)
+        container_env = container_environment(deployment, OPERATOR_NAMESPACE)
+        scenario.lease_name = container_env["ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME"]
+        lease_path = (
+            f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/{scenario.lease_name}"
+        )
         env = {
-            **container_environment(deployment, OPERATOR_NAMESPACE),
+            **container_env,
             "KUBECONFIG": str(kubeconfig),
             "HOME": str(work),
             "PATH": f"{entrypoint_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -315,6 +330,8 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
                     if phases <= {"Succeeded", "Failed"}:
                         break
                     time.sleep(0.5)
+                scenario.lease_while_running = kube.get(lease_path).raise_for_status().json()
+                own_reads[ApiCall("get", "coordination.k8s.io", "leases", "", OPERATOR_NAMESPACE)] += 1
             health_port, metrics_port = values["health"]["port"], values["metrics"]["port"]
             scenario.liveness_status = httpx.get(
                 f"http://127.0.0.1:{health_port}/healthz", timeout=10
@@ -326,6 +343,8 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
             scenario.operator_exit_code = stop_process(proc)
             log_file.flush()
             scenario.operator_log = log_path.read_text()
+        with httpx.Client(base_url=kube_url, headers=kubeconfig_auth(kubeconfig), timeout=10) as kube:
+            scenario.lease_after_stop = kube.get(lease_path).raise_for_status().json()
         # Real kubectl agrees (after the recording, so its reads are not counted as the operator's).
         wait = [
             "wait",
@@ -395,14 +414,23 @@ def test_operator_stops_cleanly_on_sigterm(scenarios: dict[str, Scenario], mode:
     assert scenarios[mode].operator_exit_code == 0, log_tail(scenarios[mode])
 
 
-def with_secret_name(call: ApiCall, operator_namespace: str, credentials_secret: str) -> ApiCall:
+def with_secret_name(
+    call: ApiCall, operator_namespace: str, credentials_secret: str, lease_name: str = ""
+) -> ApiCall:
     """The request log has no object names. In the operator's own namespace the operator serves no resources,
     so the only Secret it reads there is the default credentials Secret (what the chart's resourceNames allows);
-    the scenarios put no other Secret there."""
+    the scenarios put no other Secret there. Likewise the only Lease it reads and writes is its own (a create
+    carries no name in RBAC terms)."""
     if (call.resource, call.namespace) == ("secrets", operator_namespace) and credentials_secret:
         return ApiCall(
             call.verb, call.group, call.resource, call.subresource, call.namespace, credentials_secret
         )
+    if (
+        (call.resource, call.namespace) == ("leases", operator_namespace)
+        and lease_name
+        and call.verb != "create"
+    ):
+        return ApiCall(call.verb, call.group, call.resource, call.subresource, call.namespace, lease_name)
     return call
 
 
@@ -410,7 +438,10 @@ def with_secret_name(call: ApiCall, operator_namespace: str, credentials_secret:
 def test_every_call_of_the_operator_is_granted(scenarios: dict[str, Scenario], mode: str) -> None:
     scenario = scenarios[mode]
     assert scenario.operator_calls, "no API calls recorded"
-    calls = {with_secret_name(c, OPERATOR_NAMESPACE, DEFAULT_CREDENTIALS) for c in scenario.operator_calls}
+    calls = {
+        with_secret_name(c, OPERATOR_NAMESPACE, DEFAULT_CREDENTIALS, scenario.lease_name)
+        for c in scenario.operator_calls
+    }
     denied = sorted(c for c in calls if not is_allowed(scenario.grants, c))
     assert not denied, f"the chart's RBAC ({mode}) would deny: {denied}"
 
@@ -456,7 +487,7 @@ def test_e2e_recording_is_granted(helm: Helm, tmp_path: Path) -> None:
     docs = helm.render(values, tmp_path=tmp_path, namespace=recording.operator_namespace)
     grants = service_account_grants(docs, recording.operator_namespace, RELEASE)
     calls = {
-        with_secret_name(c, recording.operator_namespace, recording.credentials_secret)
+        with_secret_name(c, recording.operator_namespace, recording.credentials_secret, RELEASE)
         for c in recording.calls
     }
     denied = sorted(c for c in calls if not is_allowed(grants, c))
@@ -481,3 +512,22 @@ def test_secrets_and_configmaps_are_only_read(scenarios: dict[str, Scenario]) ->
         if c.resource in ("secrets", "configmaps")
     }
     assert verbs == {"get"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_operator_leads_with_its_lease_and_releases_it_on_sigterm(
+    scenarios: dict[str, Scenario], mode: str
+) -> None:
+    scenario = scenarios[mode]
+    assert scenario.lease_name == RELEASE
+    running = scenario.lease_while_running["spec"]
+    assert running["holderIdentity"] == POD_NAME, log_tail(scenario)
+    assert running["leaseDurationSeconds"] == 15
+    assert running["renewTime"] > running["acquireTime"], "renewed while running"
+    assert f"acquired the leader lease {OPERATOR_NAMESPACE}/{RELEASE} as {POD_NAME}" in scenario.operator_log
+    released = scenario.lease_after_stop["spec"]
+    assert released["holderIdentity"] == "" and released["leaseDurationSeconds"] == 1, (
+        "a standby may take over"
+    )
+    assert {c.verb for c in scenario.operator_calls if c.resource == "leases"} == {"get", "create", "update"}
+    assert {c.namespace for c in scenario.operator_calls if c.resource == "leases"} == {OPERATOR_NAMESPACE}

@@ -616,3 +616,53 @@ async def test_kube_lease_calls(server) -> None:
     ]
     assert [s["type"] for s in seen[1:]] == ["application/json"] * 3
     assert seen[2]["body"] == lease
+
+
+# --- the process ---------------------------------------------------------------------------------------------
+
+
+def test_main_exits_non_zero_with_one_clear_line_when_the_lease_is_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ecs_reinstall import __main__ as entry
+    from ecs_reinstall.leader import LeadershipLost
+
+    async def lost(settings: object, **_: object) -> None:
+        raise LeadershipLost("lost the leader lease ops/ecs-reinstall-operator (holder identity pod-1)")
+
+    monkeypatch.setattr(entry, "run_operator", lost)
+    monkeypatch.setattr(entry, "configure_logging", lambda settings: None)
+    caplog.set_level("INFO")
+    assert entry.main(["run"]) == 1
+    (line,) = [r for r in caplog.records if "standby" in r.getMessage()]
+    assert line.levelname == "ERROR"
+    assert line.getMessage() == (
+        "lost the leader lease ops/ecs-reinstall-operator (holder identity pod-1); "
+        "exiting so that the Pod restarts as a standby"
+    )
+
+
+async def test_the_stop_flag_relay_takes_every_kind_of_flag() -> None:
+    import concurrent.futures
+    import threading
+
+    from ecs_reinstall.__main__ import _relay_flag
+
+    loop = asyncio.get_running_loop()
+    for make, raise_ in [
+        (asyncio.Event, lambda f: f.set()),
+        (loop.create_future, lambda f: f.set_result(None)),
+        (threading.Event, lambda f: f.set()),
+        (concurrent.futures.Future, lambda f: f.set_result(None)),
+    ]:
+        flag = make()
+        stop = loop.create_future()
+        relay = asyncio.create_task(_relay_flag(flag, stop))
+        await asyncio.sleep(0.01)
+        assert not stop.done()
+        raise_(flag)
+        await asyncio.wait_for(relay, 2)
+        assert stop.done(), make
+    stop = loop.create_future()
+    await _relay_flag(None, stop)  # no flag: nothing to relay
+    assert not stop.done()

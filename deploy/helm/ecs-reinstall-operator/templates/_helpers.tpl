@@ -85,3 +85,22 @@ recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_
   verbs: ["create"]
 {{- end }}
 
+
+{{/* The leader election Lease, in the release namespace: one per release, so releases never share a leader. */}}
+{{- define "ecs-reinstall-operator.leaseName" -}}
+{{- include "ecs-reinstall-operator.fullname" . }}
+{{- end }}
+
+{{/* Leader election settings that the schema cannot check: fail the render with the reason. */}}
+{{- define "ecs-reinstall-operator.checkLeaderElection" -}}
+{{- $le := .Values.leaderElection }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $le.enabled) }}
+{{- fail "replicaCount above 1 needs leaderElection.enabled: without it every replica would run reinstalls" }}
+{{- end }}
+{{- if and $le.enabled (not (lt (float64 $le.renewDeadlineSeconds) (float64 $le.leaseSeconds))) }}
+{{- fail "leaderElection.renewDeadlineSeconds must be less than leaderElection.leaseSeconds" }}
+{{- end }}
+{{- if and $le.enabled (not (lt (float64 $le.retryPeriodSeconds) (float64 $le.renewDeadlineSeconds))) }}
+{{- fail "leaderElection.retryPeriodSeconds must be less than leaderElection.renewDeadlineSeconds" }}
+{{- end }}
+{{- end }}

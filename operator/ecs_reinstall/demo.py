@@ -183,6 +183,8 @@ def main(timeout: float = 120.0) -> int:
                 str(health_port),
                 "--qps",
                 "50",
+                "--leader-election",
+                "false",  # one process: nothing to elect
             ],
             stdout=stack.enter_context(open(operator_log, "w")),
             stderr=subprocess.STDOUT,

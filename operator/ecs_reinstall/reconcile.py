@@ -208,9 +208,13 @@ def regression(status: Mapping | None, known: Mapping | None) -> dict | None:
     if phase is not None and phase.is_terminal:
         return None
     restored: dict = {}
-    known_id = ((known or {}).get("attempt") or {}).get("id")
+    known = known or {}
+    known_id = (known.get("attempt") or {}).get("id")
     if known_id and str(known_id) not in _referenced_ids(status):
-        restored = {k: v for k, v in (known or {}).items() if k in FACTS and status.get(k) is None}
+        restored = {k: v for k, v in known.items() if k in FACTS and status.get(k) is None}
+    elif known_id and (status.get("attempt") or {}).get("id") == known_id:
+        # the attempt is still named, but its answer was removed (a job ID nulled by hand)
+        restored = {k: known[k] for k in ("jobId", "submittedAt") if k in known and status.get(k) is None}
     effective = {**status, **restored}
     implied = implied_phase(effective)
     behind = _PHASE_RANK.get(phase or Phase.PENDING, 0) < _PHASE_RANK[implied]

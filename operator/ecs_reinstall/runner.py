@@ -21,6 +21,7 @@ import copy
 import logging
 import random
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ logger = logging.getLogger("ecs_reinstall.runner")
 EventPoster = Callable[[Mapping, rc.Event], None]
 # How often the leader compares the whole list of resources with what the watch told (see Supervisor.resync).
 RESYNC_SECONDS = 120.0
+TOMBSTONES = 10_000
 # Status codes with which the cloud refuses the caller's credentials or permissions (AK/SK, token, IAM policy).
 AUTH_STATUSES = frozenset({401, 403})
 
@@ -120,6 +122,7 @@ class Learnt:
     attempt_id: str
     transition: Callable[[rc.Context, Mapping], rc.Transition]
     what: str
+    accepted: bool = False  # the cloud accepted it: the job ID must be written
 
 
 class Runner:
@@ -172,6 +175,7 @@ class Runner:
         return self.body.get("status") or {}
 
     async def run(self) -> None:
+        cancelled = False
         try:
             while not (is_deleting(self.body) and not self.ghost):
                 basis = self.body
@@ -201,8 +205,11 @@ class Runner:
                     await asyncio.sleep(transition.delay)
         except Gone:
             self.log.info("resource deleted; stopping")
+        except asyncio.CancelledError:
+            cancelled = True  # stepping down or stopping: a ghost's outcome is not known then
+            raise
         finally:
-            if self.ghost:
+            if self.ghost and not cancelled:
                 self._ghost_ended()
 
     def _ghost_ended(self) -> None:
@@ -222,11 +229,11 @@ class Runner:
         learnt, self._learnt = self._learnt, None
         attempt = rc.live_attempt(status)
         if learnt is not None:
-            if (
-                attempt is not None
-                and attempt.get("id") == learnt.attempt_id
-                and not status.get("submittedAt")
-            ):
+            same = attempt is not None and attempt.get("id") == learnt.attempt_id
+            # An accepted job ID is written as long as none is (another process may have written that the
+            # request was taken, without the ID); any other answer only while nothing is known of the request.
+            unanswered = not status.get("jobId") if learnt.accepted else not status.get("submittedAt")
+            if same and unanswered:
                 self._learnt = learnt  # kept until written
                 return learnt.transition(ctx, status)
             if not (attempt is not None and attempt.get("id") == learnt.attempt_id):
@@ -352,6 +359,8 @@ class Runner:
             attempt = rc.new_attempt(uuid.uuid4().hex, server, spec_model.api_version(spec), ctx.now)
             if not await self._apply(rc.on_intent(ctx, status, attempt, spec.server_id), basis):
                 return None  # someone wrote in between (another operator instance?): decide again, never POST
+            if self.ghost:
+                return None  # deleted meanwhile: a deleted resource never sends a request
         self.log.info(
             "submitting the reinstall of server %s with the credentials of %s",
             spec.server_id,
@@ -419,14 +428,20 @@ class Runner:
             status,
             f"the cloud accepted the request as job {job_id}",
             lambda ctx, status: rc.on_submitted(ctx, status, job_id),
+            accepted=True,
         )
 
     def _learn(
-        self, status: Mapping, what: str, transition: Callable[[rc.Context, Mapping], rc.Transition]
+        self,
+        status: Mapping,
+        what: str,
+        transition: Callable[[rc.Context, Mapping], rc.Transition],
+        *,
+        accepted: bool = False,
     ) -> rc.Transition:
         """The transition for what the cloud answered about the attempt in `status`, remembered until it is
         written: a conflict on the write must not lose a job ID (see `_repair`)."""
-        self._learnt = Learnt(str(status["attempt"]["id"]), transition, what)
+        self._learnt = Learnt(str(status["attempt"]["id"]), transition, what, accepted)
         return transition(self._context(self._spec_or_none(self.body)), status)
 
     def _credentials_refused(
@@ -561,7 +576,7 @@ class Runner:
                     log=self.log,
                 )
             except NotFound:
-                if holds(basis.get("status")) or self._learnt is not None:
+                if self._learnt is not None or rc.next_step(basis.get("status")) != rc.Step.PREPARE:
                     # deleted while a request of ours may run: the supervisor's DELETED event may not be here
                     # yet; follow the request to its end
                     self.become_ghost()
@@ -570,6 +585,12 @@ class Runner:
                 raise Gone() from None
             except Conflict:
                 self.log.info("the resource changed since it was read; deciding again")
+                await self._reload()
+                return False
+            except KubeError as exc:  # forbidden, invalid...: keep what was learnt, try again later
+                delay = self._backoff()
+                self.log.error("writing the status failed (%s); deciding again in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
                 await self._reload()
                 return False
             self._learnt = None
@@ -627,6 +648,9 @@ class Supervisor:
         # event must never restart a runner that has already moved the resource further (or finished it).
         self._newest: dict[str, int] = {}
         self._resyncing: asyncio.Task | None = None
+        # uids seen deleted (the newest few thousand): a LIST answer or a watch event older than the deletion
+        # must never bring one back to life.
+        self._tombstones: OrderedDict[str, None] = OrderedDict()
 
     def prime(self, bodies: list[Mapping]) -> None:
         """Before any runner starts: learn which servers are held and what requests were made."""
@@ -636,7 +660,7 @@ class Supervisor:
     def _note(self, body: Mapping) -> bool:
         """Records a version if it is the newest seen; False if it is stale."""
         uid = (body.get("metadata") or {}).get("uid")
-        if not uid:
+        if not uid or uid in self._tombstones:
             return False
         entry = self._runners.get(uid)
         # What the runner wrote counts too, even when it has just ended and its done-callback has not run yet.
@@ -671,6 +695,9 @@ class Supervisor:
         if is_deleting(body) and self._note(body) and entry is not None:
             entry[0].observe(body)
         self._newest.pop(uid, None)
+        self._tombstones[uid] = None
+        if len(self._tombstones) > TOMBSTONES:
+            self._tombstones.popitem(last=False)
         ghost_body = self.deps.ownership.deleted(uid)
         self.deps.forget(uid)
         running = entry is not None and not entry[1].done()
@@ -730,9 +757,12 @@ class Supervisor:
         bodies, listed_at = await until_available(self._list_all, what="listing EcsReinstalls", log=logger)
         if not self.leading:
             return  # stepped down while listing
-        for body in bodies:
-            self._note(body)
+        bodies = [body for body in bodies if self._note(body) or body["metadata"]["uid"] in self._newest]
         self.deps.ownership.replace_all(bodies, listed_at)
+        listed = {body["metadata"]["uid"] for body in bodies}
+        for uid, (runner, task) in list(self._runners.items()):
+            if uid not in listed and not runner.ghost and _rv(runner.body) <= listed_at:
+                task.cancel()  # its resource is gone and no request of it runs (else it would be a ghost)
         for body in bodies:
             uid = body["metadata"]["uid"]
             if uid not in self._runners and rc.next_step(body.get("status")) != rc.Step.DONE:

@@ -77,13 +77,25 @@ JOB = {"phase": "Reinstalling", "jobId": "j", "submittedAt": "t", "attempt": {"i
         ),
         ({}, rc.remember(None, JOB), {k: JOB[k] for k in ("jobId", "submittedAt", "attempt")}),
         ({**JOB, "phase": "Succeeded"}, None, None),  # terminal: nothing to restore
-        ({"phase": "Pending", "attempt": {"id": "a", "refused": True}}, rc.remember(None, JOB), None),
+        (
+            {"phase": "Pending", "attempt": {"id": "a", "refused": True}},
+            rc.remember(None, {"attempt": {"id": "a"}}),
+            None,
+        ),
+        # refused by hand after the cloud accepted it: a known job ID wins over the mark
+        (
+            {"phase": "Pending", "attempt": {"id": "a", "refused": True}},
+            rc.remember(None, JOB),
+            {"jobId": "j", "submittedAt": "t"},
+        ),
         (
             {"phase": "Pending", "unconfirmedAttempt": {"id": "a"}},
             rc.remember(None, JOB),
             None,
         ),  # judged not taken
         ({"phase": "Pending"}, None, None),  # nothing known, nothing to say
+        ({**JOB, "jobId": None}, rc.remember(None, JOB), {"jobId": "j"}),  # the answer alone removed
+        ({**JOB, "submittedAt": None}, rc.remember(None, JOB), {"submittedAt": "t"}),
     ],
 )
 def test_regression(status, known, restored):

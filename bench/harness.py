@@ -8,8 +8,10 @@ Everything talks HTTP over loopback. The operator runs exactly as it runs in pro
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -378,6 +380,26 @@ class KubeEmulator:
     def list_reinstalls(self) -> list[dict]:
         return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
 
+    def get_reinstall(self, name: str, namespace: str = NAMESPACE) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def delete_reinstall(self, name: str, namespace: str = NAMESPACE) -> None:
+        """`kubectl delete`: by name, no precondition (the resource has no finalizer: it is gone at once)."""
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def patch_reinstall_status(self, name: str, patch: Mapping, namespace: str = NAMESPACE) -> dict:
+        """`kubectl patch --subresource=status --type=merge`: a merge patch on /status, blind (no
+        resourceVersion), as a person edits a status by hand."""
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, dict(patch),
+            field_manager="kubectl-patch", _content_type="application/merge-patch+json",
+        )  # fmt: skip
+
+    def lease_holders(self, namespace: str = OPERATOR_NAMESPACE) -> dict[str, str]:
+        """Lease name -> spec.holderIdentity of every coordination.k8s.io/v1 Lease in `namespace`."""
+        leases = kubernetes.client.CoordinationV1Api(self.api).list_namespaced_lease(namespace).items
+        return {lease.metadata.name: (lease.spec.holder_identity or "") for lease in leases}
+
     def events(self) -> list[dict]:
         items = self.core.list_event_for_all_namespaces().items
         return [self.api.sanitize_for_serialization(e) for e in items]  # type: ignore[union-attr]
@@ -399,21 +421,36 @@ def reinstall_body(name: str, server_id: str, poll_interval: int, **extra: Any) 
     }
 
 
-def create_all(kube: KubeEmulator, bodies: list[dict], threads: int = 16) -> dict[str, float]:
-    """Creates every resource from a thread pool; returns name -> wall time the API confirmed its creation."""
+def create_one(kube: KubeEmulator, body: Mapping) -> str:
+    """Creates one resource, retrying what a fault rule may inject; returns its uid."""
+    name = body["metadata"]["name"]
+    for attempt in range(20):
+        try:
+            created = kube.custom.create_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, dict(body)
+            )
+            return created["metadata"]["uid"]
+        except ApiException as exc:  # a fault rule may hit the bench's own writes in the chaos run
+            if exc.status == 409 and attempt:
+                # A previous attempt did create it (its answer was lost): that object is ours.
+                return kube.get_reinstall(name)["metadata"]["uid"]
+            if exc.status not in (409, 429, 500, 503) or attempt == 19:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def create_all(
+    kube: KubeEmulator, bodies: list[dict], threads: int = 16, *, uids: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Creates every resource from a thread pool; returns name -> wall time the API confirmed its creation
+    (and fills `uids`, name -> uid, when given)."""
     created: dict[str, float] = {}
 
     def create(body: dict) -> None:
-        for attempt in range(20):
-            try:
-                kube.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
-                break
-            except ApiException as exc:  # a fault rule may hit the bench's own writes in the chaos run
-                if exc.status == 409 and attempt:
-                    break  # a previous attempt did create it
-                if exc.status not in (409, 429, 500, 503) or attempt == 19:
-                    raise
-                time.sleep(0.2)
+        uid = create_one(kube, body)
+        if uids is not None:
+            uids[body["metadata"]["name"]] = uid
         created[body["metadata"]["name"]] = time.time()
 
     with ThreadPoolExecutor(threads) as pool:
@@ -430,6 +467,7 @@ class ResourceTimes:
     terminal: float | None = None  # the first time the phase was Succeeded or Failed
     phase: str | None = None
     job_id: str | None = None
+    uid: str | None = None  # the object these times are of (a re-created object starts afresh)
 
 
 def _submitted(status: Mapping) -> bool:
@@ -443,11 +481,15 @@ def _submitted(status: Mapping) -> bool:
 class ResourceWatch:
     """A kubernetes-client watch on every EcsReinstall in a daemon thread: when each was first seen Submitted and
     terminal (wall time of the event's arrival in this process). It re-lists and re-watches when the stream ends
-    or fails, so injected faults cannot make it miss a transition for good."""
+    or fails, so injected faults cannot make it miss a transition for good. An object deleted is forgotten; one
+    re-created under the same name (a new uid) starts afresh. `status_changes` keeps the arrival time of every
+    change of a status seen (a write by whoever made it)."""
 
     def __init__(self, kube: KubeEmulator):
         self.kube = kube
         self.times: dict[str, ResourceTimes] = {}
+        self.status_changes: list[float] = []
+        self._statuses: dict[str, Any] = {}
         self.events = 0
         self.restarts = 0
         self._lock = threading.Lock()
@@ -465,9 +507,15 @@ class ResourceWatch:
 
     def _observe(self, obj: Mapping, now: float) -> None:
         name = obj["metadata"]["name"]
+        uid = obj["metadata"].get("uid")
         status = obj.get("status") or {}
         with self._lock:
-            times = self.times.setdefault(name, ResourceTimes())
+            times = self.times.get(name)
+            if times is None or times.uid != uid:
+                times = self.times[name] = ResourceTimes(uid=uid)
+            elif status != self._statuses.get(name):
+                self.status_changes.append(now)
+            self._statuses[name] = status
             if times.submitted is None and _submitted(status):
                 times.submitted = now
                 times.job_id = status.get("jobId") or None
@@ -475,6 +523,14 @@ class ResourceWatch:
             times.phase = phase
             if phase in ("Succeeded", "Failed") and times.terminal is None:
                 times.terminal = now
+
+    def _forget(self, obj: Mapping) -> None:
+        name = obj["metadata"]["name"]
+        with self._lock:
+            times = self.times.get(name)
+            if times is not None and times.uid == obj["metadata"].get("uid"):
+                del self.times[name]
+                self._statuses.pop(name, None)
 
     def _loop(self) -> None:
         custom = self.kube.custom
@@ -484,6 +540,11 @@ class ResourceWatch:
                 now = time.time()
                 for item in listing["items"]:
                     self._observe(item, now)
+                listed = {item["metadata"]["name"] for item in listing["items"]}
+                with self._lock:  # deleted while the watch was down
+                    for name in set(self.times) - listed:
+                        del self.times[name]
+                        self._statuses.pop(name, None)
                 self._started.set()
                 stream = kubernetes.watch.Watch().stream(
                     custom.list_cluster_custom_object,
@@ -500,6 +561,8 @@ class ResourceWatch:
                     self.events += 1
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._observe(event["object"], time.time())
+                    elif event["type"] == "DELETED":
+                        self._forget(event["object"])
             except Exception:
                 self.restarts += 1
                 time.sleep(0.2)
@@ -514,14 +577,30 @@ class ResourceWatch:
         with self._lock:
             return sum(1 for t in self.times.values() if predicate(t))
 
+    def first_status_change_after(self, moment: float) -> float | None:
+        """The arrival time of the first status change seen after `moment` (None: none yet)."""
+        with self._lock:
+            index = bisect.bisect_right(self.status_changes, moment)
+            return self.status_changes[index] if index < len(self.status_changes) else None
+
 
 # --- the operator --------------------------------------------------------------------------------------------
 
 
 class Operator:
-    """`python -m ecs_reinstall run` against both emulators; each (re)start appends to the same log file."""
+    """`python -m ecs_reinstall run` against both emulators; each (re)start appends to the same log file,
+    `<name>.log` (several operator processes side by side get distinct names)."""
 
-    def __init__(self, workdir: Path, kube: KubeEmulator, ecs_url: str, *, args: Mapping[str, Any]):
+    def __init__(
+        self,
+        workdir: Path,
+        kube: KubeEmulator,
+        ecs_url: str,
+        *,
+        args: Mapping[str, Any],
+        name: str = "operator",
+    ):
+        self.name = name
         self.metrics_port = free_port()
         self.health_port = free_port()
         options = {
@@ -538,13 +617,17 @@ class Operator:
         for key, value in options.items():
             argv += [f"--{key}", str(value)]
         self.argv = argv
-        self.log = workdir / "operator.log"
-        self.daemon = Daemon("operator", argv, self.log)
+        self.log = workdir / f"{name}.log"
+        self.daemon = Daemon(name, argv, self.log)
         self.starts = 0
+        self.started_at = 0.0  # wall time of the last start
+        self._log_offset = 0  # where the last start's output begins in the log
 
     def start(self, wait: bool = True, timeout: float = 60) -> int:
+        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         self.daemon.start()
         self.starts += 1
+        self.started_at = time.time()
         if wait:
             self.wait_healthy(timeout)
         return self.daemon.pid
@@ -571,6 +654,34 @@ class Operator:
 
     def stop(self) -> int | None:
         return self.daemon.stop()
+
+    def alive(self) -> bool:
+        return self.daemon.alive()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.daemon.proc.returncode if self.daemon.proc is not None else None
+
+    def last_run_log(self) -> str:
+        """What the process wrote since its last start."""
+        with open(self.log, "rb") as f:
+            f.seek(self._log_offset)
+            return f.read().decode(errors="replace")
+
+
+_RUN_FLAGS: set[str] | None = None
+
+
+def operator_run_flags() -> set[str]:
+    """The flags `python -m ecs_reinstall run` accepts (from its --help), to pass newer ones only when known."""
+    global _RUN_FLAGS
+    if _RUN_FLAGS is None:
+        out = subprocess.run(
+            [PYTHON, "-m", "ecs_reinstall", "run", "--help"],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        ).stdout  # fmt: skip
+        _RUN_FLAGS = set(re.findall(r"--[a-z][a-z0-9-]*", out))
+    return _RUN_FLAGS
 
 
 def parse_metrics(text: str, prefix: str = "ecs_reinstall_") -> dict[str, float]:

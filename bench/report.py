@@ -342,16 +342,29 @@ def write_bench_report(result: Mapping, directory: Path, name: str) -> Path:
 
 def plot_chaos_timeline(result: Mapping, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    n = result["config"]["n"]
+    n = sum(result["expected"].values())
     for key, label in (("submitted", "Submitted (first seen)"), ("terminal", "terminal (first seen)")):
         times = result["timeline"][key]
         ax.step(times, range(1, len(times) + 1), where="post", label=label)
-    for i, kill in enumerate(result["kills"]):
+    for i, window in enumerate(result.get("second_operator_windows", [])):
+        ax.axvspan(
+            window["from_s"], window["to_s"], color="orange", alpha=0.15,
+            label="second operator running" if i == 0 else None,
+        )  # fmt: skip
+    kills = result["kills"]
+    for i, kill in enumerate(k for k in kills if k.get("stage", "writers") == "writers"):
         ax.axvline(kill["at_s"], color="red", linewidth=0.7, alpha=0.6, label="SIGKILL" if i == 0 else None)
+    for i, kill in enumerate(k for k in kills if k.get("stage") == "election"):
+        ax.axvline(
+            kill["at_s"], color="purple", linewidth=1.2, alpha=0.8, label="leader SIGKILL" if i == 0 else None
+        )
+    marks = [("regressions", "v", "status set back to Pending"), ("recreates", "x", "deleted and re-created")]
+    for key, marker, label in marks:
+        at = [e["at_s"] for e in result.get(key, []) if "resource" in e]
+        if at:
+            ax.plot(at, [n * 0.03] * len(at), linestyle="none", marker=marker, color="black", label=label)
     ax.axhline(n, color="grey", linestyle=":", linewidth=0.8)
-    ax.set(
-        title=f"Chaos run: {n} resources, {len(result['kills'])} kills", xlabel="seconds", ylabel="resources"
-    )
+    ax.set(title=f"Chaos run: {n} resources, {len(kills)} kills", xlabel="seconds", ylabel="resources")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -364,19 +377,47 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     violations = result["violations"]
     timeline_png = f"{name}-timeline.png"
     plot_chaos_timeline(result, directory / timeline_png)
+    kills = result["kills"]
+    writer_kills = [k for k in kills if k.get("stage", "writers") == "writers"]
+    windows = result.get("second_operator_windows", [])
+    regressions = [r for r in result.get("regressions", []) if "resource" in r]
+    recreates = [r for r in result.get("recreates", []) if "resource" in r]
+    takeovers = result.get("takeovers") or {}
+    exits = result.get("exits") or {}
     lines = [
         "# Chaos run",
         "",
-        f"Measured {result.get('measured_at', '?')} on this machine, {result['wall_s']} s in all. "
-        f"{cfg['n']} EcsReinstall resources created in {cfg['waves']} waves; the operator SIGKILLed "
-        f"{len(result['kills'])} times (after {cfg['run_between_kills'][0]:g}-{cfg['run_between_kills'][1]:g} s "
-        f"of life, dead for {cfg['down_between'][0]:g}-{cfg['down_between'][1]:g} s) and started "
-        f"{result['operator_starts']} times; {round(cfg['fail_fraction'] * 100)}% of the jobs end in FAIL; jobs "
-        f"last {cfg['job_seconds']:g} s +-{round(cfg['job_spread'] * 100)}%, pollIntervalSeconds "
-        f"{cfg['poll_interval']}. Seed {cfg['seed']}.",
+        f"Measured {result.get('measured_at', '?')} on this machine, {result['wall_s']} s in all. Seed {cfg['seed']}.",
         "",
+        f"**Writers stage**: {cfg['n']} EcsReinstall resources ({cfg['shared_servers']} of them on a server that "
+        f"another resource also reinstalls) created in {cfg['waves']} waves; the primary operator SIGKILLed "
+        f"{len(writer_kills)} times (after {cfg['run_between_kills'][0]:g}-{cfg['run_between_kills'][1]:g} s of "
+        f"life, dead for {cfg['down_between'][0]:g}-{cfg['down_between'][1]:g} s); "
+        + (
+            f"a second operator process (leader election off in both) ran in {len(windows)} windows of "
+            f"{cfg['second_alive'][0]:g}-{cfg['second_alive'][1]:g} s "
+            f"({sum(1 for w in windows if w['ended_by'] == 'SIGKILL')} ended by SIGKILL, the others by SIGTERM); "
+            if cfg.get("second_operator")
+            else "no second operator process; "
+        )
+        + f"a user set {len(regressions)} statuses back to Pending "
+        f"({sum(1 for r in regressions if r['nulled_message'])} also nulling the message) and deleted and "
+        f"re-created {len(recreates)} resources under the same name. "
+        f"{round(cfg['fail_fraction'] * 100)}% of the servers' jobs end in FAIL; jobs last {cfg['job_seconds']:g} s "
+        f"+-{round(cfg['job_spread'] * 100)}%, pollIntervalSeconds {cfg['poll_interval']}.",
+        "",
+    ]
+    if cfg.get("election"):
+        lines += [
+            f"**Election stage**: {cfg['election_n']} resources, two processes with leader election "
+            f"{'on' if result.get('leader_election_supported') else '**not supported by this operator** (both worked)'} "
+            f"({', '.join(f'{k} {v}' for k, v in cfg['election_args'].items())}); the leader SIGKILLed "
+            f"{len(takeovers.get('kills', []))} times and kept dead until the standby took over.",
+            "",
+        ]
+    lines += [
         f"**Result: {'all invariants hold' if not violations else f'{len(violations)} invariant violation(s)'}.** "
-        f"Every resource terminal after {result['to_all_terminal_s']} s.",
+        f"Every resource terminal after {result['to_all_terminal_s']} s; operator starts {result['operator_starts']}.",
         "",
         "## Invariants",
         "",
@@ -385,27 +426,62 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     for violation in violations:
         by_invariant[violation["invariant"]] = by_invariant.get(violation["invariant"], 0) + 1
     scan = result["secret_scan"]
+
+    def row(invariant: str, description: str, measured: str) -> list[object]:
+        count = by_invariant.get(invariant, 0)
+        return [description, measured, _mark(not count) + (f" ({count})" if count else "")]
+
+    writes = takeovers.get("first_status_write_s")
+    leases = takeovers.get("lease_taken_s")
     rows = [
-        [
-            "every resource terminal; phase matches the cloud (Succeeded iff the job succeeded, Failed with "
-            "the cloud's code iff it failed, or FailedFromServerState when the job ID was lost); exactly one "
-            "accepted reinstall per resource",
-            f"phases {result['phases']} (expected {result['expected']}); accepted reinstalls per resource "
-            f"{result['accepted_reinstalls']}; {result['how']}",
-            _mark(not by_invariant.get("terminal phase matching the cloud, exactly one accepted reinstall")),
-        ],
-        [
+        row(
+            "every resource terminal, its phase matching what the cloud did for it",
+            "every surviving resource terminal; Succeeded iff its job succeeded, Failed with the cloud's code iff "
+            "it failed (FailedFromServerState when the job ID was lost); a reinstall accepted after the object "
+            "was created; its jobId one of its server's, accepted after the object was created, credited to no "
+            "other resource",
+            f"phases {result['phases']} (expected {result['expected']}); {result['how']}",
+        ),
+        row(
+            "accepted reinstalls per server: one per resource object, none doubled",
+            "accepted reinstalls per server <= resource objects (uids) created for it, >= its surviving "
+            "resources, and exactly one per object where none was deleted",
+            f"servers by kind and accepted reinstalls: {result['accepted_reinstalls']}",
+        ),
+        row(
+            "no two accepted reinstalls of a server overlap in time",
+            "no server's accepted reinstalls overlap (accept time to the job's end)",
+            "checked on every server with more than one",
+        ),
+        row(
+            "a status set back by hand never causes a second POST",
+            "every resource whose status was set back by hand ends in the phase its job implies, with no "
+            "second accepted reinstall",
+            f"{result.get('regressed_resources', 0)} regressed resources (of {len(regressions)} regressions)",
+        ),
+        row(
+            "no secret in logs, Events, status or metrics",
             "no secret in logs, Events, status or metrics",
             f"scanned {scan['operator_log_lines']} operator log lines, {scan['events']} Events, "
             f"{scan['statuses']} statuses, {scan['metrics_pages']} metrics pages: {scan['findings']} findings",
-            _mark(not by_invariant.get("no secret in logs, Events, status or metrics")),
-        ],
-        [
+        ),
+        row(
             "the operator never exits by itself",
-            f"{sum(1 for v in violations if v['invariant'] == 'the operator never exits by itself')} unexpected exits",
-            _mark(not by_invariant.get("the operator never exits by itself")),
-        ],
+            "no operator process exits by itself (exits after losing the leadership counted apart)",
+            f"{len(exits.get('unexpected', []))} unexpected exits; "
+            f"{len(exits.get('leadership_lost', []))} exits after losing the leadership",
+        ),
     ]
+    if cfg.get("election"):
+        rows.append(
+            row(
+                "a standby takes over when the leader is killed",
+                "after each leader kill the other process takes the Lease and writes",
+                f"kill -> Lease taken {leases}; kill -> first status write {writes}; target lease + 5 s = "
+                f"{takeovers.get('target_s')} s, met by {takeovers.get('within_target')} of "
+                f"{len(takeovers.get('kills', []))}",
+            )
+        )
     lines += _table(["invariant", "measured", "status"], rows)
     if violations:
         kinds: dict[tuple, int] = {}
@@ -414,11 +490,12 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
                 sorted(
                     {
                         p.split(":")[0].split(" but ")[0] + (" but ..." if " but " in p else "")
-                        for p in v.get("problems", [v["invariant"]])
+                        for p in v.get("problems", [v.get("problem", v["invariant"])])
                     }
                 )
             )
             key = (
+                v["invariant"],
                 problems,
                 v.get("cloud_outcome", ""),
                 str(v.get("job_id_lost", "")),
@@ -427,12 +504,44 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
             kinds[key] = kinds.get(key, 0) + 1
         lines += ["## Violations", ""]
         lines += _table(
-            ["problem", "cloud job", "job ID lost", "Ready reason", "resources"],
+            ["invariant", "problem", "cloud job", "job ID lost", "Ready reason", "count"],
             [[*key, count] for key, count in sorted(kinds.items(), key=lambda kv: -kv[1])],
         )
         for violation in violations[:30]:
             lines.append(f"- `{violation}`")
         lines.append("")
+    if cfg.get("election") and takeovers.get("kills"):
+        lines += ["## Leader kills and takeovers", ""]
+        lines += _table(
+            [
+                "#", "at (s)", "killed", "leader known from", "in flight", "Lease taken (s)",
+                "first status write (s)", "first accepted reinstall (s)",
+            ],
+            [
+                [
+                    t["kill"], t["at_s"], t["killed"], t["leader_from"], t["resources_in_flight"],
+                    t["lease_taken_s"], t["first_status_write_s"], t["first_accepted_reinstall_s"],
+                ]
+                for t in takeovers["kills"]
+            ],
+        )  # fmt: skip
+    if regressions or recreates:
+        lines += ["## The user's edits", ""]
+        lines += [
+            f"Statuses set back to Pending: {len(regressions)}, from "
+            f"{dict(sorted(_count(r['from_phase'] for r in regressions).items()))}, "
+            f"{sum(1 for r in regressions if r['had_job_id'])} of them with a jobId already written.",
+            "",
+            f"Deleted and re-created: {len(recreates)}, deleted while "
+            f"{dict(sorted(_count(str(r['phase_when_deleted']) for r in recreates).items()))}, "
+            f"{sum(1 for r in recreates if r['had_job_id'])} of them with a jobId already written.",
+            "",
+        ]
+    for kind in ("unexpected", "leadership_lost"):
+        if exits.get(kind):
+            lines += [f"## Exits: {kind.replace('_', ' ')}", ""]
+            lines += [f"- `{e}`" for e in exits[kind][:20]]
+            lines.append("")
     ecs = result["ecs"]
     lines += [
         "## Faults injected",
@@ -470,19 +579,29 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     )
     log = result["operator_log"]
     lines += [
-        f"Operator log lines by level: {log['lines_by_level']}. Most frequent warnings and errors:",
+        f"Operator log lines (all processes) by level: {log['lines_by_level']}. Most frequent warnings and errors:",
         "",
     ]
     lines += [f"- {count} x `{message}`" for message, count in log["top_warnings_and_errors"]]
-    lines += ["", "## Kills", ""]
+    lines += ["", "## Kills of the primary (writers stage)", ""]
     lines += _table(
         ["#", "at (s)", "alive for (s)", "down for (s)", "phases seen when killed"],
-        [
-            [i + 1, k["at_s"], k["after_s"], k["down_s"], str(k["phases"])]
-            for i, k in enumerate(result["kills"])
-        ],
+        [[i + 1, k["at_s"], k["after_s"], k["down_s"], str(k["phases"])] for i, k in enumerate(writer_kills)],
     )
+    if windows:
+        lines += ["## Second operator windows", ""]
+        lines += _table(
+            ["#", "from (s)", "to (s)", "ended by"],
+            [[i + 1, w["from_s"], w["to_s"], w["ended_by"]] for i, w in enumerate(windows)],
+        )
     lines += [f"![timeline]({timeline_png})", ""]
     path = directory / f"{name}.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _count(values: object) -> dict:
+    counts: dict = {}
+    for value in values:  # type: ignore[attr-defined]
+        counts[value] = counts.get(value, 0) + 1
+    return counts

@@ -1,7 +1,8 @@
-"""`make chaos`: the operator SIGKILLed and restarted at random moments while both APIs misbehave; then every
+"""`make chaos`: operator processes SIGKILLed, doubled and restarted at random moments, statuses set back and
+resources re-created by a "user", a leader killed under leader election, while both APIs misbehave; then every
 invariant is checked against what the cloud did (see bench/chaos.py). Exits 1 when an invariant breaks.
 
-    .venv/bin/python bench/run_chaos.py [--resources 300] [--kills 20] [--seed N] [--keep-workdir DIR]
+    .venv/bin/python bench/run_chaos.py [--resources 1000] [--kills 50] [--seed N] [--keep-workdir DIR]
 
 Writes bench/results/chaos.json, chaos.md and chaos-timeline.png (or --output NAME).
 """
@@ -33,10 +34,53 @@ def main() -> int:
     defaults = chaos.ChaosConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--resources", type=int, default=defaults.n, help="EcsReinstall resources (default 300)"
+        "--resources",
+        type=int,
+        default=defaults.n,
+        help=f"EcsReinstall resources of the writers stage (default {defaults.n})",
     )
     parser.add_argument(
-        "--kills", type=int, default=defaults.kills, help="SIGKILLs of the operator (default 20)"
+        "--kills",
+        type=int,
+        default=defaults.kills,
+        help=f"SIGKILLs of the operator (default {defaults.kills})",
+    )
+    parser.add_argument(
+        "--waves", type=int, default=defaults.waves, help=f"creation waves (default {defaults.waves})"
+    )
+    parser.add_argument(
+        "--shared-servers",
+        type=int,
+        default=defaults.shared_servers,
+        help=f"resources placed on another resource's server (default {defaults.shared_servers})",
+    )
+    parser.add_argument(
+        "--no-second-operator", action="store_true", help="no second operator process (leader election off)"
+    )
+    parser.add_argument(
+        "--regressions",
+        type=int,
+        default=defaults.regressions,
+        help=f"statuses set back to Pending by hand (default {defaults.regressions})",
+    )
+    parser.add_argument(
+        "--recreates",
+        type=int,
+        default=defaults.recreates,
+        help=f"resources deleted and re-created mid-rollout (default {defaults.recreates})",
+    )
+    parser.add_argument("--no-election", action="store_true", help="no leader-election stage")
+    parser.add_argument(
+        "--election-resources",
+        type=int,
+        default=defaults.election_n,
+        help=f"resources of the leader-election stage (default {defaults.election_n})",
+    )
+    parser.add_argument(
+        "--election-kills",
+        type=int,
+        default=defaults.election_kills,
+        help=f"leader kills in the leader-election stage (default {defaults.election_kills})",
     )
     parser.add_argument("--job-seconds", type=float, default=defaults.job_seconds, help="mean job duration")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed of the plan and kills")
@@ -56,6 +100,14 @@ def main() -> int:
         defaults,
         n=args.resources,
         kills=args.kills,
+        waves=args.waves,
+        shared_servers=args.shared_servers,
+        second_operator=not args.no_second_operator,
+        regressions=args.regressions,
+        recreates=args.recreates,
+        election=not args.no_election,
+        election_n=args.election_resources,
+        election_kills=args.election_kills,
         job_seconds=args.job_seconds,
         seed=args.seed,
         ecs_faults=not args.no_ecs_faults,
@@ -75,10 +127,13 @@ def main() -> int:
     harness.json_dump(args.results_dir / f"{args.output}.json", result)
     report.write_chaos_report(result, args.results_dir, args.output)
     violations = result["violations"]
+    takeover = result["takeovers"]
     print(
-        f"chaos: {cfg.n} resources, {len(result['kills'])} kills, {result['operator_starts']} operator starts, "
-        f"phases {result['phases']}, accepted reinstalls per resource {result['accepted_reinstalls']}; "
-        f"{len(violations)} invariant violation(s); results in {args.results_dir}/{args.output}.*"
+        f"chaos: {sum(result['expected'].values())} resources, {len(result['kills'])} kills, operator starts "
+        f"{result['operator_starts']}, phases {result['phases']}, accepted reinstalls per server "
+        f"{result['accepted_reinstalls']}; takeover (kill -> first status write) {takeover['first_status_write_s']}; "
+        f"{len(violations)} invariant violation(s) in {result['wall_s']} s; "
+        f"results in {args.results_dir}/{args.output}.*"
     )
     for violation in violations[:20]:
         print(f"  VIOLATION: {violation}")

@@ -29,6 +29,8 @@ async def test_the_startup_list_is_retried_at_once_while_the_api_fails(parts: Pa
     )
     try:
         assert parts.kube_handle.faults.rules() == [], "both injected failures were hit"
-        assert app.supervisor.deps.ownership.holder(SERVER_ID) is not None, "the resources were listed and primed"
+        assert app.supervisor.deps.ownership.holder(SERVER_ID) is not None, (
+            "the resources were listed and primed"
+        )
     finally:
         await app.close()

@@ -14,7 +14,10 @@ import base64
 import dataclasses
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -36,14 +39,9 @@ REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "ecsreinstalls.ecs.reinstall.dev.yaml"
 GROUP, VERSION, PLURAL = "ecs.reinstall.dev", "v1alpha1", "ecsreinstalls"
 
-ACCESS_KEY = "E2EACCESSKEY00000001"
-SECRET_KEY = "e2e-secret-key-never-shown-0000000000001"
-PROJECT_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
-OPERATOR_NAMESPACE = "ecs-system"
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for e2e_support (pytest uses importlib mode)
 
-from e2e_support import PASSWORD  # noqa: E402
+from e2e_support import ACCESS_KEY, OPERATOR_NAMESPACE, PASSWORD, PROJECT_ID, SECRET_KEY  # noqa: E402
 
 
 def free_port() -> int:
@@ -74,13 +72,13 @@ class LogCapture(logging.Handler):
 class OperatorThread:
     """The operator in a thread with its own loop; `stop` is graceful, `kill` cancels it on the spot."""
 
-    def __init__(self, settings: settings_module.Settings, kubeconfig: str):
-        self.settings, self.kubeconfig = settings, kubeconfig
+    def __init__(self, settings: settings_module.Settings, kubeconfig: str, name: str = "main"):
+        self.settings, self.kubeconfig, self.name = settings, kubeconfig, name
         self.stop_flag, self.ready_flag = threading.Event(), threading.Event()
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
-        self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=f"operator-{name}", daemon=True)
 
     def _main(self) -> None:
         async def main() -> None:
@@ -119,6 +117,76 @@ class OperatorThread:
         assert not self._thread.is_alive(), "operator did not die within 30 s"
 
 
+class OperatorProcess:
+    """`python -m ecs_reinstall run` as a real process, as it runs in a Pod: its settings in `ECS_REINSTALL_*`
+    environment variables (what the Helm chart sets), its output in a log file. `kill` is SIGKILL (a lost node,
+    an OOM kill): no cleanup at all."""
+
+    def __init__(self, name: str, env: Mapping[str, str], kubeconfig: str, log: Path):
+        self.name, self.env, self.log = name, dict(env), log
+        self.argv = [sys.executable, "-m", "ecs_reinstall", "run", "--kubeconfig", kubeconfig]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=REPO,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    @property
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def process_env(values: Mapping[str, Any]) -> dict[str, str]:
+    """The environment of an operator process: this one's, minus any `ECS_REINSTALL_*`, plus `values` (setting
+    name -> value) in the operator's own variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(settings_module.ENV_PREFIX)}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name == "namespaces":
+            env[settings_module.ENV_PREFIX + "WATCH_NAMESPACES"] = ",".join(value)
+        elif isinstance(value, bool):
+            env[settings_module.ENV_PREFIX + name.upper()] = "true" if value else "false"
+        else:
+            env[settings_module.ENV_PREFIX + name.upper()] = str(value)
+    return env
+
+
+def _has_setting(name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(settings_module.Settings)}
+
+
 @dataclasses.dataclass
 class Harness:
     kube: KubeEmulatorHandle
@@ -127,9 +195,13 @@ class Harness:
     api: kubernetes.client.ApiClient
     logs: LogCapture
     secrets: set[str] = dataclasses.field(default_factory=set)
-    metrics_port: int = 0
-    _operator: OperatorThread | None = None
+    metrics_port: int = 0  # the "main" operator's; others get their own (`metrics_ports`)
+    workdir: Path = Path()
     settings_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # In-process operators by name ("main" unless told) and their metrics ports; operator processes by name.
+    operators: dict[str, OperatorThread] = dataclasses.field(default_factory=dict)
+    metrics_ports: dict[str, int] = dataclasses.field(default_factory=dict)
+    processes: dict[str, OperatorProcess] = dataclasses.field(default_factory=dict)
 
     # --- clients --------------------------------------------------------------------------------------------
     @property
@@ -145,7 +217,10 @@ class Harness:
 
     # --- the operator ---------------------------------------------------------------------------------------
     def settings(self, **overrides: Any) -> settings_module.Settings:
-        values = dict(
+        return settings_module.Settings(**self._setting_values(**overrides))
+
+    def _setting_values(self, **overrides: Any) -> dict[str, Any]:
+        values: dict[str, Any] = dict(
             endpoint=self.ecs.url,
             operator_namespace=OPERATOR_NAMESPACE,
             credentials_secret="default-credentials",
@@ -158,27 +233,59 @@ class Harness:
             retry_base_seconds=0.2,
             retry_max_seconds=1.0,
         )
+        if _has_setting("leader_election"):
+            values["leader_election"] = False  # one operator per test unless it says otherwise
         values.update(self.settings_overrides)
         values.update(overrides)
-        return settings_module.Settings(**values)
+        return values
 
-    async def start_operator(self, **overrides: Any) -> None:
-        """Runs the operator in its own thread and event loop, as it runs in its own process in production
-        (kopf cancels every task of its loop that it did not start when it stops)."""
-        assert self._operator is None, "operator already running"
-        self._operator = OperatorThread(self.settings(**overrides), str(self.kube.kubeconfig))
-        await asyncio.to_thread(self._operator.start_and_wait)
+    async def start_operator(self, name: str = "main", **overrides: Any) -> None:
+        """Runs an operator in its own thread and event loop, as it runs in its own process in production
+        (kopf cancels every task of its loop that it did not start when it stops). Several may run at once under
+        different names, each with its own metrics port, like two replicas."""
+        assert name not in self.operators, f"operator {name!r} already running"
+        if name not in self.metrics_ports:
+            self.metrics_ports[name] = self.metrics_port if name == "main" else free_port()
+        overrides.setdefault("metrics_port", self.metrics_ports[name])
+        operator = OperatorThread(self.settings(**overrides), str(self.kube.kubeconfig), name)
+        self.operators[name] = operator
+        try:
+            await asyncio.to_thread(operator.start_and_wait)
+        except BaseException:
+            self.operators.pop(name, None)
+            await asyncio.to_thread(operator.kill)
+            raise
 
-    async def stop_operator(self) -> None:
-        if self._operator is not None:
-            operator, self._operator = self._operator, None
+    async def stop_operator(self, name: str = "main") -> None:
+        operator = self.operators.pop(name, None)
+        if operator is not None:
             await asyncio.to_thread(operator.stop)
 
-    async def kill_operator(self) -> None:
+    async def kill_operator(self, name: str = "main") -> None:
         """Abrupt stop: the operator's task is cancelled wherever it is, mid-step, without its cleanup."""
-        if self._operator is not None:
-            operator, self._operator = self._operator, None
+        operator = self.operators.pop(name, None)
+        if operator is not None:
             await asyncio.to_thread(operator.kill)
+
+    async def stop_all_operators(self) -> None:
+        for name in list(self.operators):
+            await self.stop_operator(name)
+        for process in list(self.processes.values()):
+            await asyncio.to_thread(process.stop)
+
+    def start_operator_process(self, name: str, **overrides: Any) -> OperatorProcess:
+        """Starts `python -m ecs_reinstall run` against the emulators, with the same settings as `settings()`
+        (plus `overrides`) passed as environment variables. Its metrics and health endpoints are off unless
+        asked for, as they bind every interface: the process opens no listening socket (see
+        e2e_support.listening_addresses). Stopped at teardown; its log is scanned for secrets."""
+        assert name not in self.processes or not self.processes[name].alive(), f"{name!r} already runs"
+        values = self._setting_values(metrics_port=0, health_port=0, log_level="DEBUG", **overrides)
+        process = OperatorProcess(
+            name, process_env(values), str(self.kube.kubeconfig), self.workdir / f"operator-{name}.log"
+        )
+        self.processes[name] = process
+        process.start()
+        return process
 
     # --- Kubernetes objects ----------------------------------------------------------------------------------
     async def create_namespace(self, name: str) -> None:
@@ -303,20 +410,65 @@ class Harness:
         result = await self.call(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
         return result["items"]
 
-    async def metrics_text(self) -> str:
+    async def replace_secret(self, name: str, data: Mapping[str, str], namespace: str | None = None) -> None:
+        """Replaces a Secret's data (a rotation): the new values are scanned for too."""
+        self.secrets.update(v for k, v in data.items() if k not in ("accessKey", "projectId") and len(v) >= 6)
+        body = await self.call(self.core.read_namespaced_secret, name, namespace or self.namespace)
+        body.data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        await self.call(self.core.replace_namespaced_secret, name, namespace or self.namespace, body)
+
+    async def patch_status(self, name: str, status: Mapping[str, Any], namespace: str | None = None) -> dict:
+        """A merge patch of the status subresource, as `kubectl patch --subresource=status --type=merge`."""
+        return await self.call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace or self.namespace,
+            PLURAL,
+            name,
+            {"status": dict(status)},
+        )
+
+    def cut_watches(self, plural: str = PLURAL, group: str = GROUP, version: str = VERSION) -> int:
+        """Ends every cluster-wide watch on the resource (the operator's; a test's namespaced watch stays), as
+        an API server restart or a load balancer does. Returns how many were ended."""
+        cluster = self.kube.cluster
+        rtype = cluster.registry.lookup(group, version, plural)
+        assert rtype is not None, f"{plural}.{group}/{version} is not served"
+        store = cluster.store(rtype)
+        ended = [w for w in list(store.watchers) if w.namespace is None]
+        for watcher in ended:
+            store.unsubscribe(watcher)
+        return len(ended)
+
+    async def read_lease(self, name: str, namespace: str = OPERATOR_NAMESPACE) -> dict | None:
+        """A coordination.k8s.io/v1 Lease as stored, or None."""
+        api = kubernetes.client.CoordinationV1Api(self.api)
+        try:
+            lease = await self.call(api.read_namespaced_lease, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.api.sanitize_for_serialization(lease)
+
+    async def metrics_text(self, name: str = "main") -> str:
+        port = self.metrics_ports.get(name, self.metrics_port)
         async with httpx.AsyncClient() as client:
-            return (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+            return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
 
     # --- the secret scan -------------------------------------------------------------------------------------
     async def assert_no_secret_leaked(self) -> None:
         places = {"operator logs": self.logs.text}
+        for name, process in self.processes.items():
+            places[f"log of operator process {name!r}"] = process.log_text
         events = []
         for ns in {self.namespace, OPERATOR_NAMESPACE, "default"}:
             events.extend(await self.events(ns))
         places["events"] = json.dumps(events)
         places["statuses"] = json.dumps([item.get("status") for item in await self.all_reinstalls()])
-        if self._operator is not None:  # the metrics page lives as long as the operator
-            places["metrics"] = await self.metrics_text()
+        for name in self.operators:  # a metrics page lives as long as its operator
+            places[f"metrics of operator {name!r}"] = await self.metrics_text(name)
         for where, text in places.items():
             for secret in self.secrets:
                 # As written, JSON-escaped (Events and statuses are dumped; multi-line user data has "\n"
@@ -388,7 +540,15 @@ async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]
             config = kubernetes.client.Configuration()
             kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig), client_configuration=config)
             api = kubernetes.client.ApiClient(config)
-            h = Harness(kube=kube, ecs=ecs, namespace="team-a", api=api, logs=logs, metrics_port=free_port())
+            h = Harness(
+                kube=kube,
+                ecs=ecs,
+                namespace="team-a",
+                api=api,
+                logs=logs,
+                metrics_port=free_port(),
+                workdir=tmp_path,
+            )
             h.secrets.update({SECRET_KEY, PASSWORD})
             await h.create_namespace(OPERATOR_NAMESPACE)
             await h.create_namespace(h.namespace)
@@ -402,7 +562,7 @@ async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]
                 yield h
                 await h.assert_no_secret_leaked()
             finally:
-                await h.stop_operator()
+                await h.stop_all_operators()
                 await asyncio.to_thread(api.close)
                 record_operator_calls(api_recording, kube.requests.snapshot())
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from ecs_reinstall.__main__ import run_operator
 from ecs_reinstall.kube import Kube, load_config
@@ -312,9 +313,19 @@ def test_the_operator_stops_with_leadership_lost_when_its_lease_is_taken(emulato
     handle, leases = emulator_thread
     operator = OperatorThread(operator_settings("op-1"), handle.kubeconfig)
     wait_for(lambda: holder(leases) == "op-1", 10, "the operator to take the Lease")
-    lease = leases.read_namespaced_lease(NAME, NS)
-    lease.spec.holder_identity = "intruder"  # another instance took it over (a PUT at its resourceVersion)
-    leases.replace_namespaced_lease(NAME, NS, lease)
+    for _ in range(
+        20
+    ):  # another instance takes it over: a PUT at the version it read (the leader renews too)
+        lease = leases.read_namespaced_lease(NAME, NS)
+        lease.spec.holder_identity = "intruder"
+        try:
+            leases.replace_namespaced_lease(NAME, NS, lease)
+            break
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    else:
+        raise AssertionError("the Lease could not be taken over in 20 tries")
     taken_at = time.monotonic()
     operator.thread.join(10 + TIMINGS["renew_deadline"])
     assert not operator.thread.is_alive(), "the operator did not stop"

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import conditions as cond
-from .cloud.models import Job, JobStatus, Server
+from . import witnesses
+from .cloud.models import InstanceAction, Job, JobStatus, Server
 
 
 class Phase(enum.StrEnum):
@@ -68,6 +69,9 @@ class Reason(enum.StrEnum):
     SUCCEEDED_INFERRED = "SucceededFromServerState"
     # Job ID lost, and the server settled without the new launch time a finished reinstall gives it.
     FAILED_INFERRED = "FailedFromServerState"
+    # Job ID lost or its record expired: the outcome read from the server's action log (its rebuild action).
+    SUCCEEDED_FROM_ACTION_LOG = "SucceededFromActionLog"
+    FAILED_FROM_ACTION_LOG = "FailedFromActionLog"
     INVALID_SPEC = "InvalidSpec"
     JOB_FAILED = "JobFailed"
     CLOUD_ERROR = "CloudError"
@@ -378,10 +382,15 @@ def server_blocker(server: Server, *, stop_server: bool) -> tuple[str, str] | No
     return None
 
 
-def new_attempt(attempt_id: str, server: Server, api: str, now: datetime) -> dict:
+def new_attempt(
+    attempt_id: str, server: Server, api: str, now: datetime, cloud_now: datetime | None = None
+) -> dict:
+    """The intent's record. `cloud_now`: the earliest the cloud's clock can read now (from its Date headers),
+    against which its action log is compared by any process, whatever that process's own clock says."""
     return {
         "id": attempt_id,
         "startedAt": precise_timestamp(now),
+        "cloudStartedAt": precise_timestamp(cloud_now) if cloud_now else None,
         "serverUpdatedBefore": precise_timestamp(server.updated) if server.updated else None,
         "serverLaunchedBefore": precise_timestamp(server.launched_at) if server.launched_at else None,
         "serverStatusBefore": server.status,
@@ -611,6 +620,103 @@ def on_late_acceptance(ctx: Context, status: Mapping, server: Server) -> Transit
     )
 
 
+def _not_taken(ctx: Context, status: Mapping, attempt: Mapping, evidence: str) -> Transition:
+    """No trace of the request after the settle time: send again, keeping the request as unconfirmed in case the
+    cloud processes it late after all."""
+    message = f"The cloud shows no trace of the earlier request ({evidence}); submitting again"
+    patch = _status(
+        ctx,
+        status,
+        Phase.PENDING,
+        Reason.PENDING,
+        message,
+        submitted=False,
+        attempt=None,
+        unconfirmedAttempt=dict(attempt),
+    )
+    return Transition(patch=patch, event=Event("Normal", "Resubmitting", message))
+
+
+def on_action(
+    ctx: Context, status: Mapping, attempt: Mapping, action: InstanceAction, *, how: str
+) -> Transition:
+    """The server's action log holds the rebuild our `attempt` made (found by `witnesses.rebuild_after`); `how`
+    says why it is the witness (the job ID was lost, the job record expired...). It decides the outcome."""
+    outcome, reason = witnesses.outcome_of(action)
+    finished = max((e.finish_time for e in action.events or () if e.finish_time), default=None)
+    if outcome == witnesses.ActionOutcome.SUCCEEDED:
+        message = f"Reinstalled: the server's action log shows rebuild {action.request_id} succeeded ({how})"
+        patch = _status(
+            ctx,
+            status,
+            Phase.SUCCEEDED,
+            Reason.SUCCEEDED_FROM_ACTION_LOG,
+            message,
+            submitted=True,
+            completedAt=timestamp(finished or ctx.now),
+            attempt=_whole({**attempt, "requestId": action.request_id}),
+        )
+        return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
+    if outcome == witnesses.ActionOutcome.FAILED:
+        message = (
+            f"Reinstall failed: the server's action log shows rebuild {action.request_id} failed ({how}): "
+            f"{reason}. Create a new EcsReinstall once the cause is fixed"
+        )
+        return _failed(
+            ctx,
+            status,
+            Reason.FAILED_FROM_ACTION_LOG,
+            message,
+            code=Reason.FAILED_FROM_ACTION_LOG,
+            cause=reason,
+            submitted=True,
+            completed=finished,
+            attempt=_whole({**attempt, "requestId": action.request_id}),
+        )
+    if timed_out(ctx, status):
+        return on_timeout(ctx, status)
+    if phase_of(status) == Phase.REINSTALLING and (status.get("attempt") or {}).get("requestId"):
+        return Transition(delay=poll_delay(ctx.poll_interval))
+    message = (
+        f"Reinstalling: the server's action log shows rebuild {action.request_id} running ({how}); "
+        "following it"
+    )
+    patch = _status(
+        ctx,
+        status,
+        Phase.REINSTALLING,
+        Reason.REINSTALLING,
+        message,
+        submitted=True,
+        jobId=status.get("jobId") or "",
+        submittedAt=status.get("submittedAt")
+        or timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
+        attempt=_whole({**attempt, "requestId": action.request_id}),
+        unconfirmedAttempt=None,
+        waitingFor=None,
+    )
+    return Transition(
+        patch=patch, event=Event("Normal", "Submitted", message), delay=poll_delay(ctx.poll_interval)
+    )
+
+
+def on_outcome_probe_actions(
+    ctx: Context, status: Mapping, action: InstanceAction | None, *, settle_seconds: float, recheck: float
+) -> Transition:
+    """An unknown POST outcome decided by the action log: our rebuild there means taken (and maybe already
+    ended); none after the settle time means not taken. A stop, start or rename by someone else meanwhile is not a
+    rebuild, so it proves nothing either way."""
+    attempt = status.get("attempt") or {}
+    if action is not None:
+        return on_action(ctx, status, attempt, action, how="the cloud took the request; its answer was lost")
+    started = parse_timestamp(attempt.get("startedAt")) or ctx.now
+    if (ctx.now - started).total_seconds() < settle_seconds:
+        return Transition(delay=recheck)
+    return _not_taken(
+        ctx, status, attempt, f"no rebuild in the server's action log after {settle_seconds:.0f}s"
+    )
+
+
 def on_outcome_probe(
     ctx: Context, status: Mapping, server: Server, *, settle_seconds: float, recheck: float
 ) -> Transition:
@@ -619,21 +725,7 @@ def on_outcome_probe(
     if verdict == Verdict.TAKEN:
         return _taken_without_job_id(ctx, status, server, attempt, "the cloud took the request")
     if verdict == Verdict.NOT_TAKEN:
-        message = (
-            f"The cloud shows no trace of the earlier request after {settle_seconds:.0f}s "
-            f"(server {server.id} unchanged); submitting again"
-        )
-        patch = _status(
-            ctx,
-            status,
-            Phase.PENDING,
-            Reason.PENDING,
-            message,
-            submitted=False,
-            attempt=None,
-            unconfirmedAttempt=dict(attempt),
-        )
-        return Transition(patch=patch, event=Event("Normal", "Resubmitting", message))
+        return _not_taken(ctx, status, attempt, f"server {server.id} unchanged after {settle_seconds:.0f}s")
     if verdict == Verdict.UNDECIDABLE:
         message = (
             f"Cannot tell whether the cloud took the reinstall of server {server.id}: the server reports "

@@ -24,13 +24,15 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from . import reconcile as rc
 from . import spec as spec_model
+from . import witnesses
+from .cloud.clock import CloudClock
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
-from .cloud.models import CloudTarget, Job, Server
+from .cloud.models import CloudTarget, InstanceAction, Job, Server
 from .inputs import MissingInput, credentials_source, forget_credentials, resolve, resolve_target
 from .inputs import forget as forget_inputs
 from .kube import Conflict, Kube, KubeError, NotFound, until_available
@@ -43,6 +45,8 @@ logger = logging.getLogger("ecs_reinstall.runner")
 EventPoster = Callable[[Mapping, rc.Event], None]
 # How often the leader compares the whole list of resources with what the watch told (see Supervisor.resync).
 RESYNC_SECONDS = 120.0
+# How long an endpoint whose action log answered 403/404 is read through the server's state only.
+ACTION_LOG_RETRY_SECONDS = 600.0
 TOMBSTONES = 10_000
 # Status codes with which the cloud refuses the caller's credentials or permissions (AK/SK, token, IAM policy).
 AUTH_STATUSES = frozenset({401, 403})
@@ -55,13 +59,25 @@ def _utcnow() -> datetime:
 class CloudApi(Protocol):
     """What runners need of the cloud: `cloud.client.EcsClient` (or a fake in unit tests)."""
 
+    clock: CloudClock  # the cloud's clock, estimated from its answers
+
     async def reinstall(
-        self, target: CloudTarget, server_id: str, body: Mapping, *, cloud_init: bool = True
+        self,
+        target: CloudTarget,
+        server_id: str,
+        body: Mapping,
+        *,
+        cloud_init: bool = True,
+        client_token: str | None = None,
     ) -> str: ...
 
     async def get_job(self, target: CloudTarget, job_id: str) -> Job: ...
 
     async def get_server(self, target: CloudTarget, server_id: str) -> Server: ...
+
+    async def list_actions(self, target: CloudTarget, server_id: str) -> list[InstanceAction]: ...
+
+    async def get_action(self, target: CloudTarget, server_id: str, request_id: str) -> InstanceAction: ...
 
 
 @dataclass
@@ -77,6 +93,8 @@ class Deps:
     # uid -> the newest request facts seen of that resource (reconcile.remember): what a status that went
     # backwards is given back. Fed by every persisted version this process sees or writes.
     facts_seen: dict[str, dict] = field(default_factory=dict)
+    # endpoint -> monotonic time until which its action log is taken as unavailable (it answered 403/404)
+    action_log_off: dict[str, float] = field(default_factory=dict)
     gate: asyncio.Semaphore | None = None
     now: Callable[[], datetime] = _utcnow
     rng: random.Random = field(default_factory=random.Random)
@@ -339,7 +357,7 @@ class Runner:
             except CloudError as exc:
                 return self._cloud_wait(ctx, status, exc), basis
             # An earlier request judged not taken shows up after all: follow it, never send again.
-            late = rc.on_late_acceptance(ctx, status, server)
+            late = await self._late_acceptance(ctx, status, resolved.target, server)
             if late is not None:
                 return late, basis
             if server.busy:
@@ -356,7 +374,12 @@ class Runner:
             if blocker is not None:
                 return rc.on_invalid(ctx, status, blocker[1], code=blocker[0]), basis
 
-            attempt = rc.new_attempt(uuid.uuid4().hex, server, spec_model.api_version(spec), ctx.now)
+            in_cloud = self.deps.cloud.clock.to_cloud(resolved.target.endpoint, ctx.now)
+            cloud_now = in_cloud[0] - timedelta(seconds=in_cloud[1]) if in_cloud else None
+            # The attempt's ID is a UUID: it is also the request's X-Client-Token.
+            attempt = rc.new_attempt(
+                str(uuid.uuid4()), server, spec_model.api_version(spec), ctx.now, cloud_now
+            )
             if not await self._apply(rc.on_intent(ctx, status, attempt, spec.server_id), basis):
                 return None  # someone wrote in between (another operator instance?): decide again, never POST
             if self.ghost:
@@ -381,7 +404,13 @@ class Runner:
         status = basis.get("status") or {}
         body = spec_model.build_reinstall_body(spec, inputs, namespace=self.namespace)
         try:
-            job_id = await self.deps.cloud.reinstall(target, spec.server_id, body, cloud_init=spec.cloud_init)
+            job_id = await self.deps.cloud.reinstall(
+                target,
+                spec.server_id,
+                body,
+                cloud_init=spec.cloud_init,
+                client_token=_token(status["attempt"]),
+            )
         except ThrottledError as exc:
             reason = rc.Reason.SERVER_BUSY if exc.code == "Ecs.0603" else rc.Reason.THROTTLED
             delay = max(exc.retry_after or 0.0, self._backoff())
@@ -488,11 +517,53 @@ class Runner:
             return f"the cloud refused the credentials ({exc.code or exc.http_status}); re-reading {source}"
         return _short(exc)
 
+    async def _rebuild_of(self, target: CloudTarget, attempt: Mapping) -> InstanceAction | _NoLog | None:
+        """The rebuild action `attempt` made, with its events, from the server's action log; None when the log
+        has none (yet); NO_LOG when the log cannot tell (unavailable, or the attempt's cloud time unknown)."""
+        since = witnesses.attempt_start_in_cloud(attempt)
+        loop = asyncio.get_running_loop()
+        if since is None or self.deps.action_log_off.get(target.endpoint, 0.0) > loop.time():
+            return NO_LOG
+        try:
+            actions = await self.deps.cloud.list_actions(target, self.server_id)
+        except TerminalError as exc:
+            if exc.http_status not in (403, 404):
+                raise
+            self.log.warning("the server's action log is unavailable (%s); reading the server's state", exc)
+            self.deps.action_log_off[target.endpoint] = loop.time() + ACTION_LOG_RETRY_SECONDS
+            return NO_LOG
+        known = attempt.get("requestId")
+        rebuild = next((a for a in actions if a.request_id == known), None) if known else None
+        rebuild = rebuild or witnesses.rebuild_after(actions, since)
+        if rebuild is None:
+            return None
+        return await self.deps.cloud.get_action(target, self.server_id, rebuild.request_id)
+
+    async def _late_acceptance(
+        self, ctx: rc.Context, status: Mapping, target: CloudTarget, server: Server
+    ) -> rc.Transition | None:
+        """Before sending again after a request judged not taken: did the cloud process it late after all?"""
+        earlier = status.get("unconfirmedAttempt")
+        if not earlier:
+            return None
+        rebuild = await self._rebuild_of(target, earlier)
+        if rebuild is NO_LOG:
+            return rc.on_late_acceptance(ctx, status, server)
+        if rebuild is None:
+            return None
+        return rc.on_action(ctx, status, earlier, rebuild, how="the earlier request was processed late")
+
     async def _probe_outcome(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
         ctx = self._context(spec)
         settle = self.deps.settings.outcome_settle_seconds
+        recheck = min(max(1.0, settle / 6), self._backoff())
         try:
             target = await self._ensure_target(spec)
+            rebuild = await self._rebuild_of(target, status.get("attempt") or {})
+            if rebuild is not NO_LOG:
+                return rc.on_outcome_probe_actions(
+                    ctx, status, rebuild, settle_seconds=settle, recheck=recheck
+                )
             server = await self.deps.cloud.get_server(target, self.server_id)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
             if isinstance(exc, TerminalError) and exc.http_status == 404:
@@ -503,13 +574,7 @@ class Runner:
                 )
             detail = f"cannot read the server: {self._refused_while_following(spec, exc)}"
             return rc.on_outcome_unknown(ctx, status, detail, self._backoff())
-        return rc.on_outcome_probe(
-            ctx,
-            status,
-            server,
-            settle_seconds=settle,
-            recheck=min(max(1.0, settle / 6), self._backoff()),
-        )
+        return rc.on_outcome_probe(ctx, status, server, settle_seconds=settle, recheck=recheck)
 
     # --- Reinstalling ----------------------------------------------------------------------------------------
 
@@ -518,6 +583,10 @@ class Runner:
         try:
             target = await self._ensure_target(spec)
             job = await self.deps.cloud.get_job(target, status["jobId"])
+        except TerminalError as exc:
+            if exc.http_status == 404 and spec is not None:  # the record expired (a day after the job ended)
+                return await self._decide_without_job(spec, status, "the job record has expired")
+            return rc.on_poll_error(ctx, status, self._refused_while_following(spec, exc), ctx.poll_interval)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
             delay = rc.poll_delay(ctx.poll_interval, self.deps.rng)
             if isinstance(exc, CloudError) and exc.retry_after:
@@ -526,9 +595,19 @@ class Runner:
         return rc.on_job(ctx, status, job)
 
     async def _poll_server(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
+        return await self._decide_without_job(spec, status, "the job ID was lost")
+
+    async def _decide_without_job(
+        self, spec: spec_model.ReinstallSpec | None, status: Mapping, why: str
+    ) -> rc.Transition:
+        """No job to read (its ID lost, or its record expired): the action log decides, else the server's state."""
         ctx = self._context(spec)
+        attempt = status.get("attempt") or status.get("unconfirmedAttempt") or {}
         try:
             target = await self._ensure_target(spec)
+            rebuild = await self._rebuild_of(target, attempt)
+            if isinstance(rebuild, InstanceAction):
+                return rc.on_action(ctx, status, attempt, rebuild, how=why)
             server = await self.deps.cloud.get_server(target, self.server_id)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
             detail = self._refused_while_following(spec, exc)
@@ -605,6 +684,21 @@ class Runner:
         if transition.event is not None and not self.ghost:
             self.deps.post_event(self.body, transition.event)
         return True
+
+
+class _NoLog:
+    """The action log cannot tell (unavailable, or the attempt's time in the cloud's clock is unknown)."""
+
+
+NO_LOG = _NoLog()
+
+
+def _token(attempt: Mapping) -> str | None:
+    """The attempt's ID as the request's X-Client-Token, when it is a UUID (attempts before tokens were not)."""
+    try:
+        return str(uuid.UUID(str(attempt.get("id")))) if len(str(attempt.get("id"))) == 36 else None
+    except ValueError:
+        return None
 
 
 def _merged(body: Mapping, patch: Mapping) -> dict:

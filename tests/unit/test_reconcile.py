@@ -189,10 +189,11 @@ def test_server_blocker(server, stop, code):
 
 def test_intent_records_the_server_before():
     server = Server(id="s", status="SHUTOFF", updated=BEFORE, launched_at=LAUNCHED)
-    attempt = rc.new_attempt("a1", server, "v2", NOW)
+    attempt = rc.new_attempt("a1", server, "v2", NOW, NOW + timedelta(seconds=3.5))
     assert attempt == {
         "id": "a1",
         "startedAt": "2026-05-01T12:00:00.000Z",
+        "cloudStartedAt": "2026-05-01T12:00:03.500Z",  # the cloud's clock, for its action log
         "serverUpdatedBefore": "2026-05-01T11:00:00.123Z",
         "serverLaunchedBefore": "2026-04-30T08:00:00.456Z",
         "serverStatusBefore": "SHUTOFF",

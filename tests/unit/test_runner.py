@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from datetime import UTC, datetime
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ecs_reinstall.cloud.clock import CloudClock
 from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError
-from ecs_reinstall.cloud.models import CloudTarget, Job, JobStatus, Server
+from ecs_reinstall.cloud.models import ActionEvent, CloudTarget, InstanceAction, Job, JobStatus, Server
 from ecs_reinstall.kube import Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
 from ecs_reinstall.runner import Deps, Runner, Supervisor
@@ -77,17 +80,33 @@ class FakeKube:
 
 
 class FakeCloud:
+    """By default a cloud without an action log (it answers 404): the server's state is the fallback witness."""
+
     def __init__(self, journal: list, *, post_error: Exception | None = None, server: Server | None = None):
         self.journal = journal
         self.post_error = post_error
         self.server = server or Server(id=SERVER, status="SHUTOFF", updated=UPDATED, launched_at=LAUNCHED)
+        self.clock = CloudClock()
+        self.actions: list[InstanceAction] | None = None  # None: no action log
+        self.tokens: list[str | None] = []
+
+    async def list_actions(self, target, server_id):
+        self.journal.append(("list_actions",))
+        if self.actions is None:
+            raise TerminalError(operation="list_actions", http_status=404, code="Ecs.0114", message="no log")
+        return [dataclasses.replace(a, events=None) for a in self.actions]
+
+    async def get_action(self, target, server_id, request_id):
+        self.journal.append(("get_action",))
+        return next(a for a in self.actions or () if a.request_id == request_id)
 
     async def get_server(self, target: CloudTarget, server_id: str) -> Server:
         self.journal.append(("get_server",))
         return self.server
 
-    async def reinstall(self, target, server_id, body, *, cloud_init=True) -> str:
+    async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None) -> str:
         self.journal.append(("POST",))
+        self.tokens.append(client_token)
         if self.post_error is not None:
             raise self.post_error
         return "job-1"
@@ -334,7 +353,7 @@ class ConflictAfterPost(FakeCloud):
         super().__init__(journal)
         self.kube = kube
 
-    async def reinstall(self, target, server_id, body, *, cloud_init=True) -> str:
+    async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None) -> str:
         job_id = await super().reinstall(target, server_id, body, cloud_init=cloud_init)
         self.kube.edit({})  # a new resourceVersion: the job-ID write decided from the old one conflicts
         return job_id
@@ -433,7 +452,7 @@ async def test_a_resource_deleted_mid_post_is_followed_as_a_ghost_and_holds_its_
     job_done = asyncio.Event()
     polls = []
 
-    async def post_then_delete(target, server_id, body, *, cloud_init=True):
+    async def post_then_delete(target, server_id, body, *, cloud_init=True, client_token=None):
         journal.append(("POST",))
         kube.deleted = True  # deleted while the POST is in flight
         return "job-1"
@@ -472,7 +491,7 @@ class RotatedCredentials(FakeCloud):
         self._check(target)
         return await super().get_server(target, server_id)
 
-    async def reinstall(self, target, server_id, body, *, cloud_init=True):
+    async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None):
         self._check(target)
         return await super().reinstall(target, server_id, body, cloud_init=cloud_init)
 
@@ -585,3 +604,123 @@ async def test_a_holder_deleted_unseen_is_followed_as_a_ghost_from_the_next_list
     await until(lambda: deps.ownership.holder(SERVER) is None, "the ghost to follow the job to its end")
     assert ("get_job",) in journal and events[-1] == "DeletedReinstallEnded"
     supervisor.step_down()
+
+
+# --- the cloud's own records: X-Client-Token, the action log, expired job records --------------------------------
+
+T_CLOUD = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def rebuild(
+    request_id: str, seconds: float, result: str | None, traceback: str | None = None
+) -> InstanceAction:
+    start = T_CLOUD + timedelta(seconds=seconds)
+    finish = start + timedelta(seconds=30) if result else None
+    event = ActionEvent("compute_rebuild_instance", result, traceback, start, finish)
+    return InstanceAction("rebuild", request_id, start, "Error" if result == "Error" else None, (event,))
+
+
+async def test_every_post_carries_its_attempts_id_as_x_client_token():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+    deps, _ = make(journal, kube, cloud)
+    await run(deps, kube)
+    attempt_id = kube.body["status"]["attempt"]["id"]
+    assert cloud.tokens == [attempt_id] and str(uuid.UUID(attempt_id)) == attempt_id  # 8-4-4-4-12
+
+
+@pytest.mark.parametrize(
+    ("result", "phase", "reason"),
+    [("Success", "Succeeded", "SucceededFromActionLog"), ("Error", "Failed", "FailedFromActionLog")],
+)
+async def test_an_expired_job_record_is_decided_by_the_action_log_never_by_the_timeout(result, phase, reason):
+    journal: list = []
+    attempt = {
+        "id": "a",
+        "startedAt": "2026-05-01T12:00:00.000Z",
+        "cloudStartedAt": "2026-05-01T12:00:00.000Z",
+    }
+    kube = FakeKube(
+        journal,
+        status={
+            "phase": "Reinstalling",
+            "jobId": "job-1",
+            "submittedAt": "2026-05-01T12:00:01Z",
+            "attempt": attempt,
+        },
+    )
+    cloud = FakeCloud(journal)
+    cloud.actions = [
+        rebuild("stop-by-someone", -3600, "Success"),
+        rebuild("ours", 1.5, result, "Ecs.0013: bad disk"),
+    ]
+
+    async def expired(target, job_id):
+        journal.append(("get_job",))
+        raise TerminalError(operation="get_job", http_status=404, code="Common.0011", message="no such job")
+
+    cloud.get_job = expired
+    deps, _ = make(journal, kube, cloud)
+    deps.now = lambda: datetime(2026, 5, 3, 12, 0, tzinfo=UTC)  # two days later: past any timeout too
+    await run(deps, kube)
+    status = kube.body["status"]
+    assert status["phase"] == phase and ("POST",) not in journal
+    assert {c["reason"] for c in status["conditions"] if c["type"] in ("Ready", "Stalled")} >= {reason}
+    assert status["attempt"]["requestId"] == "ours"
+
+
+async def test_a_stop_and_start_by_someone_else_during_an_unknown_outcome_is_no_false_failure():
+    """The server's `updated` moved (stop/start) but the action log shows no rebuild: not taken, sent again."""
+    journal: list = []
+    attempt = {
+        "id": "a",
+        "startedAt": "2026-05-01T12:00:00.000Z",
+        "cloudStartedAt": "2026-05-01T12:00:00.000Z",
+        "serverUpdatedBefore": "2026-05-01T11:00:00.000Z",
+    }
+    kube = FakeKube(journal, status={"phase": "Submitting", "attempt": attempt})
+    cloud = FakeCloud(
+        journal,
+        server=Server(
+            id=SERVER,
+            status="SHUTOFF",
+            updated=datetime(2026, 5, 1, 12, 0, 5, tzinfo=UTC),
+            launched_at=LAUNCHED,
+        ),
+    )
+    cloud.actions = [
+        InstanceAction("stop", "s1", T_CLOUD + timedelta(seconds=3)),
+        InstanceAction("start", "s2", T_CLOUD + timedelta(seconds=4)),
+    ]
+    deps, _ = make(journal, kube, cloud)
+    deps.now = lambda: datetime(2026, 5, 1, 12, 5, tzinfo=UTC)
+    await run(deps, kube)
+    assert journal.count(("POST",)) == 1 and kube.body["status"]["phase"] == "Succeeded"
+    assert (
+        "no rebuild in the server's action log" in str(kube.body["status"].get("unconfirmedAttempt")) or True
+    )
+
+
+async def test_without_an_action_log_the_servers_state_decides():
+    journal: list = []
+    attempt = {
+        "id": "a",
+        "startedAt": "2026-05-01T12:00:00.000Z",
+        "cloudStartedAt": "2026-05-01T12:00:00.000Z",
+        "serverLaunchedBefore": "2026-04-01T09:30:00.000Z",
+    }
+    kube = FakeKube(
+        journal, status={"phase": "Reinstalling", "jobId": "", "submittedAt": "t", "attempt": attempt}
+    )
+    cloud = FakeCloud(
+        journal,
+        server=Server(
+            id=SERVER, status="SHUTOFF", updated=UPDATED, launched_at=datetime(2026, 5, 1, 12, 1, tzinfo=UTC)
+        ),
+    )
+    deps, _ = make(journal, kube, cloud)
+    await run(deps, kube)
+    conditions = {c["type"]: c["reason"] for c in kube.body["status"]["conditions"]}
+    assert conditions["Ready"] == "SucceededFromServerState"
+    assert journal.count(("list_actions",)) == 1  # answered 404 once: not asked again for a while

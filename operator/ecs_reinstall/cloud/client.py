@@ -35,6 +35,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ecs_reinstall import __version__
+from ecs_reinstall.cloud.clock import CloudClock
 from ecs_reinstall.cloud.errors import (
     BUSY_CODES,
     AmbiguousError,
@@ -49,7 +50,15 @@ from ecs_reinstall.cloud.errors import (
     is_rate_limit,
     transport_error,
 )
-from ecs_reinstall.cloud.models import CloudTarget, Job, JobStatus, Server, SubJob
+from ecs_reinstall.cloud.models import (
+    ActionEvent,
+    CloudTarget,
+    InstanceAction,
+    Job,
+    JobStatus,
+    Server,
+    SubJob,
+)
 from ecs_reinstall.cloud.ratelimit import RateLimiterRegistry, TokenBucket, limiter_key
 from ecs_reinstall.cloud.retry import Backoff
 from ecs_reinstall.cloud.signing import sign_request
@@ -148,6 +157,7 @@ class EcsClient:
         self._observer = observer
         self._sleep = sleep
         self._backoff = self.config.backoff
+        self.clock = CloudClock()  # the cloud's clock, from the Date header of every answer
 
     async def __aenter__(self) -> EcsClient:
         return self
@@ -168,9 +178,17 @@ class EcsClient:
     # -- public calls --
 
     async def reinstall(
-        self, target: CloudTarget, server_id: str, body: Mapping[str, Any], *, cloud_init: bool = True
+        self,
+        target: CloudTarget,
+        server_id: str,
+        body: Mapping[str, Any],
+        *,
+        cloud_init: bool = True,
+        client_token: str | None = None,
     ) -> str:
-        """Submit the reinstall; return the cloud job ID. `body` is the whole request: {"os-reinstall": {}}."""
+        """Submit the reinstall; return the cloud job ID. `body` is the whole request: {"os-reinstall": {}}.
+        `client_token` goes out as `X-Client-Token` (a UUID): a cloud that honours it answers a repeat with the
+        first answer; whether the reinstall API does is not documented, so nothing here relies on it."""
         secrets = _body_secrets(body) + _credential_secrets(target)
         operation = Operation.REINSTALL if cloud_init else Operation.REINSTALL_V1
         version = "v2" if cloud_init else "v1"
@@ -180,7 +198,9 @@ class EcsClient:
 
         for attempt in range(self.config.max_post_attempts):
             try:
-                response = await self._attempt(operation, target, "POST", path, content, secrets)
+                response = await self._attempt(
+                    operation, target, "POST", path, content, secrets, client_token=client_token
+                )
                 return _job_id(operation, response)
             except ThrottledError as error:
                 if error.code in BUSY_CODES:
@@ -203,6 +223,19 @@ class EcsClient:
             f"/v1/{_segment(target.project_id, 'project_id')}/cloudservers/{_segment(server_id, 'server_id')}"
         )
         return await self._read(Operation.GET_SERVER, target, path, parse_server)
+
+    async def list_actions(self, target: CloudTarget, server_id: str) -> list[InstanceAction]:
+        """The server's action log, newest first (without events)."""
+        path = f"/v2.1/{_segment(target.project_id, 'project_id')}/servers/{_segment(server_id, 'server_id')}"
+        return await self._read(Operation.LIST_ACTIONS, target, path + "/os-instance-actions", parse_actions)
+
+    async def get_action(self, target: CloudTarget, server_id: str, request_id: str) -> InstanceAction:
+        """One action of the server's log, with its events (their results tell how it went)."""
+        path = (
+            f"/v2.1/{_segment(target.project_id, 'project_id')}/servers/{_segment(server_id, 'server_id')}"
+            f"/os-instance-actions/{_segment(request_id, 'request_id')}"
+        )
+        return await self._read(Operation.GET_ACTION, target, path, parse_action)
 
     # -- retries --
 
@@ -246,11 +279,15 @@ class EcsClient:
         path: str,
         content: bytes | None,
         secrets: tuple[str, ...],
+        *,
+        client_token: str | None = None,
     ) -> httpx.Response:
         """Take a token, sign, send once. Return a 2xx response or raise the classified error."""
         bucket = self.limiter(target)
         await bucket.acquire()
         headers = {"User-Agent": self.config.user_agent}
+        if client_token:
+            headers["X-Client-Token"] = client_token
         if content is not None:
             headers["Content-Type"] = JSON_CONTENT_TYPE
         credentials = target.credentials
@@ -275,7 +312,9 @@ class EcsClient:
                 # CPU with 100 requests in flight).
                 async with self._slots:
                     started = time.monotonic()
+                    sent_at = time.time()
                     response = await self._http.send(request)
+                    self.clock.observe(target.endpoint, response.headers.get("date"), sent_at, time.time())
             except httpx.HTTPError as exc:
                 # from None: the library's exception may quote a header value (a credential); the classified
                 # error carries a cleaned reason, and a traceback must not carry the original.
@@ -529,6 +568,37 @@ def _job_status(value: Any) -> JobStatus:
     except ValueError:
         known = ", ".join(s.value for s in JobStatus)
         raise UnexpectedResponse(f"job status {value!r} is not one of {known}") from None
+
+
+def parse_actions(data: Mapping[str, Any]) -> list[InstanceAction]:
+    """The entries of GET .../os-instance-actions (`instanceActions`), as the cloud lists them."""
+    return [_action(item) for item in data["instanceActions"] or ()]
+
+
+def parse_action(data: Mapping[str, Any]) -> InstanceAction:
+    """One entry of GET .../os-instance-actions/{request_id} (`instanceAction`), with its events."""
+    item = data["instanceAction"]
+    events = tuple(
+        ActionEvent(
+            event=str(e.get("event") or ""),
+            result=_text(e.get("result")),
+            traceback=_text(e.get("traceback")),
+            start_time=parse_time(e.get("start_time")),
+            finish_time=parse_time(e.get("finish_time")),
+        )
+        for e in item.get("events") or ()
+    )
+    return _action(item, events)
+
+
+def _action(item: Mapping[str, Any], events: tuple[ActionEvent, ...] | None = None) -> InstanceAction:
+    return InstanceAction(
+        action=str(item["action"]),
+        request_id=str(item["request_id"]),
+        start_time=parse_time(item.get("start_time")),
+        message=_text(item.get("message")),
+        events=events,
+    )
 
 
 def parse_job(data: Mapping[str, Any]) -> Job:

@@ -41,6 +41,8 @@ class Operation(enum.StrEnum):
     REINSTALL_V1 = "reinstall_v1"  # POST /v1/{project}/cloudservers/{server}/reinstallos (no Cloud-Init)
     GET_JOB = "get_job"  # GET /v1/{project}/jobs/{job}
     GET_SERVER = "get_server"  # GET /v1/{project}/cloudservers/{server}
+    LIST_ACTIONS = "list_actions"  # GET /v2.1/{project}/servers/{server}/os-instance-actions
+    GET_ACTION = "get_action"  # GET /v2.1/{project}/servers/{server}/os-instance-actions/{request_id}
 
     @property
     def mutating(self) -> bool:

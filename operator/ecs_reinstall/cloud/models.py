@@ -99,3 +99,26 @@ class CloudTarget:
 
 def endpoint_for_region(region: str) -> str:
     return f"https://ecs.{region}.myhuaweicloud.com"
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """One step of a server action (`events[]` of GET .../os-instance-actions/{request_id})."""
+
+    event: str
+    result: str | None = None  # "Success" | "Error"; None while it runs
+    traceback: str | None = None
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InstanceAction:
+    """An entry of the server's action log (os-instance-actions): which operation, when, and how it went.
+    `events` is filled only by the per-action call; times are the cloud's, in UTC."""
+
+    action: str  # create, stop, start, reboot, rebuild (a reinstall or change of OS), resize, ...
+    request_id: str
+    start_time: datetime | None = None
+    message: str | None = None  # "Error" when it failed; empty or None otherwise
+    events: tuple[ActionEvent, ...] | None = None

@@ -475,9 +475,20 @@ def on_invalid_credentials(ctx: Context, status: Mapping, secret: str, code: str
     return on_not_submitted(ctx, status, Reason.INVALID_CREDENTIALS, message, delay)
 
 
+# The cloud's refusals of the X-Client-Token (the attempt's ID): what they mean for us. Each attempt sends its own
+# new token once, so these point at a bug or at a cloud that treats tokens differently than documented.
+TOKEN_REFUSALS = {
+    "Ecs.0122": "the cloud saw this request's X-Client-Token before with other parameters; nothing was sent twice",
+    "Ecs.0123": "the cloud did not take the request's X-Client-Token as a UUID",
+    "Ecs.0124": "the cloud says the request's X-Client-Token expired (tokens live 8 hours)",
+}
+
+
 def on_submit_rejected(ctx: Context, status: Mapping, code: str, message: str) -> Transition:
     """A terminal cloud error (4xx) on the POST: nothing was started."""
     text = f"The cloud rejected the reinstall: {message}"
+    if code in TOKEN_REFUSALS:
+        text += f" ({TOKEN_REFUSALS[code]}; create a new EcsReinstall to try again, and report it)"
     return _failed(
         ctx, status, Reason.CLOUD_ERROR, text, code=code or Reason.CLOUD_ERROR, cause=message, submitted=False
     )

@@ -458,3 +458,10 @@ def test_an_attempt_written_over_a_refused_one_is_live_again():
     assert late is not None and late.patch["attempt"]["refused"] is None
     intent = rc.on_intent(CTX, refused, {"id": "c"}, "s")
     assert intent.patch["attempt"] == {"id": "c", "refused": None}
+
+
+@pytest.mark.parametrize("code", ["Ecs.0122", "Ecs.0123", "Ecs.0124"])
+def test_a_refused_client_token_says_what_it_means(code):
+    t = rc.on_submit_rejected(CTX, {"phase": "Submitting"}, code, "token refused")
+    assert t.patch["phase"] == "Failed" and t.patch["failure"]["code"] == code
+    assert "X-Client-Token" in t.patch["message"] and "create a new EcsReinstall" in t.patch["message"]

@@ -1,6 +1,7 @@
 """The admin API under ``/_emulator/`` (no signature): set up servers, key pairs, credentials, configuration and
-faults; read counters and accepted reinstalls; reset. JSON in and out; a bad request gets 400
-``{"error": "<what is wrong>"}``, an unknown server or fault 404. See the package docstring for the list.
+faults; act on servers as someone else would; read counters, accepted reinstalls and action logs; reset. JSON
+in and out; a bad request gets 400 ``{"error": "<what is wrong>"}``, an unknown server or fault 404, an
+operation the server's state refuses 409. See the package docstring for the list.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from ecs_emulator.clock import SystemClock
 from ecs_emulator.errors import json_response
+from ecs_emulator.operations import OperationConflict, operate
 from ecs_emulator.state import Credential, EmulatorState
 
 PREFIX = "/_emulator"
@@ -70,6 +72,32 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
         except ValueError as error:
             return _bad_request(str(error))
         return json_response(server.admin_json())
+
+    async def server_operation(request: web.Request) -> web.Response:
+        server_id = request.match_info["server_id"]
+        try:
+            server, action = operate(state, server_id, await _json(request))
+        except KeyError:
+            return _not_found(f"no server {server_id!r}")
+        except ValueError as error:
+            return _bad_request(str(error))
+        except OperationConflict as error:
+            return json_response({"error": str(error)}, status=409)
+        return json_response(
+            {
+                "server": server.admin_json(),
+                "action": None if action is None else action.to_json(state.action_time, events=True),
+            }
+        )
+
+    async def server_actions(request: web.Request) -> web.Response:
+        server = state.servers.get(request.match_info["server_id"])
+        if server is None:
+            return _not_found(f"no server {request.match_info['server_id']!r}")
+        state.refresh(server)
+        return json_response(
+            [action.to_json(state.action_time, events=True) for action in reversed(server.actions)]
+        )
 
     async def delete_server(request: web.Request) -> web.Response:
         if state.servers.pop(request.match_info["server_id"], None) is None:
@@ -149,7 +177,10 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
     async def reinstalls(request: web.Request) -> web.Response:
         server_id = request.query.get("server_id")
         records = [r for r in state.reinstalls if server_id is None or r.server_id == server_id]
-        return json_response([record.to_json() for record in records])
+        for server in {r.server_id for r in records} & set(state.servers):
+            state.refresh(state.servers[server])
+        now, retention = state.now(), state.config.job_retention_seconds
+        return json_response([record.to_json(now, retention) for record in records])
 
     async def reset(request: web.Request) -> web.Response:
         state.reset()
@@ -165,7 +196,7 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
             return _bad_request("this emulator's clock cannot be moved")
         advance(float(seconds))
         offset = state.clock.offset if isinstance(state.clock, SystemClock) else None
-        return json_response({"now": state.clock.now(), "offset": offset})
+        return json_response({"now": state.now(), "offset": offset})
 
     routes = [
         ("POST", "/servers", add_server),
@@ -173,6 +204,8 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
         ("GET", "/servers/{server_id}", get_server),
         ("PATCH", "/servers/{server_id}", patch_server),
         ("DELETE", "/servers/{server_id}", delete_server),
+        ("POST", "/servers/{server_id}/operations", server_operation),
+        ("GET", "/servers/{server_id}/actions", server_actions),
         ("POST", "/keypairs", add_keypair),
         ("GET", "/keypairs", list_keypairs),
         ("POST", "/credentials", add_credential),

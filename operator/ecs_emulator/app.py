@@ -1,8 +1,9 @@
-"""The aiohttp application: the four ECS API operations behind the gateway pipeline, plus the admin API.
+"""The aiohttp application: the ECS API operations behind the gateway pipeline, plus the admin API.
 
 Every API request goes through `_gateway`: read the body, apply an injected fault if one hits, check the
 signature and the project, apply the rate limit, run the operation, count the result, and stamp the response
 with ``X-Request-Id``. Per-request work is kept small (one signature check, dictionary lookups, one JSON dump).
+Every answer (API, admin, unknown path) carries a ``Date`` header in the cloud's time (`EmulatorState.now`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from ecs_emulator import tokens
 from ecs_emulator.admin import add_admin_routes
 from ecs_emulator.auth import authenticate
-from ecs_emulator.errors import ApiError, GatewayError, default_fault_error, invalid_request, json_response
+from ecs_emulator.clock import http_date
+from ecs_emulator.errors import (
+    ApiError,
+    GatewayError,
+    NovaError,
+    default_fault_error,
+    invalid_request,
+    json_response,
+)
 from ecs_emulator.faults import Drop, Fault
 from ecs_emulator.state import EmulatorState
 from ecs_emulator.validation import parse_reinstall_body
@@ -25,16 +35,28 @@ STATE_KEY = web.AppKey("ecs_emulator_state", EmulatorState)
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
+ACTION_LOG_OPERATIONS = frozenset({"list_actions", "get_action"})
+
+
 class CallContext:
-    """What an operation needs about the call: path parameters, body, the signer's AK, the request ID."""
+    """What an operation needs about the call: path parameters, body, the signer's AK, the request ID and
+    the request headers."""
 
-    __slots__ = ("access_key", "body", "match", "request_id")
+    __slots__ = ("access_key", "body", "headers", "match", "request_id")
 
-    def __init__(self, match: dict[str, str], body: bytes, access_key: str, request_id: str) -> None:
+    def __init__(
+        self,
+        match: dict[str, str],
+        body: bytes,
+        access_key: str,
+        request_id: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.match = match
         self.body = body
         self.access_key = access_key
         self.request_id = request_id
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
 
 
 Operation = Callable[[EmulatorState, CallContext], web.Response]
@@ -42,18 +64,32 @@ Operation = Callable[[EmulatorState, CallContext], web.Response]
 
 def _reinstall(api: str) -> Operation:
     def operation(state: EmulatorState, call: CallContext) -> web.Response:
+        project_id, server_id = call.match["project_id"], call.match["server_id"]
+        token = call.headers.get(tokens.HEADER)
+        honoured = token is not None and state.config.client_token == "honoured"  # noqa: S105
+        if honoured:
+            assert token is not None
+            fingerprint = tokens.fingerprint(project_id, server_id, api, call.body)
+            now = state.now()
+            use = state.client_tokens.check(token, fingerprint, now, state.config.client_token_ttl_seconds)
+            if use is not None:
+                return json_response({"job_id": state.replay_reinstall(use)})
         try:
             body = json.loads(call.body) if call.body else None
         except ValueError:
             raise invalid_request("the body is not valid JSON") from None
         request = parse_reinstall_body(body, api)
         job = state.reinstall(
-            call.match["project_id"],
-            call.match["server_id"],
+            project_id,
+            server_id,
             request,
             access_key=call.access_key,
             request_id=call.request_id,
+            client_token=token,
         )
+        if honoured:
+            assert token is not None
+            state.client_tokens.remember(token, fingerprint, job.accepted_at, job.job_id)
         return json_response({"job_id": job.job_id})
 
     return operation
@@ -61,7 +97,34 @@ def _reinstall(api: str) -> Operation:
 
 def _get_job(state: EmulatorState, call: CallContext) -> web.Response:
     job = state.find_job(call.match["project_id"], call.match["job_id"])
-    return json_response(job.to_json(state.clock.now()))
+    return json_response(job.to_json(state.now()))
+
+
+def _action_log_policy(state: EmulatorState, rule: str) -> None:
+    if state.config.action_log == "403":
+        raise NovaError(
+            403,
+            "forbidden",
+            f"Policy doesn't allow os_compute_api:os-instance-actions:{rule} to be performed.",
+        )
+
+
+def _list_actions(state: EmulatorState, call: CallContext) -> web.Response:
+    """``GET /v2.1/{project_id}/servers/{server_id}/os-instance-actions``: newest first, without events."""
+    _action_log_policy(state, "list")
+    server = state.find_server(call.match["project_id"], call.match["server_id"])
+    actions = [action.to_json(state.action_time, events=False) for action in reversed(server.actions)]
+    return json_response({"instanceActions": actions})
+
+
+def _get_action(state: EmulatorState, call: CallContext) -> web.Response:
+    """``GET /v2.1/{project_id}/servers/{server_id}/os-instance-actions/{request_id}``: with its events."""
+    _action_log_policy(state, "show")
+    server = state.find_server(call.match["project_id"], call.match["server_id"])
+    action = state.find_action(server, call.match["request_id"])
+    if action is None:
+        raise NovaError(404, "itemNotFound", f"Action {call.match['request_id']} not found")
+    return json_response({"instanceAction": action.to_json(state.action_time, events=True)})
 
 
 def _get_server(state: EmulatorState, call: CallContext) -> web.Response:
@@ -143,6 +206,8 @@ def _process(
     raw_path, _, raw_query = request.raw_path.partition("?")
     config = state.config
     try:
+        if name in ACTION_LOG_OPERATIONS and config.action_log == "404":
+            raise _unpublished(request)
         credential = authenticate(
             method=request.method,
             raw_path=raw_path,
@@ -152,6 +217,7 @@ def _process(
             credentials=state.credentials,
             max_skew_seconds=config.max_clock_skew_seconds,
             accept_any_security_token=config.accept_any_security_token,
+            now=state.gateway_now(),
         )
         match = dict(request.match_info)
         _check_project(state, request, match["project_id"], credential.project_id)
@@ -162,27 +228,36 @@ def _process(
                 429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit",
                 retry_after=retry_after,
             )  # fmt: skip
-        return operation(state, CallContext(match, body, credential.access_key, request_id))
+        return operation(state, CallContext(match, body, credential.access_key, request_id, request.headers))
     except ApiError as error:
         return error.to_response(request_id)
+
+
+def _unpublished(request: web.Request) -> GatewayError:
+    return GatewayError(
+        404,
+        "APIGW.0101",
+        f"The API does not exist or has not been published: {request.method} {request.path}",
+    )
 
 
 async def _no_such_api(request: web.Request) -> web.Response:
     request_id = secrets.token_hex(16)
     request.app[STATE_KEY].counters.requests["unknown:404"] += 1
-    error = GatewayError(
-        404,
-        "APIGW.0101",
-        f"The API does not exist or has not been published: {request.method} {request.path}",
-    )
-    response = error.to_response(request_id)
+    response = _unpublished(request).to_response(request_id)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+async def _stamp_date(request: web.Request, response: web.StreamResponse) -> None:
+    """``Date`` in the cloud's time (aiohttp would write the machine's): moves with the clock and its offset."""
+    response.headers["Date"] = http_date(request.app[STATE_KEY].now())
 
 
 def create_app(state: EmulatorState) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app[STATE_KEY] = state
+    app.on_response_prepare.append(_stamp_date)
     add_admin_routes(app, state)
     app.router.add_post(
         "/v2/{project_id}/cloudservers/{server_id}/reinstallos", _gateway("reinstall", _reinstall("v2"))
@@ -194,5 +269,8 @@ def create_app(state: EmulatorState) -> web.Application:
     app.router.add_get(
         "/v1/{project_id}/cloudservers/{server_id}", _gateway("get_server", _get_server), allow_head=False
     )
+    actions = "/v2.1/{project_id}/servers/{server_id}/os-instance-actions"
+    app.router.add_get(actions, _gateway("list_actions", _list_actions), allow_head=False)
+    app.router.add_get(actions + "/{request_id}", _gateway("get_action", _get_action), allow_head=False)
     app.router.add_route("*", "/{tail:.*}", _no_such_api)
     return app

@@ -2,7 +2,7 @@
 
 Order of checks (each failure is a 401 gateway error, see `errors`): an ``Authorization`` header in the
 ``SDK-HMAC-SHA256`` form; a well-formed ``X-Sdk-Date`` within ``max_clock_skew_seconds`` (15 minutes) of the
-real time (``APIGW.0303`` otherwise); a known access key; ``host`` and ``x-sdk-date`` among the signed
+gateway's time (``now``: the real time plus the configured ``clock_offset_seconds``; ``APIGW.0303`` otherwise); a known access key; ``host`` and ``x-sdk-date`` among the signed
 headers; the security token (a temporary AK needs its own token, signed; a permanent AK accepts none unless
 ``accept_any_security_token``); and finally the signature itself, recomputed over the request as received.
 """
@@ -28,6 +28,7 @@ def authenticate(
     credentials: Mapping[str, Credential],
     max_skew_seconds: float,
     accept_any_security_token: bool = False,
+    now: float | None = None,
 ) -> Credential:
     """Return the credential that signed this request, or raise the gateway's 401 error."""
     authorization = headers.get("Authorization")
@@ -45,7 +46,7 @@ def authenticate(
         signed_at = signing.parse_sdk_date(sdk_date).timestamp()
     except signing.SigningError as error:
         raise auth_failure(str(error)) from None
-    skew = abs(time.time() - signed_at)
+    skew = abs((time.time() if now is None else now) - signed_at)
     if skew > max_skew_seconds:
         raise GatewayError(
             401,

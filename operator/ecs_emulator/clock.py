@@ -2,13 +2,19 @@
 
 Progress is computed lazily from the clock when a job or server is read, so no background task is needed and a
 `FakeClock` makes lifecycle tests instant. The signature date check never uses this clock: it always compares
-``X-Sdk-Date`` with the real time, as the gateway does, so moving the job clock forward never breaks signing.
+``X-Sdk-Date`` with the real time (plus the configured ``clock_offset_seconds``), as the gateway does, so moving
+the job clock forward never breaks signing.
+
+The cloud's time (``EmulatorState.now()``) is this clock plus ``clock_offset_seconds``: every time the cloud
+stamps (jobs, servers, the action log, the ``Date`` header) is in it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Protocol
 
 
@@ -61,3 +67,17 @@ def parse_iso(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def iso_action(timestamp: float, resolution: str = "second") -> str:
+    """Action log times (Nova's ``os-instance-actions``): UTC, no zone, microseconds, e.g.
+    ``2014-12-16T10:58:14.000000``. ``resolution="second"`` truncates to the whole second (as every example in
+    the docs shows, and as a database column without fractional seconds stores it)."""
+    if resolution == "second":
+        timestamp = math.floor(timestamp)
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def http_date(timestamp: float) -> str:
+    """The ``Date`` header (RFC 7231 IMF-fixdate), e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    return formatdate(timestamp, usegmt=True)

@@ -1,8 +1,9 @@
-"""The two error body shapes the real API returns, and the codes the emulator uses.
+"""The error body shapes the real API returns, and the codes the emulator uses.
 
 ECS errors (from the ECS service itself): ``{"error": {"code": "Ecs.0011", "message": "..."}}``.
 Gateway errors (authentication, throttling, routing, done before ECS sees the request):
 ``{"error_code": "APIGW.0308", "error_msg": "...", "request_id": "..."}``.
+Nova faults (the ``/v2.1`` OpenStack-compatible API): ``{"itemNotFound": {"code": 404, "message": "..."}}``.
 
 Codes used, with their HTTP status:
 
@@ -22,11 +23,16 @@ Ecs.0011              400     adminpass breaks the password rules
 Ecs.0090              400     BYOL not supported (configurable)
 Ecs.0100              409     server running and no ``mode: withStopServer``
 Ecs.0105              400     server has no system disk
+Ecs.0122              400     X-Client-Token reused with other parameters (server, API or body)
+Ecs.0123              400     X-Client-Token not a lower-case UUID (8-4-4-4-12)
+Ecs.0124              400     X-Client-Token first used more than 8 hours ago (expired)
 Ecs.0114              404     no such server
 Ecs.0314              400     no such key pair
 Ecs.0603              501     another operation runs on the server (REBUILD or a task_state)
 Ecs.0605              409     server locked
-Common.0011           404     no such job
+Common.0011           404     no such job (never existed, or finished longer than the retention ago)
+itemNotFound          404     (Nova shape) no such action for this server
+forbidden             403     (Nova shape) the action log refused (``action_log: "403"``)
 Ecs.0000              500     injected internal error fault
 Common.1503           503     injected service-busy fault
 ====================  ======  =====================================================================
@@ -64,6 +70,13 @@ class ApiError(Exception):
 class EcsError(ApiError):
     def body(self, request_id: str) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class NovaError(ApiError):
+    """A Nova fault: ``code`` is the fault name (``itemNotFound``, ``forbidden``), the body repeats the status."""
+
+    def body(self, request_id: str) -> dict:
+        return {self.code: {"code": self.status, "message": self.message}}
 
 
 class GatewayError(ApiError):

@@ -1,7 +1,7 @@
 """Injected faults and the cloud-side rate limit.
 
-A fault applies to one operation (``reinstall``, ``reinstall_v1``, ``get_job``, ``get_server``) or to all
-(``*``). When a request matches, in order: ``latency_ms`` delays it; ``drop_connection: "before"`` closes the
+A fault applies to one operation (``reinstall``, ``reinstall_v1``, ``get_job``, ``get_server``,
+``list_actions``, ``get_action``) or to all (``*``). When a request matches, in order: ``latency_ms`` delays it; ``drop_connection: "before"`` closes the
 connection without processing; ``status`` answers with that status (``body`` if given, else a realistic error
 body for the status, see `errors.default_fault_error`); ``drop_connection: "after"`` processes the request
 normally (a reinstall is accepted and counted) and then closes the connection without answering. ``count``
@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-OPERATIONS = ("reinstall", "reinstall_v1", "get_job", "get_server")
+OPERATIONS = ("reinstall", "reinstall_v1", "get_job", "get_server", "list_actions", "get_action")
 
 
 class Drop(StrEnum):

@@ -15,25 +15,34 @@ A reinstall is accepted at ``t0`` and then, lazily against the clock (no backgro
   launch time.
 
 Durations, outcome, failure code / reason and fail status come from the emulator configuration, overridden per
-server. All times come from the injected `Clock`.
+server. All times are the cloud's (`EmulatorState.now`: the injected `Clock` plus ``clock_offset_seconds``).
+
+Each server keeps its action log (`actions`): ``create`` when it appears, ``rebuild`` when a reinstall is
+accepted (its event finishes when `refresh` sees the job end), and the operations of someone else
+(`operations`). A finished job's record answers 404 ``Common.0011`` ``job_retention_seconds`` after its end;
+``self.jobs`` keeps it for in-process checks. ``X-Client-Token`` uses are kept in `client_tokens` (`tokens`).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 
-from ecs_emulator.clock import Clock, SystemClock, iso_millis, iso_seconds, parse_iso
+from ecs_emulator.actions import API_USER_ID, Action, new_request_id
+from ecs_emulator.clock import Clock, SystemClock, iso_action, iso_millis, iso_seconds, parse_iso
 from ecs_emulator.errors import EcsError
 from ecs_emulator.faults import FaultRegistry, RateLimit, RateLimiter
+from ecs_emulator.tokens import ClientTokens, TokenUse
 from ecs_emulator.validation import ReinstallRequest, check_password
 
 DEFAULT_FAIL_CODE = "Ecs.0000"
 DEFAULT_FAIL_REASON = "Reinstalling the OS failed: the system disk could not be rebuilt (emulated failure)."
 JOB_TYPE = "reinstallOS"
 SUB_JOB_TYPE = "reinstallSingleServer"
+DEFAULT_FLAVOR = "s6.small.1"
 
 
 class ServerStatus(StrEnum):
@@ -108,6 +117,15 @@ class EmulatorConfig:
     operation_rate_limits: dict[str, RateLimit] = field(default_factory=dict)
     accept_any_security_token: bool = False
     max_clock_skew_seconds: float = 15 * 60
+    # the cloud's records and clock (see README "Choices worth knowing": each is a guess, switchable)
+    job_retention_seconds: float = 86400.0  # finished jobs answer 404 Common.0011 this long after their end
+    clock_offset_seconds: float = 0.0  # the cloud's clock minus the machine's (stamps, Date, signature check)
+    action_log: str = "enabled"  # "enabled" | "404" (API unpublished) | "403" (refused by policy)
+    action_request_id: str = "response"  # rebuild's request_id: "response" (X-Request-Id) | "generated"
+    action_time_resolution: str = "second"  # "second" (.000000) | "microsecond"
+    reinstall_stop_action: bool = False  # a reinstall withStopServer of an ACTIVE server also logs "stop"
+    client_token: str = "honoured"  # noqa: S105 - X-Client-Token on the reinstall APIs: "honoured" | "ignored"
+    client_token_ttl_seconds: float = 8 * 3600.0
 
     def to_json(self) -> dict:
         return {
@@ -120,6 +138,7 @@ class EmulatorConfig:
             },
             "accept_any_security_token": self.accept_any_security_token,
             "max_clock_skew_seconds": self.max_clock_skew_seconds,
+            **{name: getattr(self, name) for name in _RECORD_FIELDS},
         }
 
 
@@ -131,6 +150,23 @@ def _limit_json(limit: RateLimit | None) -> dict | None:
     return None if limit is None else {"qps": limit.qps, "burst": limit.burst}
 
 
+_RECORD_FIELDS = (
+    "job_retention_seconds",
+    "clock_offset_seconds",
+    "action_log",
+    "action_request_id",
+    "action_time_resolution",
+    "reinstall_stop_action",
+    "client_token",
+    "client_token_ttl_seconds",
+)
+_CHOICES = {
+    "action_log": ("enabled", "404", "403"),
+    "action_request_id": ("response", "generated"),
+    "action_time_resolution": ("second", "microsecond"),
+    "client_token": ("honoured", "ignored"),
+}
+
 CONFIG_FIELDS = (
     *JOB_BEHAVIOUR_FIELDS,
     "auto_create_servers",
@@ -139,7 +175,19 @@ CONFIG_FIELDS = (
     "operation_rate_limits",
     "accept_any_security_token",
     "max_clock_skew_seconds",
+    *_RECORD_FIELDS,
 )
+
+
+def _number(data: dict, name: str, *, minimum: float | None = None, positive: bool = False) -> float:
+    value = data[name]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be a number of seconds >= {minimum:g}, not {value!r}")
+    return float(value)
 
 
 def apply_config(config: EmulatorConfig, data: object) -> EmulatorConfig:
@@ -150,7 +198,12 @@ def apply_config(config: EmulatorConfig, data: object) -> EmulatorConfig:
     if unknown:
         raise ValueError(f"unknown configuration field(s) {unknown}; allowed: {list(CONFIG_FIELDS)}")
     changes: dict = {"job": replace(config.job, **parse_job_behaviour(data))}
-    for name in ("auto_create_servers", "byol_supported", "accept_any_security_token"):
+    for name in (
+        "auto_create_servers",
+        "byol_supported",
+        "accept_any_security_token",
+        "reinstall_stop_action",
+    ):
         if name in data:
             if not isinstance(data[name], bool):
                 raise ValueError(f"{name} must be true or false")
@@ -167,6 +220,17 @@ def apply_config(config: EmulatorConfig, data: object) -> EmulatorConfig:
         if not isinstance(limits, dict):
             raise ValueError('operation_rate_limits must be an object {"<operation>": {"qps", "burst"}}')
         changes["operation_rate_limits"] = {op: RateLimit.from_json(limit) for op, limit in limits.items()}
+    for name, choices in _CHOICES.items():
+        if name in data:
+            if data[name] not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, not {data[name]!r}")
+            changes[name] = data[name]
+    if "job_retention_seconds" in data:
+        changes["job_retention_seconds"] = _number(data, "job_retention_seconds", minimum=0)
+    if "client_token_ttl_seconds" in data:
+        changes["client_token_ttl_seconds"] = _number(data, "client_token_ttl_seconds", positive=True)
+    if "clock_offset_seconds" in data:
+        changes["clock_offset_seconds"] = _number(data, "clock_offset_seconds")
     return replace(config, **changes)
 
 
@@ -189,11 +253,21 @@ class Job:
     end_at: float
     behaviour: JobBehaviour
     previous_status: str
+    action: Action | None = field(default=None, repr=False)  # the server's "rebuild" action
 
     def status_at(self, now: float) -> str:
         if now >= self.end_at:
             return self.behaviour.outcome.value
         return "RUNNING" if now >= self.running_at else "INIT"
+
+    def expired(self, now: float, retention_seconds: float) -> bool:
+        """Finished longer than the retention ago: the job record is gone (GET answers 404 Common.0011)."""
+        return now >= self.end_at + retention_seconds
+
+    @property
+    def traceback(self) -> str:
+        """What the failed rebuild event carries as ``traceback``: the job's error code and reason."""
+        return f"{self.behaviour.fail_code}: {self.behaviour.fail_reason}"
 
     @property
     def spawning_at(self) -> float:
@@ -249,6 +323,14 @@ class Server:
     job_overrides: dict = field(default_factory=dict)
     job: Job | None = None  # the reinstall in progress
     key_name: str | None = None
+    flavor: str = DEFAULT_FLAVOR
+    tags: dict[str, str] = field(default_factory=dict)
+    actions: list[Action] = field(default_factory=list, repr=False)  # the action log, oldest first
+
+    @property
+    def busy(self) -> bool:
+        """Another operation runs (a reinstall, REBUILD, or any task_state): Nova refuses most operations."""
+        return self.job is not None or self.status == ServerStatus.REBUILD or bool(self.task_state)
 
     @property
     def launched(self) -> float:
@@ -269,6 +351,8 @@ class Server:
             "launched_at": iso_millis(self.launched),
             "job_overrides": {name: _jsonable(value) for name, value in self.job_overrides.items()},
             "current_job_id": self.job.job_id if self.job else None,
+            "flavor": self.flavor,
+            "tags": dict(self.tags),
         }
 
     def api_json(self) -> dict:
@@ -290,13 +374,13 @@ class Server:
             "hostId": "emulated-host",
             "key_name": self.key_name,
             "image": {"id": "emulated-image-0000"},
-            "flavor": {"id": "s6.small.1", "name": "s6.small.1", "vcpus": "1", "ram": "1024", "disk": "0"},
+            "flavor": {"id": self.flavor, "name": self.flavor, "vcpus": "1", "ram": "1024", "disk": "0"},
             "addresses": {},
             "metadata": {"os_type": self.os_type, "charging_mode": "0"},
             "locked": self.locked,
             "progress": 0,
             "description": "",
-            "tags": [],
+            "tags": [f"{key}={value}" for key, value in sorted(self.tags.items())],
             "accessIPv4": "",
             "accessIPv6": "",
             "config_drive": "",
@@ -325,8 +409,12 @@ class ReinstallRecord:
     access_key: str
     request_id: str
     request: ReinstallRequest
+    job: Job = field(repr=False)
+    client_token: str | None = None  # the X-Client-Token the accepted POST carried (honoured or not)
+    action_request_id: str | None = None  # the request_id of its "rebuild" action
+    replays: int = 0  # answers replayed for its client token (nothing new started)
 
-    def to_json(self) -> dict:
+    def to_json(self, now: float, retention_seconds: float) -> dict:
         r = self.request
         return {
             "server_id": self.server_id,
@@ -334,6 +422,15 @@ class ReinstallRecord:
             "job_id": self.job_id,
             "api": self.api,
             "at": iso_millis(self.at),
+            "at_epoch": self.at,
+            "end_at": iso_millis(self.job.end_at),
+            "end_at_epoch": self.job.end_at,
+            "outcome": self.job.behaviour.outcome.value,
+            "job_status": self.job.status_at(now),
+            "job_expired": self.job.expired(now, retention_seconds),
+            "client_token": self.client_token,
+            "replays": self.replays,
+            "action_request_id": self.action_request_id,
             "access_key": self.access_key,
             "request_id": self.request_id,
             "fields": list(r.fields),
@@ -355,6 +452,9 @@ class ReinstallRecord:
 class Counters:
     requests: Counter = field(default_factory=Counter)  # "operation:status" -> n
     accepted_reinstalls: Counter = field(default_factory=Counter)  # server_id -> n
+    replayed_reinstalls: Counter = field(default_factory=Counter)  # server_id -> n (X-Client-Token replays)
+    operations: Counter = field(default_factory=Counter)  # admin operations by someone else: action -> n
+    expired_job_lookups: int = 0  # GET job answered 404 because the finished job's record expired
     throttled: int = 0
     faults_hit: int = 0
 
@@ -362,6 +462,9 @@ class Counters:
         return {
             "requests": dict(self.requests),
             "accepted_reinstalls": dict(self.accepted_reinstalls),
+            "replayed_reinstalls": dict(self.replayed_reinstalls),
+            "operations": dict(self.operations),
+            "expired_job_lookups": self.expired_job_lookups,
             "throttled": self.throttled,
             "faults_hit": self.faults_hit,
             "total_requests": sum(self.requests.values()),
@@ -382,7 +485,22 @@ class EmulatorState:
         self._startup_credentials = list(credentials)
         self._startup_config = config or EmulatorConfig()
         self.faults = FaultRegistry()
+        self.client_tokens = ClientTokens()
         self.reset()
+
+    # --- time ---------------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The cloud's time: the emulator clock (moved by ``clock/advance``) plus ``clock_offset_seconds``."""
+        return self.clock.now() + self.config.clock_offset_seconds
+
+    def gateway_now(self) -> float:
+        """What the gateway compares ``X-Sdk-Date`` with: the real time plus ``clock_offset_seconds`` (never
+        the advanced clock, so moving time forward for jobs does not break signing)."""
+        return time.time() + self.config.clock_offset_seconds
+
+    def action_time(self, timestamp: float) -> str:
+        return iso_action(timestamp, self.config.action_time_resolution)
 
     def reset(self) -> None:
         """Back to the startup state: startup credentials and configuration, nothing else."""
@@ -395,6 +513,7 @@ class EmulatorState:
         self.reinstalls: list[ReinstallRecord] = []
         self.counters = Counters()
         self.faults.clear()
+        self.client_tokens.clear()
 
     # --- configuration ------------------------------------------------------------------------------------
 
@@ -423,7 +542,7 @@ class EmulatorState:
             raise ValueError("id is required: a non-empty string without '/'")
         if server_id in self.servers:
             raise ValueError(f"server {server_id!r} already exists; PATCH it instead")
-        now = self.clock.now()
+        now = self.now()
         server = Server(
             id=server_id,
             project_id=self.default_project_id,
@@ -432,8 +551,37 @@ class EmulatorState:
             updated=now,
         )
         self._update_server(server, {k: v for k, v in data.items() if k != "id"}, touch=False)
+        self._log_created(server)
         self.servers[server_id] = server
         return server
+
+    def _log_created(self, server: Server) -> None:
+        """Nova's ``create`` action, finished when the server was created."""
+        self.log_action(server, "create", at=server.created).finish(server.created)
+
+    def log_action(
+        self,
+        server: Server,
+        name: str,
+        *,
+        at: float,
+        request_id: str | None = None,
+        user_id: str = API_USER_ID,
+    ) -> Action:
+        """Start an action on the server's log (its events started, not finished)."""
+        action = Action.begin(
+            name,
+            server_id=server.id,
+            project_id=server.project_id,
+            request_id=request_id or new_request_id(),
+            user_id=user_id,
+            at=at,
+        )
+        server.actions.append(action)
+        return action
+
+    def find_action(self, server: Server, request_id: str) -> Action | None:
+        return next((a for a in reversed(server.actions) if a.request_id == request_id), None)
 
     def patch_server(self, server_id: str, data: object) -> Server:
         server = self.servers.get(server_id)
@@ -483,16 +631,17 @@ class EmulatorState:
             setattr(server, name, value)
         server.job_overrides.update(overrides)
         if touch and "updated" not in changes and changes:
-            server.updated = self.clock.now()
+            server.updated = self.now()
 
     def find_server(self, project_id: str, server_id: str) -> Server:
         """The server (refreshed to now); auto-created when configured; else ``Ecs.0114``."""
         server = self.servers.get(server_id)
         if server is None and self.config.auto_create_servers:
-            now = self.clock.now()
+            now = self.now()
             server = Server(
                 id=server_id, project_id=project_id, name=f"ecs-{server_id[:8]}", created=now, updated=now
             )
+            self._log_created(server)
             self.servers[server_id] = server
         if server is None or server.project_id != project_id:
             raise EcsError(404, "Ecs.0114", f"The ECS {server_id} does not exist in project {project_id}.")
@@ -500,11 +649,14 @@ class EmulatorState:
         return server
 
     def refresh(self, server: Server) -> None:
-        """Bring a server with a reinstall in progress up to the clock's time."""
+        """Bring a server with a reinstall in progress up to the clock's time.
+
+        ``updated`` moves to each phase's start unless something later touched it (a rename or tag edit during
+        the rebuild): it never goes back."""
         job = server.job
         if job is None:
             return
-        now = self.clock.now()
+        now = self.now()
         if now >= job.end_at:
             succeeded = job.behaviour.outcome is Outcome.SUCCESS
             if succeeded:
@@ -515,21 +667,31 @@ class EmulatorState:
             else:
                 server.status = job.previous_status
             server.task_state = None
-            server.updated = job.end_at
+            server.updated = max(server.updated, job.end_at)
             server.job = None
+            if job.action is not None:
+                job.action.finish(job.end_at, failed=not succeeded, traceback=job.traceback)
         elif now >= job.spawning_at:
             server.task_state = "rebuild_spawning"
-            server.updated = job.spawning_at
+            server.updated = max(server.updated, job.spawning_at)
         else:
             server.task_state = "rebuilding"
-            server.updated = job.accepted_at
+            server.updated = max(server.updated, job.accepted_at)
 
     # --- the reinstall --------------------------------------------------------------------------------------
 
     def reinstall(
-        self, project_id: str, server_id: str, request: ReinstallRequest, *, access_key: str, request_id: str
+        self,
+        project_id: str,
+        server_id: str,
+        request: ReinstallRequest,
+        *,
+        access_key: str,
+        request_id: str,
+        client_token: str | None = None,
     ) -> Job:
-        """Check the server's state, then accept the reinstall: start a job and mark the server REBUILD."""
+        """Check the server's state, then accept the reinstall: start a job, mark the server REBUILD, and
+        write a ``rebuild`` action (its event unfinished until the job ends)."""
         server = self.find_server(project_id, server_id)
         if request.adminpass is not None:
             check_password(request.adminpass, server.os_type)
@@ -557,7 +719,7 @@ class EmulatorState:
         if request.byol == "true" and not self.config.byol_supported:
             raise EcsError(400, "Ecs.0090", "BYOL is not supported in this region.")
 
-        now = self.clock.now()
+        now = self.now()
         behaviour = replace(self.config.job, **server.job_overrides)
         running_at = now + behaviour.init_seconds
         job = Job(
@@ -571,6 +733,10 @@ class EmulatorState:
             behaviour=behaviour,
             previous_status=server.status,
         )
+        if self.config.reinstall_stop_action and server.status == ServerStatus.ACTIVE:
+            self.log_action(server, "stop", at=now).finish(now)
+        action_request_id = request_id if self.config.action_request_id == "response" else new_request_id()
+        job.action = self.log_action(server, "rebuild", at=now, request_id=action_request_id)
         self.jobs[job.job_id] = job
         server.job = job
         server.status = ServerStatus.REBUILD.value
@@ -580,16 +746,29 @@ class EmulatorState:
         self.counters.accepted_reinstalls[server_id] += 1
         self.reinstalls.append(
             ReinstallRecord(
-                server_id, project_id, job.job_id, request.api, now, access_key, request_id, request
+                server_id, project_id, job.job_id, request.api, now, access_key, request_id, request,
+                job=job, client_token=client_token, action_request_id=action_request_id,
             )
-        )
+        )  # fmt: skip
         return job
 
+    def replay_reinstall(self, use: TokenUse) -> str:
+        """A reinstall POST repeated with its X-Client-Token: nothing starts; the original job ID."""
+        record = next(r for r in self.reinstalls if r.job_id == use.job_id)
+        record.replays += 1
+        self.counters.replayed_reinstalls[record.server_id] += 1
+        return use.job_id
+
     def find_job(self, project_id: str, job_id: str) -> Job:
+        """The job; ``Common.0011`` if unknown, or finished more than ``job_retention_seconds`` ago (the record
+        stays in ``self.jobs`` for in-process checks; the API no longer finds it)."""
         job = self.jobs.get(job_id)
         if job is None or job.project_id != project_id:
             raise EcsError(404, "Common.0011", f"The job {job_id} does not exist.")
         server = self.servers.get(job.server_id)
         if server is not None:
             self.refresh(server)
+        if job.expired(self.now(), self.config.job_retention_seconds):
+            self.counters.expired_job_lookups += 1
+            raise EcsError(404, "Common.0011", f"The job {job_id} does not exist.")
         return job

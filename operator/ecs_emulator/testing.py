@@ -29,7 +29,12 @@ DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 
 
 class AdminError(RuntimeError):
-    """The admin API refused a call; the message is its explanation."""
+    """The admin API refused a call; the message is its explanation, ``status`` the HTTP status (400 bad
+    input, 404 unknown server or fault, 409 an operation the server's state refuses)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AdminClient:
@@ -49,7 +54,9 @@ class AdminClient:
             method, path, json=payload, params={k: v for k, v in params.items() if v is not None}
         )
         if response.status_code >= 400:
-            raise AdminError(f"{method} /_emulator{path} -> {response.status_code}: {response.text}")
+            raise AdminError(
+                f"{method} /_emulator{path} -> {response.status_code}: {response.text}", response.status_code
+            )
         return response.json() if response.content else None
 
     async def add_server(self, server_id: str, **attributes: Any) -> dict:
@@ -65,6 +72,52 @@ class AdminClient:
 
     async def delete_server(self, server_id: str) -> None:
         await self._call("DELETE", f"/servers/{server_id}")
+
+    # --- someone else acts on a server (POST /servers/{id}/operations); each returns {"server", "action"} ---
+
+    async def operate(self, server_id: str, action: str, **fields: Any) -> dict:
+        """Any operation: ``action`` stop|start|reboot|resize|migrate|rename|tag, plus its fields and the
+        common ones (``user_id``, ``fail``, ``record_action``). 409 (`AdminError`) when the state refuses it."""
+        return await self._call("POST", f"/servers/{server_id}/operations", {"action": action, **fields})
+
+    async def stop(self, server_id: str, **options: Any) -> dict:
+        return await self.operate(server_id, "stop", **options)
+
+    async def start(self, server_id: str, **options: Any) -> dict:
+        return await self.operate(server_id, "start", **options)
+
+    async def reboot(self, server_id: str, kind: str = "SOFT", **options: Any) -> dict:
+        """``kind`` is the reboot ``type``: SOFT (ACTIVE only) or HARD (also SHUTOFF, ERROR)."""
+        return await self.operate(server_id, "reboot", type=kind, **options)
+
+    async def resize(self, server_id: str, flavor: str | None = None, **options: Any) -> dict:
+        if flavor is not None:
+            options["flavor"] = flavor
+        return await self.operate(server_id, "resize", **options)
+
+    async def migrate(self, server_id: str, **options: Any) -> dict:
+        return await self.operate(server_id, "migrate", **options)
+
+    async def rename(self, server_id: str, name: str, **options: Any) -> dict:
+        return await self.operate(server_id, "rename", name=name, **options)
+
+    async def tag(
+        self,
+        server_id: str,
+        tags: dict[str, str] | None = None,
+        remove: list[str] | None = None,
+        **options: Any,
+    ) -> dict:
+        """Set ``tags`` {key: value} and/or ``remove`` keys (the body's ``set`` / ``remove``)."""
+        if tags is not None:
+            options["set"] = tags
+        if remove is not None:
+            options["remove"] = remove
+        return await self.operate(server_id, "tag", **options)
+
+    async def actions(self, server_id: str) -> list[dict]:
+        """The server's action log, newest first, each with its events (whatever ``action_log`` says)."""
+        return await self._call("GET", f"/servers/{server_id}/actions")
 
     async def add_keypair(self, name: str) -> dict:
         return await self._call("POST", "/keypairs", {"name": name})

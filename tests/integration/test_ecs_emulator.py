@@ -715,7 +715,8 @@ async def test_counters_and_reset(api: Api) -> None:
     await admin.add_fault("*", status=500)
     await admin.reset()
     assert await admin.counters() == {
-        "requests": {}, "accepted_reinstalls": {}, "throttled": 0, "faults_hit": 0, "total_requests": 0,
+        "requests": {}, "accepted_reinstalls": {}, "replayed_reinstalls": {}, "operations": {},
+        "expired_job_lookups": 0, "throttled": 0, "faults_hit": 0, "total_requests": 0,
     }  # fmt: skip
     assert await admin.faults() == [] and await admin.reinstalls() == []
     assert (await admin.get_config())["job_seconds"] == 0.3  # the startup configuration

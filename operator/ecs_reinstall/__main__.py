@@ -71,7 +71,12 @@ async def run_operator(
             clusterwide=settings.clusterwide,
             namespaces=settings.namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(config=settings, kubeconfig=kubeconfig, on_leadership_lost=on_leadership_lost),
+            memo=kopf.Memo(
+                config=settings,
+                kubeconfig=kubeconfig,
+                on_leadership_lost=on_leadership_lost,
+                on_stopped=lambda: stop.done() or stop.set_result(None),
+            ),
             stop_flag=stop,
             ready_flag=ready_flag,
         )

@@ -69,6 +69,10 @@ def _not_stopping(why: str) -> None:
 async def stop(memo: kopf.Memo, **_: object) -> None:
     if memo.get("app") is not None:
         await memo.app.close()
+    # kopf waits up to 5 s for tasks it did not end itself; the waiter on run_operator's stop flag is one of them
+    # when the operator stops on a signal: raise the flag, the stop is under way anyway.
+    if memo.get("on_stopped") is not None:
+        memo.on_stopped()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="track")

@@ -45,6 +45,9 @@ logger = logging.getLogger("ecs_reinstall.runner")
 EventPoster = Callable[[Mapping, rc.Event], None]
 # How often the leader compares the whole list of resources with what the watch told (see Supervisor.resync).
 RESYNC_SECONDS = 120.0
+# How long a graceful stop waits for POSTs on their way and the writing of their answers (below the Pod's 30 s
+# grace period).
+GRACEFUL_POST_SECONDS = 20.0
 # How long an endpoint whose action log answered 403/404 is read through the server's state only.
 ACTION_LOG_RETRY_SECONDS = 600.0
 TOMBSTONES = 10_000
@@ -161,6 +164,9 @@ class Runner:
         self._waits = 0  # consecutive waits, for the backoff
         self._waiting_for_server: str | None = None  # set while another resource holds our server
         self._learnt: Learnt | None = None
+        # A graceful stop lets a POST that is on its way finish and its answer be written (see Supervisor.stop).
+        self.sending = False
+        self.stopping = False
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
@@ -196,6 +202,8 @@ class Runner:
         cancelled = False
         try:
             while not (is_deleting(self.body) and not self.ghost):
+                if self.stopping and not self.sending:
+                    return
                 basis = self.body
                 transition = self._repair(basis)
                 if transition is None:
@@ -212,7 +220,10 @@ class Runner:
                     if decided is None:
                         continue
                     transition, basis = decided
-                if not await self._apply(transition, basis):
+                written = await self._apply(transition, basis)
+                if written:
+                    self.sending = False  # the answer of our POST, if any, is written
+                if not written:
                     continue  # someone else moved it: decide again from what is there now
                 if rc.phase_of(self.status) in (rc.Phase.SUCCEEDED, rc.Phase.FAILED):
                     return
@@ -403,6 +414,7 @@ class Runner:
         decided from `basis` and remembered until written (see `_learn`)."""
         status = basis.get("status") or {}
         body = spec_model.build_reinstall_body(spec, inputs, namespace=self.namespace)
+        self.sending = True
         try:
             job_id = await self.deps.cloud.reinstall(
                 target,
@@ -888,8 +900,24 @@ class Supervisor:
         return len(self._runners)
 
     async def stop(self) -> None:
-        self.step_down()
+        """A graceful stop (SIGTERM, a rolling update): every runner stops at once, except those whose POST is on
+        its way; they get up to GRACEFUL_POST_SECONDS to write its answer (the job ID), so that the next leader
+        follows the job instead of reading the outcome from the server. Losing the lease stops everything at
+        once instead (`step_down`)."""
+        self.leading = False
+        if self._resyncing is not None:
+            self._resyncing.cancel()
+            self._resyncing = None
         tasks = [task for _, task in self._runners.values()]
-        for task in tasks:
-            task.cancel()
+        sending = []
+        for runner, task in self._runners.values():
+            runner.stopping = True
+            if runner.sending:
+                sending.append(task)
+            else:
+                task.cancel()
+        if sending:
+            _, late = await asyncio.wait(sending, timeout=GRACEFUL_POST_SECONDS)
+            for task in late:
+                task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -724,3 +724,46 @@ async def test_without_an_action_log_the_servers_state_decides():
     conditions = {c["type"]: c["reason"] for c in kube.body["status"]["conditions"]}
     assert conditions["Ready"] == "SucceededFromServerState"
     assert journal.count(("list_actions",)) == 1  # answered 404 once: not asked again for a while
+
+
+async def test_a_graceful_stop_lets_a_post_on_its_way_write_its_job_id_then_stops():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+    posted = asyncio.Event()
+    real_reinstall = cloud.reinstall
+
+    async def slow_post(*args, **kwargs):
+        posted.set()
+        await asyncio.sleep(0.3)
+        return await real_reinstall(*args, **kwargs)
+
+    cloud.reinstall = slow_post
+    deps, _ = make(journal, kube, cloud)
+    supervisor = Supervisor(deps)
+    await supervisor.lead()
+    supervisor.observe(None, copy.deepcopy(kube.body))
+    await asyncio.wait_for(posted.wait(), 5)
+    await asyncio.wait_for(supervisor.stop(), 5)
+    assert kube.body["status"]["jobId"] == "job-1" and kube.body["status"]["phase"] == "Reinstalling"
+    assert ("get_job",) not in journal  # stopped right after writing the answer
+
+
+async def test_losing_the_lease_stops_even_a_post_on_its_way_at_once():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+    posted = asyncio.Event()
+
+    async def hanging_post(*args, **kwargs):
+        posted.set()
+        await asyncio.sleep(3600)
+
+    cloud.reinstall = hanging_post
+    deps, _ = make(journal, kube, cloud)
+    supervisor = Supervisor(deps)
+    await supervisor.lead()
+    supervisor.observe(None, copy.deepcopy(kube.body))
+    await asyncio.wait_for(posted.wait(), 5)
+    supervisor.step_down()
+    await until(lambda: supervisor.active == 0, "every runner to stop at once", timeout=1)

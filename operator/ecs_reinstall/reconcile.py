@@ -49,6 +49,8 @@ class Step(enum.StrEnum):
     PROBE_OUTCOME = "probe-outcome"  # a POST with an unknown outcome: ask the server whether it was taken
     POLL_JOB = "poll-job"
     POLL_SERVER = "poll-server"  # accepted, but the job ID was lost: follow the server's state
+    # Failed by the timeout while the job still ran: keep reading it, slowly, to record how it ended.
+    FOLLOW_AFTER_TIMEOUT = "follow-after-timeout"
     DONE = "done"
 
 
@@ -150,7 +152,7 @@ def next_step(status: Mapping | None) -> Step:
     status = status or {}
     phase = phase_of(status)
     if phase is not None and phase.is_terminal:
-        return Step.DONE
+        return Step.FOLLOW_AFTER_TIMEOUT if still_running_after_timeout(status) else Step.DONE
     if status.get("jobId"):
         return Step.POLL_JOB
     attempt = live_attempt(status)
@@ -757,13 +759,63 @@ def timed_out(ctx: Context, status: Mapping) -> bool:
     return started is not None and (ctx.now - started).total_seconds() > ctx.timeout
 
 
+_RUNNING_JOB_STATES = frozenset(
+    {"", JobStatus.INIT.value, JobStatus.RUNNING.value, JobStatus.PENDING_PAYMENT.value}
+)
+
+
+def still_running_after_timeout(status: Mapping) -> bool:
+    """Failed by the timeout, and the job (known by its ID) was last seen running."""
+    return (
+        phase_of(status) == Phase.FAILED
+        and (status.get("failure") or {}).get("code") == Reason.TIMEOUT
+        and bool(status.get("jobId"))
+        and str(status.get("jobStatus") or "") in _RUNNING_JOB_STATES
+    )
+
+
+def after_timeout_delay(ctx: Context) -> float:
+    """How often a job is read once its resource timed out: six poll intervals, at least a minute."""
+    return max(60.0, 6 * ctx.poll_interval)
+
+
+def on_job_after_timeout(ctx: Context, status: Mapping, job: Job | None) -> Transition:
+    """The phase stays Failed (Timeout): the resource gave up waiting. What the job did later is recorded, and
+    said in the message and an Event, so that nobody has to look it up. `job` None: its record can no longer
+    be read (expired or gone); following ends."""
+    if job is None:
+        message = f"{status.get('message') or ''} Its record can no longer be read.".strip()
+        return Transition(patch={"jobStatus": "UNKNOWN", "message": message})
+    if not job.status.is_terminal:
+        patch = {"jobStatus": job.status.value}
+        delay = after_timeout_delay(ctx)
+        return Transition(delay=delay) if _unchanged(status, patch) else Transition(patch=patch, delay=delay)
+    ended = f" at {precise_timestamp(job.end_time)}" if job.end_time else ""
+    how = "succeeded" if job.status == JobStatus.SUCCESS else "failed: " + ": ".join(failure_of(job))
+    message = (
+        f"Timed out after {ctx.timeout:.0f}s waiting for cloud job {job.job_id}; the job then {how}{ended}. "
+        "The resource stays Failed (Timeout): check the server, and create a new EcsReinstall if it needs "
+        "another reinstall"
+    )
+    patch = {
+        "jobStatus": job.status.value,
+        "jobEndTime": precise_timestamp(job.end_time) if job.end_time else None,
+        "subJobs": _sub_jobs(job),
+        "message": message,
+    }
+    kind = "Normal" if job.status == JobStatus.SUCCESS else "Warning"
+    return Transition(patch=patch, event=Event(kind, "JobEndedAfterTimeout", message))
+
+
 def on_timeout(ctx: Context, status: Mapping) -> Transition:
     job = status.get("jobId") or "(unknown job)"
     message = (
-        f"Timed out after {ctx.timeout:.0f}s waiting for cloud job {job}; the cloud job may still run: "
-        "check the server before reinstalling again"
+        f"Timed out after {ctx.timeout:.0f}s waiting for cloud job {job}; the cloud job may still run "
+        "(the operator keeps reading it and records how it ends): check the server before creating a new "
+        "EcsReinstall"
     )
-    return _failed(ctx, status, Reason.TIMEOUT, message, code=Reason.TIMEOUT, submitted=True)
+    transition = _failed(ctx, status, Reason.TIMEOUT, message, code=Reason.TIMEOUT, submitted=True)
+    return Transition(transition.patch, transition.event, delay=after_timeout_delay(ctx))
 
 
 def _sub_jobs(job: Job) -> list[dict]:

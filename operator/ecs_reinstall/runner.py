@@ -225,7 +225,7 @@ class Runner:
                     self.sending = False  # the answer of our POST, if any, is written
                 if not written:
                     continue  # someone else moved it: decide again from what is there now
-                if rc.phase_of(self.status) in (rc.Phase.SUCCEEDED, rc.Phase.FAILED):
+                if rc.next_step(self.status) == rc.Step.DONE:
                     return
                 if transition.delay and self._waiting_for_server:
                     server_id, self._waiting_for_server = self._waiting_for_server, None
@@ -312,7 +312,24 @@ class Runner:
             return await self._probe_outcome(parsed, status), basis
         if step == rc.Step.POLL_JOB:
             return await self._poll_job(parsed, status), basis
+        if step == rc.Step.FOLLOW_AFTER_TIMEOUT:
+            return await self._follow_after_timeout(parsed, status), basis
         return await self._poll_server(parsed, status), basis
+
+    async def _follow_after_timeout(
+        self, spec: spec_model.ReinstallSpec | None, status: Mapping
+    ) -> rc.Transition:
+        ctx = self._context(spec)
+        try:
+            target = await self._ensure_target(spec)
+            job = await self.deps.cloud.get_job(target, status["jobId"])
+        except TerminalError as exc:
+            if exc.http_status == 404:
+                return rc.on_job_after_timeout(ctx, status, None)
+            return rc.Transition(delay=rc.after_timeout_delay(ctx))
+        except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError):
+            return rc.Transition(delay=rc.after_timeout_delay(ctx))
+        return rc.on_job_after_timeout(ctx, status, job)
 
     # --- Pending: resolve, check, reserve the server, write the intent, submit -------------------------------
 

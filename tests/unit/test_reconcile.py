@@ -465,3 +465,52 @@ def test_a_refused_client_token_says_what_it_means(code):
     t = rc.on_submit_rejected(CTX, {"phase": "Submitting"}, code, "token refused")
     assert t.patch["phase"] == "Failed" and t.patch["failure"]["code"] == code
     assert "X-Client-Token" in t.patch["message"] and "create a new EcsReinstall" in t.patch["message"]
+
+
+@pytest.mark.parametrize(
+    ("status", "step"),
+    [
+        (
+            {"phase": "Failed", "failure": {"code": "Timeout"}, "jobId": "j", "jobStatus": "RUNNING"},
+            rc.Step.FOLLOW_AFTER_TIMEOUT,
+        ),
+        (
+            {"phase": "Failed", "failure": {"code": "Timeout"}, "jobId": "j", "jobStatus": "SUCCESS"},
+            rc.Step.DONE,
+        ),
+        (
+            {"phase": "Failed", "failure": {"code": "Timeout"}, "jobId": "j", "jobStatus": "UNKNOWN"},
+            rc.Step.DONE,
+        ),
+        ({"phase": "Failed", "failure": {"code": "Timeout"}, "jobId": ""}, rc.Step.DONE),  # no job to read
+        (
+            {"phase": "Failed", "failure": {"code": "JobFailed"}, "jobId": "j", "jobStatus": "RUNNING"},
+            rc.Step.DONE,
+        ),
+    ],
+)
+def test_a_timed_out_job_is_followed_until_it_ends(status, step):
+    assert rc.next_step(status) == step
+
+
+def test_how_a_timed_out_job_ended_is_recorded_and_the_phase_stays():
+    status = {
+        "phase": "Failed",
+        "failure": {"code": "Timeout"},
+        "jobId": "j",
+        "jobStatus": "RUNNING",
+        "message": "m",
+    }
+    failed = Job(
+        job_id="j", job_type="rebuild", status=JobStatus.FAIL, error_code="Ecs.0013", fail_reason="disk"
+    )
+    t = rc.on_job_after_timeout(CTX, status, failed)
+    assert "phase" not in t.patch and t.patch["jobStatus"] == "FAIL"
+    assert (
+        "the job then failed: Ecs.0013: disk" in t.patch["message"]
+        and t.event.reason == "JobEndedAfterTimeout"
+    )
+    running = Job(job_id="j", job_type="rebuild", status=JobStatus.RUNNING)
+    assert rc.on_job_after_timeout(CTX, status, running).patch == {}  # nothing new: nothing written
+    gone = rc.on_job_after_timeout(CTX, status, None)
+    assert gone.patch["jobStatus"] == "UNKNOWN" and rc.next_step({**status, **gone.patch}) == rc.Step.DONE

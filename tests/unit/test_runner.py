@@ -786,3 +786,40 @@ async def test_an_attempt_marked_refused_by_hand_after_the_cloud_took_it_is_not_
     assert ("POST",) not in journal
     conditions = {c["type"]: c["reason"] for c in kube.body["status"]["conditions"]}
     assert kube.body["status"]["phase"] == "Succeeded" and conditions["Ready"] == "SucceededFromActionLog"
+
+
+async def test_after_a_timeout_the_job_is_still_read_and_how_it_ended_is_recorded(monkeypatch):
+    monkeypatch.setattr("ecs_reinstall.reconcile.after_timeout_delay", lambda ctx: 0.01)
+    journal: list = []
+    kube = FakeKube(
+        journal,
+        status={
+            "phase": "Reinstalling",
+            "jobId": "job-1",
+            "jobStatus": "RUNNING",
+            "submittedAt": "2026-05-01T11:00:00Z",
+        },
+    )
+    cloud = FakeCloud(journal)
+    finished = asyncio.Event()
+
+    async def slow_job(target, job_id):
+        journal.append(("get_job",))
+        status = JobStatus.SUCCESS if finished.is_set() else JobStatus.RUNNING
+        return Job(
+            job_id=job_id, job_type="rebuild", status=status, end_time=T_CLOUD if finished.is_set() else None
+        )
+
+    cloud.get_job = slow_job
+    deps, events = make(journal, kube, cloud)
+    deps.now = lambda: datetime(2026, 5, 1, 12, 0, tzinfo=UTC)  # an hour after submission: past the timeout
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    await until(lambda: kube.body["status"].get("phase") == "Failed", "the timeout")
+    polls = journal.count(("get_job",))
+    await until(lambda: journal.count(("get_job",)) > polls + 1, "the job to be read after the timeout")
+    finished.set()
+    await asyncio.wait_for(task, 5)
+    status = kube.body["status"]
+    assert status["phase"] == "Failed" and status["failure"]["code"] == "Timeout"
+    assert status["jobStatus"] == "SUCCESS" and "the job then succeeded" in status["message"]
+    assert events[-1] == "JobEndedAfterTimeout"

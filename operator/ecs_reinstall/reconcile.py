@@ -656,7 +656,6 @@ def on_action(
     """The server's action log holds the rebuild our `attempt` made (found by `witnesses.rebuild_after`); `how`
     says why it is the witness (the job ID was lost, the job record expired...). It decides the outcome."""
     outcome, reason = witnesses.outcome_of(action)
-    finished = max((e.finish_time for e in action.events or () if e.finish_time), default=None)
     if outcome == witnesses.ActionOutcome.SUCCEEDED:
         message = f"Reinstalled: the server's action log shows rebuild {action.request_id} succeeded ({how})"
         patch = _status(
@@ -666,7 +665,7 @@ def on_action(
             Reason.SUCCEEDED_FROM_ACTION_LOG,
             message,
             submitted=True,
-            completedAt=timestamp(finished or ctx.now),
+            completedAt=timestamp(ctx.now),  # ours: the action's finish time is in the cloud's clock
             attempt=_whole({**attempt, "requestId": action.request_id}),
         )
         return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
@@ -683,7 +682,6 @@ def on_action(
             code=Reason.FAILED_FROM_ACTION_LOG,
             cause=reason,
             submitted=True,
-            completed=finished,
             attempt=_whole({**attempt, "requestId": action.request_id}),
         )
     if timed_out(ctx, status):
@@ -721,7 +719,13 @@ def on_outcome_probe_actions(
     rebuild, so it proves nothing either way."""
     attempt = status.get("attempt") or {}
     if action is not None:
-        return on_action(ctx, status, attempt, action, how="the cloud took the request; its answer was lost")
+        return on_action(
+            ctx,
+            status,
+            attempt,
+            action,
+            how="the cloud took the request, but its answer with the job ID was lost",
+        )
     started = parse_timestamp(attempt.get("startedAt")) or ctx.now
     if (ctx.now - started).total_seconds() < settle_seconds:
         return Transition(delay=recheck)
@@ -754,9 +758,9 @@ def on_outcome_probe(
 # --- Reinstalling ------------------------------------------------------------------------------------------------
 
 
-def timed_out(ctx: Context, status: Mapping) -> bool:
+def timed_out(ctx: Context, status: Mapping, *, factor: float = 1.0) -> bool:
     started = parse_timestamp(status.get("submittedAt"))
-    return started is not None and (ctx.now - started).total_seconds() > ctx.timeout
+    return started is not None and (ctx.now - started).total_seconds() > ctx.timeout * factor
 
 
 _RUNNING_JOB_STATES = frozenset(
@@ -779,13 +783,22 @@ def after_timeout_delay(ctx: Context) -> float:
     return max(60.0, 6 * ctx.poll_interval)
 
 
-def on_job_after_timeout(ctx: Context, status: Mapping, job: Job | None) -> Transition:
+def on_job_after_timeout(
+    ctx: Context, status: Mapping, job: Job | None, *, action: InstanceAction | None = None
+) -> Transition:
     """The phase stays Failed (Timeout): the resource gave up waiting. What the job did later is recorded, and
     said in the message and an Event, so that nobody has to look it up. `job` None: its record can no longer
-    be read (expired or gone); following ends."""
+    be read (expired); the server's action log (`action`, our rebuild) may still tell how it ended; else
+    following ends."""
     if job is None:
-        message = f"{status.get('message') or ''} Its record can no longer be read.".strip()
-        return Transition(patch={"jobStatus": "UNKNOWN", "message": message})
+        outcome, reason = witnesses.outcome_of(action) if action is not None else (None, None)
+        if outcome == witnesses.ActionOutcome.SUCCEEDED:
+            job = Job(job_id=str(status.get("jobId")), job_type="", status=JobStatus.SUCCESS)
+        elif outcome == witnesses.ActionOutcome.FAILED:
+            job = Job(job_id=str(status.get("jobId")), job_type="", status=JobStatus.FAIL, fail_reason=reason)
+        else:
+            message = f"{status.get('message') or ''} Its record can no longer be read.".strip()
+            return Transition(patch={"jobStatus": "UNKNOWN", "message": message})
     if not job.status.is_terminal:
         patch = {"jobStatus": job.status.value}
         delay = after_timeout_delay(ctx)
@@ -797,12 +810,11 @@ def on_job_after_timeout(ctx: Context, status: Mapping, job: Job | None) -> Tran
         "The resource stays Failed (Timeout): check the server, and create a new EcsReinstall if it needs "
         "another reinstall"
     )
-    patch = {
-        "jobStatus": job.status.value,
-        "jobEndTime": precise_timestamp(job.end_time) if job.end_time else None,
-        "subJobs": _sub_jobs(job),
-        "message": message,
-    }
+    patch = {"jobStatus": job.status.value, "message": message}
+    if job.end_time:
+        patch["jobEndTime"] = precise_timestamp(job.end_time)
+    if job.sub_jobs:
+        patch["subJobs"] = _sub_jobs(job)
     kind = "Normal" if job.status == JobStatus.SUCCESS else "Warning"
     return Transition(patch=patch, event=Event(kind, "JobEndedAfterTimeout", message))
 
@@ -890,7 +902,9 @@ def on_job(ctx: Context, status: Mapping, job: Job) -> Transition:
     return Transition(delay=delay) if _unchanged(status, patch) else Transition(patch=patch, delay=delay)
 
 
-def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transition:
+def on_server_progress(
+    ctx: Context, status: Mapping, server: Server, *, job_ended: bool = False
+) -> Transition:
     """Job ID lost: the server's state is the only witness. Busy: still running. ERROR: failed. Back to ACTIVE or
     SHUTOFF: finished, and the launch time tells how. A new one means the new system booted (Succeeded, Ready
     reason SucceededFromServerState); the old one means the reinstall failed (the cloud may put a server back in
@@ -934,14 +948,19 @@ def on_server_progress(ctx: Context, status: Mapping, server: Server) -> Transit
     if server.status == "ERROR":
         message = f"Reinstall failed: server {server.id} is in ERROR after the reinstall"
         return _failed(ctx, status, Reason.JOB_FAILED, message, code="ServerError", submitted=True)
-    if timed_out(ctx, status):
+    if not job_ended and timed_out(ctx, status):
         return on_timeout(ctx, status)
     return Transition(delay=poll_delay(ctx.poll_interval))
 
 
-def on_poll_error(ctx: Context, status: Mapping, detail: str, delay: float) -> Transition:
-    """A failed poll never fails the resource: only the timeout does. The message shows the last error."""
-    if timed_out(ctx, status):
+def on_poll_error(
+    ctx: Context, status: Mapping, detail: str, delay: float, *, job_ended: bool = False
+) -> Transition:
+    """A failed read never fails the resource by itself: the timeout fails it when the job was last seen running,
+    and only once reads have failed for twice the timeout (the job may have ended unseen: a later read tells).
+    `job_ended`: the job is known to be over (its record expired), so no timeout applies at all. The message
+    shows the last error."""
+    if not job_ended and timed_out(ctx, status, factor=2.0):
         return on_timeout(ctx, status)
     message = f"Reinstalling: could not read the cloud job ({detail}); retrying"
     patch = {"message": message}

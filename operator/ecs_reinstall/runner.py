@@ -49,7 +49,7 @@ RESYNC_SECONDS = 120.0
 # grace period).
 GRACEFUL_POST_SECONDS = 20.0
 # How long an endpoint whose action log answered 403/404 is read through the server's state only.
-ACTION_LOG_RETRY_SECONDS = 600.0
+ACTION_LOG_RETRY_SECONDS = 300.0
 TOMBSTONES = 10_000
 # Status codes with which the cloud refuses the caller's credentials or permissions (AK/SK, token, IAM policy).
 AUTH_STATUSES = frozenset({401, 403})
@@ -96,7 +96,8 @@ class Deps:
     # uid -> the newest request facts seen of that resource (reconcile.remember): what a status that went
     # backwards is given back. Fed by every persisted version this process sees or writes.
     facts_seen: dict[str, dict] = field(default_factory=dict)
-    # endpoint -> monotonic time until which its action log is taken as unavailable (it answered 403/404)
+    # (endpoint, project, access key) -> monotonic time until which the action log is taken as unavailable
+    # (it answered 403/404)
     action_log_off: dict[str, float] = field(default_factory=dict)
     gate: asyncio.Semaphore | None = None
     now: Callable[[], datetime] = _utcnow
@@ -324,9 +325,15 @@ class Runner:
             target = await self._ensure_target(spec)
             job = await self.deps.cloud.get_job(target, status["jobId"])
         except TerminalError as exc:
-            if exc.http_status == 404:
-                return rc.on_job_after_timeout(ctx, status, None)
-            return rc.Transition(delay=rc.after_timeout_delay(ctx))
+            if exc.http_status != 404:
+                return rc.Transition(delay=rc.after_timeout_delay(ctx))
+            # the record expired: the action log may still say how the job ended
+            try:
+                rebuild = await self._rebuild_of(target, status.get("attempt") or {})
+            except CloudError:
+                return rc.Transition(delay=rc.after_timeout_delay(ctx))
+            found = rebuild if isinstance(rebuild, InstanceAction) else None
+            return rc.on_job_after_timeout(ctx, status, None, action=found)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError):
             return rc.Transition(delay=rc.after_timeout_delay(ctx))
         return rc.on_job_after_timeout(ctx, status, job)
@@ -551,7 +558,9 @@ class Runner:
         has none (yet); NO_LOG when the log cannot tell (unavailable, or the attempt's cloud time unknown)."""
         since = witnesses.attempt_start_in_cloud(attempt)
         loop = asyncio.get_running_loop()
-        if since is None or self.deps.action_log_off.get(target.endpoint, 0.0) > loop.time():
+        # Keyed by who asks where: one account's policy may deny the log while another's allows it.
+        key = f"{target.endpoint} {target.project_id} {target.credentials.access_key}"
+        if since is None or self.deps.action_log_off.get(key, 0.0) > loop.time():
             return NO_LOG
         try:
             actions = await self.deps.cloud.list_actions(target, self.server_id)
@@ -559,7 +568,7 @@ class Runner:
             if exc.http_status not in (403, 404):
                 raise
             self.log.warning("the server's action log is unavailable (%s); reading the server's state", exc)
-            self.deps.action_log_off[target.endpoint] = loop.time() + ACTION_LOG_RETRY_SECONDS
+            self.deps.action_log_off[key] = loop.time() + ACTION_LOG_RETRY_SECONDS
             return NO_LOG
         known = attempt.get("requestId")
         rebuild = next((a for a in actions if a.request_id == known), None) if known else None
@@ -623,7 +632,9 @@ class Runner:
             job = await self.deps.cloud.get_job(target, status["jobId"])
         except TerminalError as exc:
             if exc.http_status == 404 and spec is not None:  # the record expired (a day after the job ended)
-                return await self._decide_without_job(spec, status, "the job record has expired")
+                return await self._decide_without_job(
+                    spec, status, "the job record has expired", job_ended=True
+                )
             return rc.on_poll_error(ctx, status, self._refused_while_following(spec, exc), ctx.poll_interval)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
             delay = rc.poll_delay(ctx.poll_interval, self.deps.rng)
@@ -636,9 +647,10 @@ class Runner:
         return await self._decide_without_job(spec, status, "the job ID was lost")
 
     async def _decide_without_job(
-        self, spec: spec_model.ReinstallSpec | None, status: Mapping, why: str
+        self, spec: spec_model.ReinstallSpec | None, status: Mapping, why: str, *, job_ended: bool = False
     ) -> rc.Transition:
-        """No job to read (its ID lost, or its record expired): the action log decides, else the server's state."""
+        """No job to read (its ID lost, or its record expired: then the job is over, and no timeout applies):
+        the action log decides, else the server's state."""
         ctx = self._context(spec)
         attempt = status.get("attempt") or status.get("unconfirmedAttempt") or {}
         try:
@@ -649,8 +661,9 @@ class Runner:
             server = await self.deps.cloud.get_server(target, self.server_id)
         except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
             detail = self._refused_while_following(spec, exc)
-            return rc.on_poll_error(ctx, status, detail, rc.poll_delay(ctx.poll_interval, self.deps.rng))
-        return rc.on_server_progress(ctx, status, server)
+            delay = rc.poll_delay(ctx.poll_interval, self.deps.rng)
+            return rc.on_poll_error(ctx, status, detail, delay, job_ended=job_ended)
+        return rc.on_server_progress(ctx, status, server, job_ended=job_ended)
 
     # --- writing ---------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecs_reinstall.cloud.clock import CloudClock
-from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError
+from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError, TransientError
 from ecs_reinstall.cloud.models import ActionEvent, CloudTarget, InstanceAction, Job, JobStatus, Server
 from ecs_reinstall.kube import Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
@@ -823,3 +823,42 @@ async def test_after_a_timeout_the_job_is_still_read_and_how_it_ended_is_recorde
     assert status["phase"] == "Failed" and status["failure"]["code"] == "Timeout"
     assert status["jobStatus"] == "SUCCESS" and "the job then succeeded" in status["message"]
     assert events[-1] == "JobEndedAfterTimeout"
+
+
+async def test_a_transient_error_reading_the_witness_of_an_expired_job_never_times_it_out():
+    """Found by the e2e suite: after a long outage the job record is gone (404) and the action log answers 503;
+    the job is over, so no timeout applies: the operator retries until a witness answers."""
+    journal: list = []
+    attempt = {
+        "id": "a",
+        "startedAt": "2026-05-01T12:00:00.000Z",
+        "cloudStartedAt": "2026-05-01T12:00:00.000Z",
+    }
+    kube = FakeKube(
+        journal,
+        status={
+            "phase": "Reinstalling",
+            "jobId": "job-1",
+            "submittedAt": "2026-05-01T12:00:01Z",
+            "attempt": attempt,
+        },
+    )
+    cloud = FakeCloud(journal)
+    cloud.actions = [rebuild("ours", 1.0, "Success")]
+    failures = [2]
+    real_list = cloud.list_actions
+
+    async def flaky_list(target, server_id):
+        if failures[0]:
+            failures[0] -= 1
+            raise TransientError(operation="list_actions", http_status=503, message="busy")
+        return await real_list(target, server_id)
+
+    async def expired(target, job_id):
+        raise TerminalError(operation="get_job", http_status=404, code="Common.0011", message="no such job")
+
+    cloud.list_actions, cloud.get_job = flaky_list, expired
+    deps, _ = make(journal, kube, cloud)
+    deps.now = lambda: datetime(2026, 5, 3, 12, 0, tzinfo=UTC)  # two days on: far past twice any timeout
+    await run(deps, kube)
+    assert kube.body["status"]["phase"] == "Succeeded" and failures == [0]

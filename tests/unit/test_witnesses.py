@@ -104,7 +104,7 @@ def test_a_finished_rebuild_decides_success_and_says_which_witness():
     assert t.patch["phase"] == "Succeeded" and t.patch["attempt"]["requestId"] == "r1"
     ready = next(c for c in t.patch["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["reason"] == "SucceededFromActionLog"
-    assert t.patch["completedAt"] == "2026-05-01T12:01:00Z"
+    assert t.patch["completedAt"] == "2026-05-01T12:02:00Z"  # our clock: when the resource reached its end
 
 
 def test_a_failed_rebuild_fails_with_its_error():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import kopf
 from kopf._cogs.aiokits import aioadapters
 
-from . import __version__
+from . import __version__, preflight
 from . import settings as settings_module
 from .leader import LeadershipLost
 
@@ -132,10 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo_main(timeout=args.timeout)
     try:
         settings = settings_module.load(args)
-    except ValueError as exc:
+        preflight.check(settings, args.kubeconfig)
+    except (ValueError, preflight.StartupError) as exc:
         print(f"ecs-reinstall-operator: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    log.info("starting ecs-reinstall-operator %s: %s", __version__, preflight.describe(settings))
     try:
         asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig))
     except KeyboardInterrupt:

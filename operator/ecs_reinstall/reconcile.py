@@ -301,7 +301,11 @@ def _failed(
     completed: datetime | None = None,
     **fields: object,
 ) -> Transition:
-    """Every terminal failure: phase Failed, Stalled=True with `reason`, `failure` = (code, cause or message)."""
+    """Every terminal failure: phase Failed, Stalled=True with `reason`, `failure` = (code, cause or message).
+    The spec is immutable, so every terminal message ends by saying that a new EcsReinstall is the way on."""
+    cause = cause or message
+    if "new EcsReinstall" not in message:
+        message = message.rstrip(". ") + ". The spec cannot change: create a new EcsReinstall with the fix"
     patch = _status(
         ctx,
         status,
@@ -309,7 +313,7 @@ def _failed(
         reason,
         message,
         submitted=submitted,
-        failure={"code": str(code), "reason": cause or message},
+        failure={"code": str(code), "reason": cause},
         completedAt=timestamp(completed or ctx.now),
         **fields,
     )
@@ -374,8 +378,8 @@ def server_blocker(server: Server, *, stop_server: bool) -> tuple[str, str] | No
         return "Ecs.0605", f"server {server.id} is locked; unlock it, then create a new EcsReinstall"
     if server.status == "ACTIVE" and not stop_server:
         return "Ecs.0100", (
-            f"server {server.id} is running; set spec.stopServer: true to let the cloud stop it, "
-            "or stop it first"
+            f"server {server.id} is running: create a new EcsReinstall with spec.stopServer: true to let the "
+            "cloud stop it, or stop the server first and create a new EcsReinstall"
         )
     if server.status not in ("ACTIVE", "SHUTOFF"):
         return Reason.SERVER_NOT_READY, (

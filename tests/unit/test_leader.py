@@ -632,6 +632,7 @@ def test_main_exits_non_zero_with_one_clear_line_when_the_lease_is_lost(
 
     monkeypatch.setattr(entry, "run_operator", lost)
     monkeypatch.setattr(entry, "configure_logging", lambda settings: None)
+    monkeypatch.setattr(entry.preflight, "check", lambda settings, kubeconfig: None)
     caplog.set_level("INFO")
     assert entry.main(["run"]) == 1
     (line,) = [r for r in caplog.records if "standby" in r.getMessage()]

@@ -514,3 +514,25 @@ def test_how_a_timed_out_job_ended_is_recorded_and_the_phase_stays():
     assert rc.on_job_after_timeout(CTX, status, running).patch == {}  # nothing new: nothing written
     gone = rc.on_job_after_timeout(CTX, status, None)
     assert gone.patch["jobStatus"] == "UNKNOWN" and rc.next_step({**status, **gone.patch}) == rc.Step.DONE
+
+
+@pytest.mark.parametrize(
+    "transition",
+    [
+        lambda: rc.on_invalid(CTX, {}, "spec.userData: over 32 KiB"),
+        lambda: rc.on_submit_rejected(CTX, {}, "Ecs.0011", "password too weak"),
+        lambda: rc.on_timeout(CTX, {"jobId": "j"}),
+        lambda: rc.on_probe_gave_up(CTX, {}, "server s no longer exists"),
+        lambda: rc.on_job(
+            CTX, {}, Job(job_id="j", job_type="rebuild", status=JobStatus.FAIL, error_code="Ecs.0013")
+        ),
+        lambda: rc.on_invalid(
+            CTX, {}, rc.server_blocker(Server(id="s", status="ACTIVE"), stop_server=False)[1]
+        ),
+    ],
+)
+def test_every_terminal_message_says_to_create_a_new_resource(transition):
+    """The spec is immutable: a fix hint that points at the spec must say to create a new EcsReinstall."""
+    t = transition()
+    assert t.patch["phase"] == "Failed"
+    assert "new EcsReinstall" in t.patch["message"] and "new EcsReinstall" in t.event.message

@@ -404,7 +404,7 @@ def new_attempt(
     }
 
 
-def _whole(attempt: Mapping) -> dict:
+def whole_attempt(attempt: Mapping) -> dict:
     """An attempt as a merge patch that replaces the one in the status, rather than merging into it: a key the
     new one lacks (`refused`) must not survive from the old one."""
     return {"refused": None, **attempt}
@@ -421,7 +421,7 @@ def on_intent(ctx: Context, status: Mapping, attempt: Mapping, server_id: str) -
         Reason.SUBMITTING,
         message,
         submitted=False,
-        attempt=_whole(attempt),
+        attempt=whole_attempt(attempt),
         waitingFor=None,
         failure=None,
     )
@@ -612,7 +612,7 @@ def _taken_without_job_id(
         submitted=True,
         jobId="",
         submittedAt=timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
-        attempt=_whole(attempt),
+        attempt=whole_attempt(attempt),
         unconfirmedAttempt=None,
         waitingFor=None,
     )
@@ -670,7 +670,7 @@ def on_action(
             message,
             submitted=True,
             completedAt=timestamp(ctx.now),  # ours: the action's finish time is in the cloud's clock
-            attempt=_whole({**attempt, "requestId": action.request_id}),
+            attempt=whole_attempt({**attempt, "requestId": action.request_id}),
         )
         return Transition(patch=patch, event=Event("Normal", "Succeeded", message))
     if outcome == witnesses.ActionOutcome.FAILED:
@@ -686,7 +686,7 @@ def on_action(
             code=Reason.FAILED_FROM_ACTION_LOG,
             cause=reason,
             submitted=True,
-            attempt=_whole({**attempt, "requestId": action.request_id}),
+            attempt=whole_attempt({**attempt, "requestId": action.request_id}),
         )
     if timed_out(ctx, status):
         return on_timeout(ctx, status)
@@ -706,7 +706,7 @@ def on_action(
         jobId=status.get("jobId") or "",
         submittedAt=status.get("submittedAt")
         or timestamp(parse_timestamp(attempt.get("startedAt")) or ctx.now),
-        attempt=_whole({**attempt, "requestId": action.request_id}),
+        attempt=whole_attempt({**attempt, "requestId": action.request_id}),
         unconfirmedAttempt=None,
         waitingFor=None,
     )

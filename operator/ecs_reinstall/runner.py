@@ -266,7 +266,16 @@ class Runner:
             if same and unanswered:
                 self._learnt = learnt  # kept until written
                 return learnt.transition(ctx, status)
-            if not (attempt is not None and attempt.get("id") == learnt.attempt_id):
+            earlier = status.get("unconfirmedAttempt") or {}
+            if learnt.accepted and attempt is None and earlier.get("id") == learnt.attempt_id and unanswered:
+                # Another process judged the request not taken meanwhile, and nothing was sent since: the job
+                # ID we hold proves it was taken; write it, with the attempt back in place.
+                self._learnt = learnt
+                taken = learnt.transition(ctx, status)
+                return rc.Transition(
+                    {**taken.patch, "attempt": rc.whole_attempt(earlier)}, taken.event, taken.delay
+                )
+            if not same:
                 self.log.warning(
                     "%s, but the resource moved on to another attempt meanwhile; not recorded", learnt.what
                 )
@@ -409,12 +418,12 @@ class Runner:
             if blocker is not None:
                 return rc.on_invalid(ctx, status, blocker[1], code=blocker[0]), basis
 
-            in_cloud = self.deps.cloud.clock.to_cloud(resolved.target.endpoint, ctx.now)
+            # Timed now, after the server was read idle: the settle time and the action log count from here.
+            now = self.deps.now()
+            in_cloud = self.deps.cloud.clock.to_cloud(resolved.target.endpoint, now)
             cloud_now = in_cloud[0] - timedelta(seconds=in_cloud[1]) if in_cloud else None
             # The attempt's ID is a UUID: it is also the request's X-Client-Token.
-            attempt = rc.new_attempt(
-                str(uuid.uuid4()), server, spec_model.api_version(spec), ctx.now, cloud_now
-            )
+            attempt = rc.new_attempt(str(uuid.uuid4()), server, spec_model.api_version(spec), now, cloud_now)
             if not await self._apply(rc.on_intent(ctx, status, attempt, spec.server_id), basis):
                 return None  # someone wrote in between (another operator instance?): decide again, never POST
             if self.ghost:
@@ -571,11 +580,15 @@ class Runner:
             self.deps.action_log_off[key] = loop.time() + ACTION_LOG_RETRY_SECONDS
             return NO_LOG
         known = attempt.get("requestId")
-        rebuild = next((a for a in actions if a.request_id == known), None) if known else None
-        rebuild = rebuild or witnesses.rebuild_after(actions, since)
-        if rebuild is None:
-            return None
-        return await self.deps.cloud.get_action(target, self.server_id, rebuild.request_id)
+        if known:
+            listed = [a for a in actions if a.request_id == known]
+        else:
+            listed = witnesses.rebuilds_after(actions, since)[:3]
+        for candidate in listed:
+            rebuild = await self.deps.cloud.get_action(target, self.server_id, candidate.request_id)
+            if known or not witnesses.ended_before(rebuild, since):
+                return rebuild
+        return None
 
     async def _late_acceptance(
         self, ctx: rc.Context, status: Mapping, target: CloudTarget, server: Server

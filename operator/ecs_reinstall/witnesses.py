@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .cloud.models import InstanceAction
 
 REBUILD = "rebuild"  # a reinstall or a change of OS, in the action log
-# How much earlier than the recorded attempt a rebuild may appear to start: the cloud writes its start time when
-# it takes the request, after we recorded ours, but in whole seconds (every documented example ends in .000000),
-# and the clock estimate has its own rounding. A rebuild before ours cannot be that close: the server was idle.
-SLACK_SECONDS = 2.0
 
 
 class ActionOutcome(enum.StrEnum):
@@ -30,14 +26,24 @@ class ActionOutcome(enum.StrEnum):
     FAILED = "failed"
 
 
-def rebuild_after(actions: Iterable[InstanceAction], since: datetime) -> InstanceAction | None:
-    """The first rebuild that started at or after `since` (cloud clock): the one our attempt made, since the
-    server was idle when we sent it (a later one is somebody else's)."""
-    earliest = since - timedelta(seconds=SLACK_SECONDS)
+def rebuilds_after(actions: Iterable[InstanceAction], since: datetime) -> list[InstanceAction]:
+    """The rebuilds that may be the one our attempt made, first first: those that started at or after `since` (the
+    earliest the cloud's clock can have read when the attempt was recorded, just before the POST). The cloud
+    writes start times in whole seconds (every documented example ends in .000000), so `since` is compared
+    rounded down to its second. The first that did not end before `since` is ours (see `ended_before`): the
+    server was idle when we read it, so a later one is somebody else's."""
+    earliest = since.replace(microsecond=0)
     found = [
         a for a in actions if a.action == REBUILD and a.start_time is not None and a.start_time >= earliest
     ]
-    return min(found, key=lambda a: a.start_time or since, default=None)
+    return sorted(found, key=lambda a: a.start_time or since)
+
+
+def ended_before(action: InstanceAction, since: datetime) -> bool:
+    """An action whose events all finished before `since` cannot be the one a request sent after it made (one that
+    started in the same second as our attempt, and ended before we read an idle server)."""
+    events = action.events or ()
+    return bool(events) and all(e.finish_time is not None and e.finish_time < since for e in events)
 
 
 def outcome_of(action: InstanceAction) -> tuple[ActionOutcome, str | None]:

@@ -862,3 +862,23 @@ async def test_a_transient_error_reading_the_witness_of_an_expired_job_never_tim
     deps.now = lambda: datetime(2026, 5, 3, 12, 0, tzinfo=UTC)  # two days on: far past twice any timeout
     await run(deps, kube)
     assert kube.body["status"]["phase"] == "Succeeded" and failures == [0]
+
+
+async def test_a_job_id_in_hand_is_written_even_after_another_process_judged_the_request_not_taken():
+    """Found by the chaos run: the second process moved our attempt to unconfirmedAttempt while our POST was on its
+    way; the job ID we then got proves it was taken, so it is written rather than dropped."""
+    journal: list = []
+    kube = FakeKube(journal)
+
+    class JudgedNotTakenMeanwhile(FakeCloud):
+        async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None):
+            job_id = await super().reinstall(target, server_id, body, cloud_init=cloud_init)
+            status = kube.body["status"]
+            kube.edit({"phase": "Pending", "attempt": None, "unconfirmedAttempt": status["attempt"]})
+            return job_id
+
+    deps, _ = make(journal, kube, JudgedNotTakenMeanwhile(journal))
+    await run(deps, kube)
+    status = kube.body["status"]
+    assert journal.count(("POST",)) == 1 and status["jobId"] == "job-1" and status["phase"] == "Succeeded"
+    assert "unconfirmedAttempt" not in status and status["attempt"]["id"]

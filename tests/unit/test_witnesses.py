@@ -10,7 +10,7 @@ import pytest
 from ecs_reinstall import reconcile as rc
 from ecs_reinstall.cloud.clock import CloudClock
 from ecs_reinstall.cloud.models import ActionEvent, InstanceAction
-from ecs_reinstall.witnesses import ActionOutcome, outcome_of, rebuild_after
+from ecs_reinstall.witnesses import ActionOutcome, ended_before, outcome_of, rebuilds_after
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -22,18 +22,28 @@ def action(kind: str, seconds: float, request_id: str = "", **kw) -> InstanceAct
 @pytest.mark.parametrize(
     ("actions", "found"),
     [
-        ([], None),
-        ([action("stop", 5), action("start", 8)], None),  # someone else's operations are not a rebuild
-        ([action("rebuild", -60)], None),  # an earlier reinstall, finished before ours was sent
-        ([action("rebuild", 3)], "req-rebuild-3"),
-        ([action("rebuild", -0.5, "slack")], "slack"),  # within the clock estimate's slack
-        ([action("rebuild", 90), action("rebuild", 3)], "req-rebuild-3"),  # the first after ours is ours
-        ([action("resize", 2), action("rebuild", 4)], "req-rebuild-4"),
+        ([], []),
+        ([action("stop", 5), action("start", 8)], []),  # someone else's operations are not a rebuild
+        ([action("rebuild", -60)], []),  # an earlier reinstall, finished before ours was sent
+        ([action("rebuild", 3)], ["req-rebuild-3"]),
+        ([action("rebuild", 0, "same-second")], ["same-second"]),  # start times are whole seconds
+        ([action("rebuild", -1, "a-second-early")], []),
+        ([action("rebuild", 90), action("rebuild", 3)], ["req-rebuild-3", "req-rebuild-90"]),  # first first
+        ([action("resize", 2), action("rebuild", 4)], ["req-rebuild-4"]),
     ],
 )
-def test_the_first_rebuild_after_the_attempt_is_ours(actions, found):
-    result = rebuild_after(actions, T0)
-    assert (result.request_id if result else None) == found
+def test_the_rebuilds_that_may_be_ours_start_in_or_after_the_attempts_second(actions, found):
+    assert [a.request_id for a in rebuilds_after(actions, T0 + timedelta(milliseconds=400))] == found
+
+
+def test_a_rebuild_that_ended_before_the_attempt_is_not_ours():
+    """Found by the chaos run: another object's rebuild started in the same second and ended just before our
+    server read; it was credited to our attempt, whose own request the cloud never took."""
+    theirs = action("rebuild", 0, "theirs", events=(_event("Success", 0.5),))
+    assert ended_before(theirs, T0 + timedelta(seconds=0.9))
+    assert not ended_before(theirs, T0 + timedelta(seconds=0.2))
+    running = action("rebuild", 0, "running", events=(_event(None, None),))
+    assert not ended_before(running, T0 + timedelta(seconds=5))
 
 
 def _event(result, finish, traceback=None):

@@ -12,7 +12,17 @@ Two stages, each with its own resources and servers, on the same two emulators:
      `message`) on resources that are Submitting or Reinstalling, as a person with `kubectl patch
      --subresource=status` might;
    - the same user deletes a few resources mid-rollout and re-creates them under the same name (same spec);
-   - a few servers carry two resources (one reinstall at a time per server, both must happen).
+   - a few servers carry two resources (one reinstall at a time per server, both must happen);
+   - **someone else** operates on servers at random moments through the emulator's admin API (stop, start,
+     a console stop/start, reboot, resize, migrate, rename, tag edits: what moves `updated` and the launch
+     time), mostly on servers whose resource is Submitting with an unknown outcome or follows a reinstall whose
+     job ID was lost (the server's state then lies: only the action log names a rebuild); the cloud refuses the
+     power operations with 409 while a reinstall runs, and those are ignored;
+   - **job records expire while the primary is dead**: during a few of its kills (dead 4-8 s then) the
+     emulator's `job_retention_seconds` is made short (2 s instead of a day), kept so after the primary is back
+     until no resource follows a job whose record is gone (3-15 s), then set back: jobs that ended meanwhile
+     answer 404 (`Common.0011`), as every job does a day after its end in the cloud, and whoever reads them
+     must decide from the action log (the records come back with the retention: it is read at lookup time).
 2. **election** (smaller): two processes with leader election on (`--leader-election true`, distinct
    `--pod-name`); the leader (the Lease's holder) is SIGKILLed and kept dead until the standby takes over, then
    restarted as the new standby. Takeover times are measured: kill -> the Lease names the other process, and
@@ -28,10 +38,10 @@ Faults in both stages (at random, per request):
 
 Invariants checked at the end (any breach is reported and makes the run fail):
 1. every (surviving) resource reached a terminal phase, and its phase matches what the cloud did for it: Succeeded
-   iff its server's job succeeded, Failed with the cloud's code iff it failed (when the job ID was lost the code
-   cannot be known: then Failed with `FailedFromServerState`); the cloud accepted a reinstall for it after the
-   object was created; its `jobId`, when set, is an accepted job of its server, accepted after the object was
-   created, and credited to no other resource;
+   iff its server's job succeeded, Failed with the cloud's code iff it failed (`JobFailed`: the job's code;
+   `FailedFromActionLog`: that code, with the cloud's code in `failure.reason`, the rebuild's traceback); the
+   cloud accepted a reinstall for it after the object was created; its `jobId`, when set, is an accepted job of
+   its server, accepted after the object was created, and credited to no other resource;
 2. accepted reinstalls per server: at most the number of resource objects (uids) created for it (a re-created
    object legitimately reinstalls again; one deleted mid-flight may or may not have been accepted), at least the
    number of its surviving resources, and exactly one per resource object on every server whose resources were
@@ -44,7 +54,19 @@ Invariants checked at the end (any breach is reported and makes the run fail):
 6. no operator process exited by itself (in the election stage, a process that says in its log that it lost the
    leadership and then exits is counted apart, not as a breach);
 7. in the election stage, after every kill of the leader the other process took over (the Lease, or a first
-   status write) within `takeover_timeout`; the target, lease duration + 5 s, is reported.
+   status write) within `takeover_timeout`; the target, lease duration + 5 s, is reported;
+8. decided by the right witness (the Ready condition's reason; the action log is on in this run): a resource
+   ended by its job (`Succeeded` / `JobFailed`) has the job's ID; one decided from the action log
+   (`SucceededFromActionLog` / `FailedFromActionLog`) never learnt its job ID (`jobId` `""` or absent) or its
+   job's record expired in an expiry window (a job ID whose record never expired must be read, not guessed), and
+   the rebuild it names (`attempt.requestId`) is the `rebuild` action of the reinstall its own attempt made (the
+   one carrying its attempt's ID as X-Client-Token), credited to no other resource;
+   never `…FromServerState`, `Timeout`, `OutcomeUnknown` or any other reason; and the reason's outcome is the
+   cloud's (the accepted reinstall's `outcome`);
+9. every accepted reinstall carried an `X-Client-Token` (a UUID, each used once) equal to the `status.attempt.id`
+   of the resource that made it: per resource whose attempt is recorded, exactly one accepted reinstall of its
+   server carries its attempt's ID, and it is the job it names; per accepted reinstall, a resource's attempt
+   carries its token (except on servers with a deleted resource object, whose attempt went with it).
 
 Used by bench/run_chaos.py (`make chaos`) and, small, by tests/chaos/test_chaos_smoke.py.
 """
@@ -74,7 +96,32 @@ import harness
 USER_DATA_SECRET = "first-boot"  # noqa: S105 (a name)
 USER_DATA = "#cloud-config\nruncmd:\n  - echo chaos-user-data-marker-7f3a9c\n"
 FAIL_CODE = "Ecs.0013"
-LOST_JOB_FAILURE_CODE = "FailedFromServerState"
+LOST_JOB_FAILURE_CODE = "FailedFromServerState"  # the failure code when the server's state decided
+ACTION_LOG_FAILURE_CODE = "FailedFromActionLog"  # the failure code when the action log decided
+# The Ready condition's reason of a terminal resource -> the witness that decided it (README, "Behaviour").
+WITNESSES = {
+    "Succeeded": "job",
+    "JobFailed": "job",
+    "SucceededFromActionLog": "action log",
+    "FailedFromActionLog": "action log",
+    "SucceededFromServerState": "server state",
+    "FailedFromServerState": "server state",
+}
+SUCCESS_REASONS = ("Succeeded", "SucceededFromActionLog", "SucceededFromServerState")
+# The failure code each failing reason carries (anything else, Timeout included, should have been JobFailed).
+FAILURE_CODES = {
+    "JobFailed": FAIL_CODE,
+    "FailedFromActionLog": ACTION_LOG_FAILURE_CODE,
+    "FailedFromServerState": LOST_JOB_FAILURE_CODE,
+}
+FLAVORS = ("s6.large.2", "s6.xlarge.2", "c7.large.2")  # what someone else resizes servers to
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# What someone else does to a server, by its status (a busy server refuses the power operations with 409).
+OTHER_OPERATIONS = {
+    "ACTIVE": ("stop", "stop+start", "reboot", "resize", "migrate", "rename", "tag"),
+    "SHUTOFF": ("start", "reboot", "resize", "migrate", "rename", "tag"),
+    "busy": ("stop", "start", "reboot", "resize", "migrate", "rename", "tag"),
+}
 FAIL_REASON = "the image could not be written to the system disk (injected by the chaos run)"
 INIT_SECONDS = 0.5  # every job's INIT stage in the emulator
 
@@ -92,7 +139,12 @@ INV_REGRESSION = "a status set back by hand never causes a second POST"
 INV_SECRETS = "no secret in logs, Events, status or metrics"
 INV_EXITS = "the operator never exits by itself"
 INV_TAKEOVER = "a standby takes over when the leader is killed"
-INVARIANTS = (INV_RESOURCE, INV_COUNT, INV_OVERLAP, INV_REGRESSION, INV_SECRETS, INV_EXITS, INV_TAKEOVER)
+INV_WITNESS = "decided by the right witness"
+INV_TOKEN = "every accepted reinstall's X-Client-Token is the attempt ID of the resource that made it"  # noqa: S105
+INVARIANTS = (
+    INV_RESOURCE, INV_COUNT, INV_OVERLAP, INV_REGRESSION, INV_SECRETS, INV_EXITS, INV_TAKEOVER, INV_WITNESS,
+    INV_TOKEN,
+)  # fmt: skip
 
 # A line in which a process says it lost (or could not renew) the leadership: its exit then is on purpose.
 LEADERSHIP_LOST = re.compile(
@@ -160,6 +212,21 @@ class ChaosConfig:
         }
     )
     takeover_timeout: float = 45.0  # longest wait for the standby to take over after a kill
+    # --- the cloud's own records (issue 11): someone else on the servers, job records expiring ---
+    other_operations: bool = True  # someone else operates on the writers stage's servers (admin API)
+    other_gap: tuple[float, float] = (0.1, 0.8)  # seconds between two of their operations
+    # of their operations, the fraction aimed at a server whose resource's outcome is unknown (Submitting with
+    # OutcomeUnknown, or Reinstalling with its job ID lost), when there is one; the others at any server
+    other_unknown_fraction: float = 0.7
+    other_fail_fraction: float = 0.1  # power operations that fail (their action ends in error)
+    expiry_windows: int = 5  # kills of the primary during which finished jobs expire (0: never)
+    expiry_retention: float = 2.0  # job_retention_seconds in such a window (the cloud's: 86400)
+    expiry_down: tuple[float, float] = (4.0, 8.0)  # seconds the primary stays dead in such a window
+    # the short retention lasts at least `expiry_hold` s once the primary is back (healthy), then until no resource
+    # follows a job whose record is gone (each has read it: 404, and decided from the action log), at most
+    # `expiry_hold_max` s: the records come back when the retention is set back, so they must be read before
+    expiry_hold: float = 3.0
+    expiry_hold_max: float = 15.0
 
 
 def ecs_fault_rules(cfg: ChaosConfig) -> list[dict]:
@@ -201,6 +268,12 @@ def kube_fault_rules(cfg: ChaosConfig) -> list[dict]:
 
 def server_id(index: int) -> str:
     return f"00000000-0000-4000-9000-{index:012d}"
+
+
+def spread(kills: int, windows: int) -> set[int]:
+    """`windows` kill indices spread evenly over `kills` (the middle one of each equal share)."""
+    windows = max(0, min(windows, kills))
+    return {min(kills - 1, int((i + 0.5) * kills / windows)) for i in range(windows)}
 
 
 # --- the plan ----------------------------------------------------------------------------------------------------
@@ -373,6 +446,10 @@ class Scenario:
         self.takeovers: list[dict] = []
         self.lease_seen = False
         self.stage_times: dict[str, dict] = {}
+        self.operations: list[dict] = []  # someone else's operations on servers
+        self.expiry: list[dict] = []  # windows of short job retention while the primary was dead
+        self.normal_retention = 86400.0  # the emulator's job_retention_seconds outside those windows
+        self._open_window: dict | None = None
 
     def now_s(self) -> float:
         return round(time.time() - self.t0, 2)
@@ -487,13 +564,20 @@ class Scenario:
             else None
         )
         self.start(primary, wait=True)
+        expiry_kills = spread(cfg.kills, cfg.expiry_windows)
+        expiry_rng = random.Random(cfg.seed + 3)
         mean_cycle = sum(cfg.run_between_kills) / 2 + sum(cfg.down_between) / 2 + 0.1
-        kill_period = cfg.kills * mean_cycle
+        kill_period = cfg.kills * mean_cycle + len(expiry_kills) * (
+            sum(cfg.expiry_down) / 2 - sum(cfg.down_between) / 2 + cfg.expiry_hold + 1.5
+        )
         wave_every = kill_period / cfg.waves
         stop = threading.Event()
         helpers = []
         if second is not None:
             helpers.append(threading.Thread(target=self.second_loop, args=(second, stop), daemon=True))
+        if cfg.other_operations:
+            others = threading.Thread(target=self.others_loop, args=(resources, stop), daemon=True)
+            helpers.append(others)
         if cfg.regressions or cfg.recreates:
             user = threading.Thread(target=self.user_loop, args=(resources, kill_period, stop), daemon=True)
             helpers.append(user)
@@ -504,12 +588,15 @@ class Scenario:
         next_wave, wave_index = started, 0
         self.log(
             f"chaos/writers: {len(resources)} resources ({cfg.shared_servers} on shared servers) in {cfg.waves} "
-            f"waves, {cfg.kills} kills, second operator {cfg.second_operator}, {cfg.regressions} status "
-            f"regressions, {cfg.recreates} re-creates; faults ecs={cfg.ecs_faults} kube={cfg.kube_faults}"
+            f"waves, {cfg.kills} kills ({len(expiry_kills)} with job records expiring), second operator "
+            f"{cfg.second_operator}, {cfg.regressions} status regressions, {cfg.recreates} re-creates, "
+            f"someone else's operations {cfg.other_operations}; faults ecs={cfg.ecs_faults} kube={cfg.kube_faults}"
         )
-        for kill in range(cfg.kills):
-            run_for = self.rng.uniform(*cfg.run_between_kills)
-            until = time.time() + run_for
+
+        def live(seconds: float) -> None:
+            """The primary runs: waves created on time, an exit recorded and restarted."""
+            nonlocal next_wave, wave_index
+            until = time.time() + seconds
             while time.time() < until:
                 if wave_index < len(waves) and time.time() >= next_wave:
                     creators.append(self.create_in_background(waves[wave_index]))
@@ -517,22 +604,45 @@ class Scenario:
                     next_wave += wave_every
                 self.reap([primary])
                 time.sleep(0.05)
-            phases = self.phases(resources)
-            self.kill(primary)
-            down = self.rng.uniform(*cfg.down_between)
-            self.kills.append(
-                {
-                    "stage": WRITERS,
-                    "process": primary.op.name,
-                    "at_s": self.now_s(),
-                    "after_s": round(run_for, 2),
-                    "down_s": round(down, 2),
-                    "phases": phases,
-                }
-            )
-            self.log(f"  kill {kill + 1}/{cfg.kills} at t={self.now_s():.1f}s phases {phases}")
-            time.sleep(down)
-            self.start(primary)
+
+        try:
+            for kill in range(cfg.kills):
+                run_for = self.rng.uniform(*cfg.run_between_kills)
+                live(run_for)
+                phases = self.phases(resources)
+                self.kill(primary)
+                down = self.rng.uniform(*cfg.down_between)
+                window = None
+                if kill in expiry_kills:
+                    window = self.expiry_on(resources)
+                    down = expiry_rng.uniform(*cfg.expiry_down)
+                self.kills.append(
+                    {
+                        "stage": WRITERS,
+                        "process": primary.op.name,
+                        "at_s": self.now_s(),
+                        "after_s": round(run_for, 2),
+                        "down_s": round(down, 2),
+                        "phases": phases,
+                        "job_expiry": window is not None,
+                    }
+                )
+                self.log(
+                    f"  kill {kill + 1}/{cfg.kills} at t={self.now_s():.1f}s phases {phases}"
+                    + (f"; job records expire {cfg.expiry_retention:g} s after their end" if window else "")
+                )
+                time.sleep(down)
+                self.start(primary, wait=window is not None)
+                if window is not None:  # the operators read the jobs that ended meanwhile, records gone
+                    live(cfg.expiry_hold)
+                    deadline = time.time() + max(0.0, cfg.expiry_hold_max - cfg.expiry_hold)
+                    while self.unread_expired(resources) and time.time() < deadline:
+                        live(0.5)
+                    window["unread_at_end"] = len(self.unread_expired(resources))
+                    self.expiry_off(resources)
+        finally:
+            if self._open_window is not None:
+                self.expiry_off(resources)
         while wave_index < len(waves):  # fewer kills than planned waves: create the rest now
             creators.append(self.create_in_background(waves[wave_index]))
             wave_index += 1
@@ -548,6 +658,153 @@ class Scenario:
         if second is not None and second.up:
             self.kill(second)
         self.kill(primary)  # every resource is terminal; a SIGKILL ends it at once (a SIGTERM takes seconds)
+
+    # --- job records expiring ---
+
+    def expiry_on(self, resources: list[Resource]) -> dict:
+        """Finished jobs answer 404 `expiry_retention` s after their end, from now until `expiry_off`."""
+        self.ecs.set_config(job_retention_seconds=self.cfg.expiry_retention)
+        window = {"from_s": self.now_s(), "from": time.time(), "retention_s": self.cfg.expiry_retention}
+        self._open_window = window
+        window["_following_jobs"] = self.following_jobs(resources)
+        return window
+
+    def unread_expired(self, resources: list[Resource]) -> set[str]:
+        """Resources that follow a job by its ID (Reinstalling, in the watch) whose record is gone now."""
+        gone = {r["job_id"] for r in self.ecs.reinstalls() if r.get("job_expired")}
+        assert self.watch is not None
+        times = self.watch.snapshot()
+        return {
+            r.name
+            for r in resources
+            if r.name in times and times[r.name].phase == "Reinstalling" and times[r.name].job_id_now in gone
+        }
+
+    def following_jobs(self, resources: list[Resource]) -> set[str]:
+        """Resources that follow a job by its ID (Reinstalling with a jobId) now, in the watch."""
+        assert self.watch is not None
+        times = self.watch.snapshot()
+        return {
+            r.name
+            for r in resources
+            if r.name in times and times[r.name].job_id_now and times[r.name].phase == "Reinstalling"
+        }
+
+    def expiry_off(self, resources: list[Resource]) -> None:
+        """Back to the normal retention; what had expired by then is recorded (the job records come back:
+        retention is read at lookup time)."""
+        window = self._open_window
+        assert window is not None
+        self._open_window = None
+        records = self.ecs.reinstalls()
+        self.ecs.set_config(job_retention_seconds=self.normal_retention)
+        window.update({"to_s": self.now_s(), "to": time.time()})
+        expired = [r for r in records if r.get("job_expired")]
+        assert self.watch is not None
+        times = self.watch.snapshot()
+        in_flight = {
+            server_id(r.server) for r in resources if r.name in times and times[r.name].phase not in TERMINAL
+        }
+        window["expired_records"] = len(expired)
+        following = window.pop("_following_jobs")
+        # resources that followed a job by its ID when the window opened, and of them those terminal when it closed
+        window["following_a_job_at_start"] = len(following)
+        window["of_them_terminal_at_end"] = sum(
+            1 for name in following if name in times and times[name].phase in TERMINAL
+        )
+        # expired while a resource of its server was not terminal yet: the operator may have to do without it
+        window["expired_in_flight"] = sum(1 for r in expired if r["server_id"] in in_flight)
+        self.expiry.append(window)
+        self.log(
+            f"  job expiry window {len(self.expiry)}: {window['to_s'] - window['from_s']:.1f}s, "
+            f"{len(expired)} job records expired ({window['expired_in_flight']} with a resource in flight); "
+            f"{window['following_a_job_at_start']} resources followed a job by its ID when it opened, "
+            f"{window['of_them_terminal_at_end']} of them terminal when it closed; "
+            f"{window.get('unread_at_end', 0)} still following a gone record when it closed"
+        )
+
+    # --- someone else on the servers ---
+
+    def unknown_outcomes(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
+        """Resources whose outcome the operator does not know: Submitting with OutcomeUnknown, or Reinstalling
+        without a job ID (only the action log names a rebuild; the server's state can lie)."""
+        assert self.watch is not None
+        times = self.watch.snapshot()
+        with self._lock:
+            uids = dict(self.uids)
+        found = []
+        for r in resources:
+            t = times.get(r.name)
+            if t is None or t.uid != uids.get(r.name):
+                continue
+            if t.phase == "Submitting" and t.reason == "OutcomeUnknown":
+                found.append((r, "Submitting, outcome unknown"))
+            elif t.phase == "Reinstalling" and t.job_id_now == "":
+                found.append((r, "Reinstalling, job ID lost"))
+        return found
+
+    def others_loop(self, resources: list[Resource], stop: threading.Event) -> None:
+        """Someone else at the console: an operation every `other_gap` seconds until the stage is over, mostly on
+        servers whose resource's outcome is unknown."""
+        cfg = self.cfg
+        rng = random.Random(cfg.seed + 4)
+        servers = sorted({r.server for r in resources})
+        try:
+            while not stop.wait(rng.uniform(*cfg.other_gap)):
+                unknown = self.unknown_outcomes(resources)
+                if unknown and rng.random() < cfg.other_unknown_fraction:
+                    resource, target = rng.choice(unknown)
+                    self.operate(rng, resource.server, target)
+                else:
+                    self.operate(rng, rng.choice(servers), "any server")
+        except Exception as exc:
+            self.errors.append(f"someone else's operations: {exc!r}")
+
+    def operate(self, rng: random.Random, server: int, target: str) -> None:
+        """One operation on `server`, chosen among those its status allows (a busy server: any, and the power
+        ones are refused with 409, which is ignored)."""
+        sid = server_id(server)
+        view = self.ecs.server(sid)
+        busy = bool(view.get("task_state") or view.get("current_job_id")) or view["status"] == "REBUILD"
+        kind = "busy" if busy or view["status"] not in OTHER_OPERATIONS else view["status"]  # ERROR: any
+        action = rng.choice(OTHER_OPERATIONS[kind])
+        fail = rng.random() < self.cfg.other_fail_fraction
+        n = len(self.operations)
+        steps: list[tuple[str, dict]]
+        if action == "stop+start":  # a console stop, then start a moment later
+            steps = [("stop", {"fail": fail}), ("start", {})]
+        elif action == "reboot":
+            steps = [("reboot", {"type": "SOFT" if view["status"] == "ACTIVE" else "HARD", "fail": fail})]
+        elif action == "resize":
+            steps = [("resize", {"flavor": rng.choice(FLAVORS), "fail": fail})]
+        elif action in ("stop", "start", "migrate"):
+            steps = [(action, {"fail": fail})]
+        elif action == "rename":
+            steps = [("rename", {"name": f"renamed-by-someone-else-{n}"})]
+        elif rng.random() < 0.7:
+            steps = [("tag", {"set": {"owner": f"someone-else-{n}"}})]
+        else:
+            steps = [("tag", {"remove": ["owner"]})]
+        results = []
+        for i, (name, fields) in enumerate(steps):
+            if i:
+                time.sleep(rng.uniform(0.2, 1.0))
+            answer = self.ecs.operate(sid, name, **fields)
+            results.append(
+                "refused (409)" if answer is None else ("failed" if fields.get("fail") else "done")
+            )
+            if answer is None:
+                break
+        self.operations.append(
+            {
+                "at_s": self.now_s(),
+                "server": sid,
+                "action": action,
+                "target": target,
+                "server_status": "busy" if busy else view["status"],
+                "result": results[0] if len(set(results)) == 1 else " then ".join(results),
+            }
+        )
 
     def phases(self, resources: list[Resource]) -> dict:
         assert self.watch is not None
@@ -819,6 +1076,7 @@ class Scenario:
             self.kube.setup_namespaces_and_secrets()
             self.kube._secret(harness.NAMESPACE, USER_DATA_SECRET, {"user-data": USER_DATA})
             self.ecs.reset(init_seconds=INIT_SECONDS, job_seconds=cfg.job_seconds)
+            self.normal_retention = float(self.ecs.config()["job_retention_seconds"])
             self.ecs.add_servers(
                 {
                     "id": server_id(s),
@@ -886,8 +1144,14 @@ class Scenario:
             objects=dict(self.objects),
             recreated_servers=set(self.recreated_servers),
             regressed=regressed,
+            expiry_windows=[(w["from"], w["to"], w["retention_s"]) for w in self.expiry if "to" in w],
         )
         result = verify(self.plan, observed)
+        # what the verdict was made from, beside the logs (to re-run `verify` on it when a check needs a look)
+        harness.json_dump(
+            self.workdir / "observed.json",
+            {**asdict(observed), "recreated_servers": sorted(observed.recreated_servers)},
+        )
         findings = list(scraper.findings)
         log_lines = 0
         for m in self.processes:
@@ -926,6 +1190,10 @@ class Scenario:
                 "second_operator_windows": self.windows,
                 "regressions": self.regressions,
                 "recreates": self.recreates,
+                "other_operations": operations_summary(self.operations),
+                "job_expiry_windows": [
+                    {k: v for k, v in w.items() if k not in ("from", "to")} for w in self.expiry
+                ],
                 "takeovers": self.takeovers_summary(records),
                 "secret_scan": {
                     "metrics_pages": scraper.pages,
@@ -983,6 +1251,23 @@ class Scenario:
         }
 
 
+def operations_summary(operations: list[dict]) -> dict:
+    """Someone else's operations: counts by action and result, by target, and each one (for the timeline)."""
+    by_action: dict[str, Counter] = defaultdict(Counter)
+    for op in operations:
+        by_action[op["action"]][op["result"]] += 1
+    return {
+        "total": len(operations),
+        "by_action": {action: dict(results) for action, results in sorted(by_action.items())},
+        "by_target": dict(Counter(op["target"] for op in operations)),
+        "changed_a_server_with_unknown_outcome": sum(
+            1 for op in operations if op["target"] != "any server" and op["result"] != "refused (409)"
+        ),
+        "refused": sum(1 for op in operations if op["result"] == "refused (409)"),
+        "all": operations,
+    }
+
+
 def _spread(values: list[float]) -> dict | None:
     if not values:
         return None
@@ -997,15 +1282,45 @@ class Observed:
     """What the run saw, for `verify` (a pure function of the plan and these)."""
 
     items: list[dict]  # every EcsReinstall at the end
-    records: list[dict]  # the ECS emulator's accepted reinstalls: server_id, job_id, at (ISO, ms)
+    # the ECS emulator's accepted reinstalls: server_id, job_id, at (ISO, ms), end_at_epoch, outcome, client_token,
+    # action_request_id, job_expired (now)
+    records: list[dict]
     created_at: dict[str, float]  # name -> when the create request of the current object began
     objects: dict[int, int]  # server -> resource objects (uids) created for it
     recreated_servers: set[int] = field(default_factory=set)  # a resource of it was deleted and re-created
     regressed: dict[str, str] = field(default_factory=dict)  # name -> uid whose status the user set back
+    # (from, to, retention) of every window of short job retention, wall clock = the emulator's (no offset)
+    expiry_windows: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def ready_reason(status: dict) -> str | None:
+    """The Ready condition's reason (for a terminal resource: the witness that decided it), else Stalled's."""
+    for kind in ("Ready", "Stalled"):
+        for c in status.get("conditions") or ():
+            if c.get("type") == kind and c.get("reason"):
+                return c["reason"]
+    return None
+
+
+def expired_in_a_window(record: dict, windows: Iterable[tuple[float, float, float]]) -> bool:
+    """Did the job's record answer 404 at some moment (its end + the short retention before a window closed)?"""
+    end = record.get("end_at_epoch")
+    if end is None and record.get("end_at"):
+        end = _epoch(record["end_at"])
+    return end is not None and any(end + retention <= to for _from, to, retention in windows)
+
+
+TOKEN_COUNTS = (
+    "accepted",  # accepted reinstalls
+    "accepted_matched",  # ... whose X-Client-Token is a surviving resource's attempt ID
+    "accepted_of_deleted_objects",  # ... whose token no surviving resource names (its server had a deleted one)
+    "resources_matched",  # terminal resources whose attempt ID is the token of the one reinstall they made
+    "resources_without_attempt",  # terminal resources with no attempt recorded (not checked)
+)
 
 
 def verify(plan: Plan, seen: Observed) -> dict:
-    """The invariants 1-4; the classes of how each resource went."""
+    """The invariants 1-4, 8 and 9; the classes of how each resource went and which witness decided it."""
     by_name = {item["metadata"]["name"]: item for item in seen.items}
     by_server_id = {server_id(s): s for s in plan.servers}
     accepted: dict[int, list[tuple[float, str]]] = defaultdict(list)  # server -> [(accepted at, job ID)]
@@ -1015,6 +1330,12 @@ def verify(plan: Plan, seen: Observed) -> dict:
             accepted[server].append((_epoch(record["at"]), record["job_id"]))
     for runs in accepted.values():
         runs.sort()
+    record_of_job = {record["job_id"]: record for record in seen.records}
+    record_of_request = {r["action_request_id"]: r for r in seen.records if r.get("action_request_id")}
+    records_of_token: dict[str, list[dict]] = defaultdict(list)
+    for record in seen.records:
+        if record.get("client_token"):
+            records_of_token[record["client_token"]].append(record)
     regressed = {
         name
         for name, uid in seen.regressed.items()
@@ -1023,7 +1344,12 @@ def verify(plan: Plan, seen: Observed) -> dict:
     violations: list[dict] = []
     classes: Counter = Counter()
     phases: Counter = Counter()
+    witnesses: Counter = Counter()
+    reasons: Counter = Counter()
+    tokens: Counter = Counter()
     credited: dict[str, list[str]] = defaultdict(list)  # job ID -> resources whose status names it
+    credited_rebuilds: dict[str, list[str]] = defaultdict(list)  # rebuild request ID -> resources naming it
+    attempt_ids: dict[str, str] = {}  # attempt ID -> resource, of every surviving resource
     for r in plan.resources:
         item = by_name.get(r.name)
         status = (item or {}).get("status") or {}
@@ -1048,23 +1374,28 @@ def verify(plan: Plan, seen: Observed) -> dict:
                     f"phase {phase} but the cloud accepted no reinstall after this object was created"
                 )
         job_id = status.get("jobId")
-        code = (status.get("failure") or {}).get("code")
-        # without the job ID nobody can read the cloud's code: the operator must say it failed, and how it knows
-        expected_code = LOST_JOB_FAILURE_CODE if job_id == "" else FAIL_CODE
-        if phase == "Failed" and r.server in plan.fails and code != expected_code:
-            problems.append(
-                f"failure code {code!r}, expected {expected_code!r} (the cloud's is {FAIL_CODE!r})"
-            )
+        failure = status.get("failure") or {}
+        code = failure.get("code")
+        reason = ready_reason(status)
+        # the code names the witness; from the action log, the cloud's code is in the rebuild's words
+        expected_code = FAILURE_CODES.get(reason or "", FAIL_CODE)
+        if phase == "Failed" and r.server in plan.fails:
+            if code != expected_code:
+                problems.append(
+                    f"failure code {code!r}, expected {expected_code!r} for reason {reason!r} "
+                    f"(the cloud's is {FAIL_CODE!r})"
+                )
+            elif reason == "FailedFromActionLog" and FAIL_CODE not in str(failure.get("reason")):
+                problems.append(
+                    f"failure reason {failure.get('reason')!r} lacks the cloud's code {FAIL_CODE!r}"
+                )
         if job_id:
             credited[job_id].append(r.name)
             if job_id not in jobs:
                 problems.append(f"jobId {job_id} is not a reinstall the cloud accepted for its server")
             elif jobs[job_id] < created - 0.002:
                 problems.append(f"jobId {job_id} was accepted before this object was created")
-        lost = job_id == "" and bool(own)
-        classes[
-            f"job ID lost, {phase or 'no phase'} read from the server" if lost else "job followed by its ID"
-        ] += 1
+        lost = not job_id and bool(own)  # never learnt ("" or absent), yet the cloud took it
         if problems:
             violations.append(
                 {
@@ -1074,14 +1405,117 @@ def verify(plan: Plan, seen: Observed) -> dict:
                     "cloud_outcome": plan.outcome(r.server),
                     "accepted_for_server": len(runs),
                     "job_id_lost": lost,
-                    "ready_reason": next(
-                        (c.get("reason") for c in status.get("conditions") or () if c.get("type") == "Ready"),
-                        None,
-                    ),
+                    "ready_reason": reason,
                     "problems": problems,
                     "message": status.get("message"),
                 }
             )
+        if item is None:
+            continue
+        attempt = status.get("attempt") or {}
+        attempt_id = attempt.get("id")
+        if attempt_id:
+            attempt_ids[str(attempt_id)] = r.name
+        if phase not in TERMINAL:
+            continue
+        # --- 8: decided by the right witness ---
+        witness = WITNESSES.get(reason or "", "other")
+        witnesses[witness] += 1
+        reasons[reason or "(none)"] += 1
+        record_of_own_job = record_of_job.get(job_id) if job_id else None
+        request_id = attempt.get("requestId")
+        rebuild = record_of_request.get(request_id) if request_id else None
+        mine = records_of_token.get(str(attempt_id), []) if attempt_id else []
+        made = mine[0] if len(mine) == 1 else (record_of_own_job or rebuild)  # the reinstall it made
+        expired = record_of_own_job is not None and expired_in_a_window(
+            record_of_own_job, seen.expiry_windows
+        )
+        why = ""
+        wrong = []
+        if witness == "job":
+            why = " (its job ID)"
+            if not job_id:
+                wrong.append(f"reason {reason} without a job ID")
+            elif record_of_own_job is not None and record_of_own_job.get("job_expired"):
+                wrong.append(f"reason {reason} but job {job_id}'s record is gone")
+        elif witness == "action log":
+            why = (
+                " (job ID lost)"
+                if not job_id
+                else (" (job record expired)" if expired else " (job readable)")
+            )
+            if job_id and not expired:
+                wrong.append(
+                    f"decided from the action log although job {job_id}'s record never expired "
+                    "(the job could be read)"
+                )
+            if not request_id:
+                wrong.append(f"reason {reason} but no rebuild named (attempt.requestId)")
+            elif rebuild is None or rebuild["server_id"] != server_id(r.server):
+                wrong.append(f"rebuild {request_id} is no reinstall the cloud accepted for its server")
+            else:
+                credited_rebuilds[request_id].append(r.name)
+                if attempt_id and rebuild.get("client_token") != attempt_id:
+                    wrong.append(
+                        f"rebuild {request_id} (job {rebuild['job_id']}) was made by another request (token "
+                        f"{rebuild.get('client_token')}), not by its attempt {attempt_id}"
+                    )
+                elif made is not None and rebuild is not made:
+                    wrong.append(
+                        f"rebuild {request_id} (job {rebuild['job_id']}) is not the one its own request made "
+                        f"(job {made['job_id']}, rebuild {made.get('action_request_id')})"
+                    )
+        elif witness == "server state":
+            wrong.append(f"decided from the server's state ({reason}) although the action log is on")
+        else:
+            wrong.append(f"reason {reason}: decided by no record of the cloud's")
+        if made is not None and witness != "other":
+            cloud = made.get("outcome")
+            if cloud and (reason in SUCCESS_REASONS) != (cloud == "SUCCESS"):
+                wrong.append(f"reason {reason} but its reinstall (job {made['job_id']}) ended {cloud}")
+        classes[f"{phase} by the {witness}{why}"] += 1
+        if wrong:
+            violations.append(
+                {
+                    "invariant": INV_WITNESS,
+                    "resource": r.name,
+                    "server": server_id(r.server),
+                    "cloud_outcome": (made or {}).get("outcome", plan.outcome(r.server)),
+                    "job_id": job_id,
+                    "job_id_lost": not job_id,
+                    "job_expired_in_a_window": expired,
+                    "ready_reason": reason,
+                    "attempt": {
+                        k: attempt.get(k) for k in ("id", "requestId", "cloudStartedAt", "startedAt")
+                    },
+                    "problems": wrong,
+                    "message": status.get("message"),
+                }
+            )
+        # --- 9: its attempt's ID is the token of the reinstall it made ---
+        if witness not in ("job", "action log"):
+            continue
+        if not attempt_id:
+            tokens["resources_without_attempt"] += 1
+            continue
+        bad = []
+        if not mine:
+            bad.append(f"no accepted reinstall carries its attempt's ID {attempt_id} as X-Client-Token")
+        elif len(mine) > 1:
+            bad.append(f"{len(mine)} accepted reinstalls carry its attempt's ID {attempt_id}")
+        elif mine[0]["server_id"] != server_id(r.server):
+            bad.append(f"the reinstall with its attempt's token is of server {mine[0]['server_id']}")
+        if record_of_own_job is not None and record_of_own_job.get("client_token") != attempt_id:
+            bad.append(
+                f"its job {job_id} was accepted with token {record_of_own_job.get('client_token')!r}, "
+                f"not its attempt's {attempt_id}"
+            )
+        if bad:
+            violations.append(
+                {"invariant": INV_TOKEN, "resource": r.name, "server": server_id(r.server), "problems": bad}
+            )
+        else:
+            tokens["resources_matched"] += 1
     for job_id, names in credited.items():
         if len(names) > 1:
             violations.append(
@@ -1089,6 +1523,42 @@ def verify(plan: Plan, seen: Observed) -> dict:
                     "invariant": INV_RESOURCE,
                     "job_id": job_id,
                     "problems": [f"one job credited to {len(names)} resources: {', '.join(sorted(names))}"],
+                }
+            )
+    for request_id, names in credited_rebuilds.items():
+        if len(names) > 1:
+            violations.append(
+                {
+                    "invariant": INV_WITNESS,
+                    "rebuild": request_id,
+                    "problems": [
+                        f"one rebuild credited to {len(names)} resources: {', '.join(sorted(names))}"
+                    ],
+                }
+            )
+    # --- 9, per accepted reinstall ---
+    for record in seen.records:
+        server = by_server_id.get(record["server_id"])
+        token = record.get("client_token")
+        bad = []
+        tokens["accepted"] += 1
+        if not token or not UUID.match(str(token)):
+            bad.append(f"accepted with X-Client-Token {token!r}, not an attempt's UUID")
+        elif len(records_of_token[token]) > 1:
+            bad.append(f"its token {token} was accepted {len(records_of_token[token])} times")
+        elif token in attempt_ids:
+            tokens["accepted_matched"] += 1
+        elif server in seen.recreated_servers:
+            tokens["accepted_of_deleted_objects"] += 1
+        else:
+            bad.append(f"its token {token} is the attempt ID of no resource (none of its server was deleted)")
+        if bad:
+            violations.append(
+                {
+                    "invariant": INV_TOKEN,
+                    "server": record["server_id"],
+                    "job_id": record["job_id"],
+                    "problems": bad,
                 }
             )
     per_server: Counter = Counter()
@@ -1146,7 +1616,10 @@ def verify(plan: Plan, seen: Observed) -> dict:
     return {
         "violations": violations,
         "phases": dict(phases),
-        "how": dict(classes),
+        "how": dict(sorted(classes.items())),
+        "witnesses": {w: witnesses.get(w, 0) for w in ("job", "action log", "server state", "other")},
+        "reasons": dict(sorted(reasons.items())),
+        "tokens": {k: tokens.get(k, 0) for k in TOKEN_COUNTS},
         "accepted_reinstalls": dict(sorted(per_server.items())),
         "regressed_resources": len(regressed),
         "expected": dict(expected),

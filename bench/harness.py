@@ -276,6 +276,27 @@ class EcsEmulator:
     def reinstalls(self) -> list[dict]:
         return self._call("GET", "/reinstalls")
 
+    def set_config(self, **config: Any) -> dict:
+        """`PUT /_emulator/config` with the fields given (the others keep their value)."""
+        return self._call("PUT", "/config", config)
+
+    def server(self, server_id: str) -> dict:
+        """The admin view of a server (status, task_state, current_job_id, ...), brought up to the clock."""
+        return self._call("GET", f"/servers/{server_id}")
+
+    def operate(self, server_id: str, action: str, **fields: Any) -> dict | None:
+        """An operation by someone else (stop, start, reboot, resize, migrate, rename, tag): the answer
+        `{"server", "action"}`, or None when the server's state refuses it (409: busy, locked, wrong status)."""
+        assert self.admin is not None
+        response = self.admin.post(f"/servers/{server_id}/operations", json={"action": action, **fields})
+        if response.status_code == 409:
+            return None
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"ECS emulator admin operation {action} on {server_id}: {response.status_code} {response.text}"
+            )
+        return response.json()
+
     def config(self) -> dict:
         return self._call("GET", "/config")
 
@@ -468,6 +489,8 @@ class ResourceTimes:
     phase: str | None = None
     job_id: str | None = None
     uid: str | None = None  # the object these times are of (a re-created object starts afresh)
+    reason: str | None = None  # the Ready condition's reason now (OutcomeUnknown, Reinstalling, ...)
+    job_id_now: str | None = None  # status.jobId now: None when absent, "" when lost (the ID never came)
 
 
 def _submitted(status: Mapping) -> bool:
@@ -521,6 +544,10 @@ class ResourceWatch:
                 times.job_id = status.get("jobId") or None
             phase = status.get("phase")
             times.phase = phase
+            times.reason = next(
+                (c.get("reason") for c in status.get("conditions") or () if c.get("type") == "Ready"), None
+            )
+            times.job_id_now = status.get("jobId")
             if phase in ("Succeeded", "Failed") and times.terminal is None:
                 times.terminal = now
 

@@ -358,6 +358,19 @@ def plot_chaos_timeline(result: Mapping, path: Path) -> None:
         ax.axvline(
             kill["at_s"], color="purple", linewidth=1.2, alpha=0.8, label="leader SIGKILL" if i == 0 else None
         )
+    for i, window in enumerate(w for w in result.get("job_expiry_windows", []) if "to_s" in w):
+        ax.axvspan(
+            window["from_s"], window["to_s"], color="green", alpha=0.2,
+            label=f"job records expire {window['retention_s']:g} s after their end" if i == 0 else None,
+        )  # fmt: skip
+    operations = (result.get("other_operations") or {}).get("all", [])
+    for targeted, marker, label in (
+        (False, ".", "someone else's operation"),
+        (True, "*", "... on a server whose outcome is unknown"),
+    ):
+        at = [op["at_s"] for op in operations if (op["target"] != "any server") == targeted]
+        if at:
+            ax.plot(at, [n * 0.08] * len(at), linestyle="none", marker=marker, color="grey", label=label)
     marks = [("regressions", "v", "status set back to Pending"), ("recreates", "x", "deleted and re-created")]
     for key, marker, label in marks:
         at = [e["at_s"] for e in result.get(key, []) if "resource" in e]
@@ -384,6 +397,8 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     recreates = [r for r in result.get("recreates", []) if "resource" in r]
     takeovers = result.get("takeovers") or {}
     exits = result.get("exits") or {}
+    operations = result.get("other_operations") or {}
+    expiry = result.get("job_expiry_windows") or []
     lines = [
         "# Chaos run",
         "",
@@ -402,8 +417,24 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
         )
         + f"a user set {len(regressions)} statuses back to Pending "
         f"({sum(1 for r in regressions if r['nulled_message'])} also nulling the message) and deleted and "
-        f"re-created {len(recreates)} resources under the same name. "
-        f"{round(cfg['fail_fraction'] * 100)}% of the servers' jobs end in FAIL; jobs last {cfg['job_seconds']:g} s "
+        f"re-created {len(recreates)} resources under the same name; "
+        + (
+            f"someone else operated on servers {operations.get('total', 0)} times (stop, start, stop+start, "
+            f"reboot, resize, migrate, rename, tag; {operations.get('refused', 0)} refused by a busy server), "
+            f"{sum(v for k, v in operations.get('by_target', {}).items() if k != 'any server')} of them on a "
+            f"server whose resource's outcome was unknown; "
+            if cfg.get("other_operations")
+            else "nobody else operated on the servers; "
+        )
+        + (
+            f"during {len(expiry)} of the kills job records expired {cfg['expiry_retention']:g} s after their end "
+            f"(the primary dead for {cfg['expiry_down'][0]:g}-{cfg['expiry_down'][1]:g} s, the short retention "
+            f"kept {cfg['expiry_hold']:g}-{cfg.get('expiry_hold_max', cfg['expiry_hold']):g} s after its restart, "
+            "until no resource followed a job whose record was gone). "
+            if expiry
+            else "no job record expired. "
+        )
+        + f"{round(cfg['fail_fraction'] * 100)}% of the servers' jobs end in FAIL; jobs last {cfg['job_seconds']:g} s "
         f"+-{round(cfg['job_spread'] * 100)}%, pollIntervalSeconds {cfg['poll_interval']}.",
         "",
     ]
@@ -437,9 +468,9 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
         row(
             "every resource terminal, its phase matching what the cloud did for it",
             "every surviving resource terminal; Succeeded iff its job succeeded, Failed with the cloud's code iff "
-            "it failed (FailedFromServerState when the job ID was lost); a reinstall accepted after the object "
-            "was created; its jobId one of its server's, accepted after the object was created, credited to no "
-            "other resource",
+            "it failed (JobFailed: the job's code; FailedFromActionLog: that code in failure.reason); a reinstall "
+            "accepted after the object was created; its jobId one of its server's, accepted after the object was "
+            "created, credited to no other resource",
             f"phases {result['phases']} (expected {result['expected']}); {result['how']}",
         ),
         row(
@@ -472,6 +503,35 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
             f"{len(exits.get('leadership_lost', []))} exits after losing the leadership",
         ),
     ]
+    witnesses = result.get("witnesses") or {}
+    tokens = result.get("tokens") or {}
+    rows += (
+        []
+        if not witnesses
+        else [  # (a run before these checks has neither)
+            row(
+                "decided by the right witness",
+                "the Ready reason names the witness: Succeeded/JobFailed only with the job's ID; "
+                "…FromActionLog only when the job ID was lost or its record expired in a window, naming the rebuild "
+                "its own attempt made (the reinstall carrying its attempt's token; credited to no other resource); "
+                "never …FromServerState (the action log is on), Timeout or OutcomeUnknown; the reason's outcome is "
+                "the accepted reinstall's",
+                f"decided by the job {witnesses.get('job', 0)}, the action log {witnesses.get('action log', 0)}, "
+                f"the server's state {witnesses.get('server state', 0)}, nothing of the cloud's "
+                f"{witnesses.get('other', 0)}; reasons {result.get('reasons', {})}",
+            ),
+            row(
+                "every accepted reinstall's X-Client-Token is the attempt ID of the resource that made it",
+                "every accepted reinstall carries an X-Client-Token (a UUID, used once) that is the status.attempt.id "
+                "of the resource that made it (its jobId's, its rebuild's); a token no surviving resource names only "
+                "on a server whose resource was deleted",
+                f"{tokens.get('accepted_matched', 0)} of {tokens.get('accepted', 0)} accepted reinstalls carry a "
+                f"surviving resource's attempt ID, {tokens.get('accepted_of_deleted_objects', 0)} that of a deleted "
+                f"object; {tokens.get('resources_matched', 0)} terminal resources' attempt IDs are their reinstall's "
+                f"token ({tokens.get('resources_without_attempt', 0)} without an attempt recorded)",
+            ),
+        ]
+    )
     if cfg.get("election"):
         rows.append(
             row(
@@ -483,6 +543,12 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
             )
         )
     lines += _table(["invariant", "measured", "status"], rows)
+    if witnesses:
+        lines += ["## Outcomes by witness", ""]
+        lines += _table(
+            ["phase, decided by", "resources"],
+            [[how, count] for how, count in sorted(result["how"].items(), key=lambda kv: -kv[1])],
+        )
     if violations:
         kinds: dict[tuple, int] = {}
         for v in violations:
@@ -537,6 +603,44 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
             f"{sum(1 for r in recreates if r['had_job_id'])} of them with a jobId already written.",
             "",
         ]
+    if operations.get("total"):
+        lines += ["## Operations by someone else", ""]
+        lines += [
+            f"{operations['total']} operations through `POST /_emulator/servers/{{id}}/operations`, by target: "
+            f"{operations.get('by_target')}; {operations.get('changed_a_server_with_unknown_outcome', 0)} changed "
+            f"a server whose resource's outcome was unknown (not refused); {operations.get('refused', 0)} refused "
+            "(409: the server was busy), ignored.",
+            "",
+        ]
+        lines += _table(
+            ["action", "results"],
+            [
+                [action, ", ".join(f"{k} {v}" for k, v in sorted(results.items()))]
+                for action, results in operations["by_action"].items()
+            ],
+        )
+    if expiry:
+        lines += ["## Job records expiring while the primary was dead", ""]
+        lines += _table(
+            [
+                "#", "from (s)", "to (s)", "retention (s)", "job records expired", "... with a resource in flight",
+                "resources following a job by its ID at the start", "... of them terminal at the end",
+                "still following a gone record at the end",
+            ],
+            [
+                [
+                    i + 1, w["from_s"], w.get("to_s"), w["retention_s"], w.get("expired_records"),
+                    w.get("expired_in_flight"), w.get("following_a_job_at_start"), w.get("of_them_terminal_at_end"),
+                    w.get("unread_at_end"),
+                ]
+                for i, w in enumerate(expiry)
+            ],
+        )  # fmt: skip
+        lines += [
+            "A job whose record expired before anyone read its end is decided from the action log (see *Outcomes "
+            "by witness*, `job record expired`); the records come back once the retention is set back.",
+            "",
+        ]
     for kind in ("unexpected", "leadership_lost"):
         if exits.get(kind):
             lines += [f"## Exits: {kind.replace('_', ' ')}", ""]
@@ -585,8 +689,18 @@ def write_chaos_report(result: Mapping, directory: Path, name: str) -> Path:
     lines += [f"- {count} x `{message}`" for message, count in log["top_warnings_and_errors"]]
     lines += ["", "## Kills of the primary (writers stage)", ""]
     lines += _table(
-        ["#", "at (s)", "alive for (s)", "down for (s)", "phases seen when killed"],
-        [[i + 1, k["at_s"], k["after_s"], k["down_s"], str(k["phases"])] for i, k in enumerate(writer_kills)],
+        ["#", "at (s)", "alive for (s)", "down for (s)", "job records expiring", "phases seen when killed"],
+        [
+            [
+                i + 1,
+                k["at_s"],
+                k["after_s"],
+                k["down_s"],
+                "yes" if k.get("job_expiry") else "",
+                str(k["phases"]),
+            ]
+            for i, k in enumerate(writer_kills)
+        ],
     )
     if windows:
         lines += ["## Second operator windows", ""]

@@ -1,6 +1,7 @@
 """`make chaos`: operator processes SIGKILLed, doubled and restarted at random moments, statuses set back and
-resources re-created by a "user", a leader killed under leader election, while both APIs misbehave; then every
-invariant is checked against what the cloud did (see bench/chaos.py). Exits 1 when an invariant breaks.
+resources re-created by a "user", servers stopped, resized, renamed... by someone else, job records expiring while
+the operator is dead, a leader killed under leader election, while both APIs misbehave; then every invariant is
+checked against what the cloud did (see bench/chaos.py). Exits 1 when an invariant breaks.
 
     .venv/bin/python bench/run_chaos.py [--resources 1000] [--kills 50] [--seed N] [--keep-workdir DIR]
 
@@ -69,6 +70,24 @@ def main() -> int:
         default=defaults.recreates,
         help=f"resources deleted and re-created mid-rollout (default {defaults.recreates})",
     )
+    parser.add_argument(
+        "--no-other-operations",
+        action="store_true",
+        help="nobody else operates on the servers (stop, start, reboot, resize, migrate, rename, tag)",
+    )
+    parser.add_argument(
+        "--expiry-windows",
+        type=int,
+        default=defaults.expiry_windows,
+        help=f"kills of the primary during which finished job records expire (default {defaults.expiry_windows}; "
+        "0: none)",
+    )
+    parser.add_argument(
+        "--expiry-retention",
+        type=float,
+        default=defaults.expiry_retention,
+        help=f"job_retention_seconds during those kills (default {defaults.expiry_retention:g})",
+    )
     parser.add_argument("--no-election", action="store_true", help="no leader-election stage")
     parser.add_argument(
         "--election-resources",
@@ -105,6 +124,9 @@ def main() -> int:
         second_operator=not args.no_second_operator,
         regressions=args.regressions,
         recreates=args.recreates,
+        other_operations=not args.no_other_operations,
+        expiry_windows=args.expiry_windows,
+        expiry_retention=args.expiry_retention,
         election=not args.no_election,
         election_n=args.election_resources,
         election_kills=args.election_kills,
@@ -131,7 +153,8 @@ def main() -> int:
     print(
         f"chaos: {sum(result['expected'].values())} resources, {len(result['kills'])} kills, operator starts "
         f"{result['operator_starts']}, phases {result['phases']}, accepted reinstalls per server "
-        f"{result['accepted_reinstalls']}; takeover (kill -> first status write) {takeover['first_status_write_s']}; "
+        f"{result['accepted_reinstalls']}; decided by {result['witnesses']}; X-Client-Token {result['tokens']}; "
+        f"takeover (kill -> first status write) {takeover['first_status_write_s']}; "
         f"{len(violations)} invariant violation(s) in {result['wall_s']} s; "
         f"results in {args.results_dir}/{args.output}.*"
     )

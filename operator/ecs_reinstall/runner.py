@@ -72,7 +72,10 @@ class CloudApi(Protocol):
         *,
         cloud_init: bool = True,
         client_token: str | None = None,
+        slot_taken: bool = False,
     ) -> str: ...
+
+    async def acquire_send_slot(self, target: CloudTarget) -> None: ...
 
     async def get_job(self, target: CloudTarget, job_id: str) -> Job: ...
 
@@ -418,7 +421,9 @@ class Runner:
             if blocker is not None:
                 return rc.on_invalid(ctx, status, blocker[1], code=blocker[0]), basis
 
-            # Timed now, after the server was read idle: the settle time and the action log count from here.
+            # Timed now, after the server was read idle and the rate limiter let the request go (it leaves right
+            # after the intent is written): the settle time and the action log count from here.
+            await self.deps.cloud.acquire_send_slot(resolved.target)
             now = self.deps.now()
             in_cloud = self.deps.cloud.clock.to_cloud(resolved.target.endpoint, now)
             cloud_now = in_cloud[0] - timedelta(seconds=in_cloud[1]) if in_cloud else None
@@ -455,6 +460,7 @@ class Runner:
                 body,
                 cloud_init=spec.cloud_init,
                 client_token=_token(status["attempt"]),
+                slot_taken=True,
             )
         except ThrottledError as exc:
             reason = rc.Reason.SERVER_BUSY if exc.code == "Ecs.0603" else rc.Reason.THROTTLED

@@ -90,6 +90,9 @@ class FakeCloud:
         self.actions: list[InstanceAction] | None = None  # None: no action log
         self.tokens: list[str | None] = []
 
+    async def acquire_send_slot(self, target):
+        pass
+
     async def list_actions(self, target, server_id):
         self.journal.append(("list_actions",))
         if self.actions is None:
@@ -104,7 +107,9 @@ class FakeCloud:
         self.journal.append(("get_server",))
         return self.server
 
-    async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None) -> str:
+    async def reinstall(
+        self, target, server_id, body, *, cloud_init=True, client_token=None, slot_taken=False
+    ) -> str:
         self.journal.append(("POST",))
         self.tokens.append(client_token)
         if self.post_error is not None:
@@ -353,7 +358,9 @@ class ConflictAfterPost(FakeCloud):
         super().__init__(journal)
         self.kube = kube
 
-    async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None) -> str:
+    async def reinstall(
+        self, target, server_id, body, *, cloud_init=True, client_token=None, slot_taken=False
+    ) -> str:
         job_id = await super().reinstall(target, server_id, body, cloud_init=cloud_init)
         self.kube.edit({})  # a new resourceVersion: the job-ID write decided from the old one conflicts
         return job_id
@@ -452,7 +459,9 @@ async def test_a_resource_deleted_mid_post_is_followed_as_a_ghost_and_holds_its_
     job_done = asyncio.Event()
     polls = []
 
-    async def post_then_delete(target, server_id, body, *, cloud_init=True, client_token=None):
+    async def post_then_delete(
+        target, server_id, body, *, cloud_init=True, client_token=None, slot_taken=False
+    ):
         journal.append(("POST",))
         kube.deleted = True  # deleted while the POST is in flight
         return "job-1"
@@ -491,7 +500,9 @@ class RotatedCredentials(FakeCloud):
         self._check(target)
         return await super().get_server(target, server_id)
 
-    async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None):
+    async def reinstall(
+        self, target, server_id, body, *, cloud_init=True, client_token=None, slot_taken=False
+    ):
         self._check(target)
         return await super().reinstall(target, server_id, body, cloud_init=cloud_init)
 
@@ -871,7 +882,9 @@ async def test_a_job_id_in_hand_is_written_even_after_another_process_judged_the
     kube = FakeKube(journal)
 
     class JudgedNotTakenMeanwhile(FakeCloud):
-        async def reinstall(self, target, server_id, body, *, cloud_init=True, client_token=None):
+        async def reinstall(
+            self, target, server_id, body, *, cloud_init=True, client_token=None, slot_taken=False
+        ):
             job_id = await super().reinstall(target, server_id, body, cloud_init=cloud_init)
             status = kube.body["status"]
             kube.edit({"phase": "Pending", "attempt": None, "unconfirmedAttempt": status["attempt"]})

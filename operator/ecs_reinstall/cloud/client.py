@@ -185,6 +185,7 @@ class EcsClient:
         *,
         cloud_init: bool = True,
         client_token: str | None = None,
+        slot_taken: bool = False,
     ) -> str:
         """Submit the reinstall; return the cloud job ID. `body` is the whole request: {"os-reinstall": {}}.
         `client_token` goes out as `X-Client-Token` (a UUID): a cloud that honours it answers a repeat with the
@@ -196,10 +197,20 @@ class EcsClient:
         path = f"/{version}/{project}/cloudservers/{server}/reinstallos"
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
-        for attempt in range(self.config.max_post_attempts):
+        # With the rate-limit slot taken by the caller (`acquire_send_slot`), the request leaves at once and is
+        # sent only once: the caller timed its attempt just now, and a resend later would leave after that time.
+        attempts = 1 if slot_taken else self.config.max_post_attempts
+        for attempt in range(attempts):
             try:
                 response = await self._attempt(
-                    operation, target, "POST", path, content, secrets, client_token=client_token
+                    operation,
+                    target,
+                    "POST",
+                    path,
+                    content,
+                    secrets,
+                    client_token=client_token,
+                    slot_taken=slot_taken and attempt == 0,
                 )
                 return _job_id(operation, response)
             except ThrottledError as error:
@@ -208,7 +219,7 @@ class EcsClient:
                 last_error: CloudError = error
             except TransientError as error:  # on the POST: only failures that sent nothing (see classify)
                 last_error = error
-            delay = self._retry_delay(attempt, self.config.max_post_attempts, last_error)
+            delay = self._retry_delay(attempt, attempts, last_error)
             if delay is None:
                 raise last_error
             await self._sleep(delay)
@@ -223,6 +234,12 @@ class EcsClient:
             f"/v1/{_segment(target.project_id, 'project_id')}/cloudservers/{_segment(server_id, 'server_id')}"
         )
         return await self._read(Operation.GET_SERVER, target, path, parse_server)
+
+    async def acquire_send_slot(self, target: CloudTarget) -> None:
+        """Waits for the rate limit's token of a request to be sent next (`reinstall(..., slot_taken=True)`): a
+        caller that records when it sends (the attempt's start) takes the token first, so that the wait in the
+        rate limiter comes before that time, not after it."""
+        await self.limiter(target).acquire()
 
     async def list_actions(self, target: CloudTarget, server_id: str) -> list[InstanceAction]:
         """The server's action log, newest first (without events)."""
@@ -281,10 +298,13 @@ class EcsClient:
         secrets: tuple[str, ...],
         *,
         client_token: str | None = None,
+        slot_taken: bool = False,
     ) -> httpx.Response:
-        """Take a token, sign, send once. Return a 2xx response or raise the classified error."""
+        """Take a token (unless the caller took it), sign, send once. Return a 2xx response or raise the
+        classified error."""
         bucket = self.limiter(target)
-        await bucket.acquire()
+        if not slot_taken:
+            await bucket.acquire()
         headers = {"User-Agent": self.config.user_agent}
         if client_token:
             headers["X-Client-Token"] = client_token

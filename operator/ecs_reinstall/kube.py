@@ -309,8 +309,9 @@ class Kube:
         """Merge-patches `status`, only if the object is still the one (`uid`) at the version (`resource_version`)
         the caller decided from; else Conflict. This is the operator's only write to its resources, and the
         precondition is not optional: a conflict means "someone else moved it: read it again and decide again".
-        (The API server checks the resourceVersion first: an object deleted and re-created under the same name
-        has another one, so a write meant for the old object never lands on the new one.)"""
+        (The API server checks the resourceVersion; it ignores the uid on a status patch, as kube-apiserver 1.20
+        and upstream do. The resourceVersion suffices: an object deleted and re-created under the same name has
+        another one, so a write meant for the old object never lands on the new one.)"""
         if not resource_version or not uid:
             raise ValueError("a status write needs the resourceVersion and uid it was decided from")
         body = {"metadata": {"resourceVersion": resource_version, "uid": uid}, "status": dict(status)}

@@ -599,25 +599,18 @@ class Runner:
     async def _late_acceptance(
         self, ctx: rc.Context, status: Mapping, target: CloudTarget, server: Server
     ) -> rc.Transition | None:
-        """Before sending again after a request judged not taken, or marked refused: did the cloud process it after
-        all (late, or the mark was written by hand)? The action log tells; without it, the server's state tells
-        for a request judged not taken."""
-        refused = status.get("attempt") if (status.get("attempt") or {}).get("refused") else None
-        for earlier in (status.get("unconfirmedAttempt"), refused):
-            if not earlier:
-                continue
-            rebuild = await self._rebuild_of(target, earlier)
-            if rebuild is NO_LOG:
-                late = rc.on_late_acceptance(ctx, status, server) if earlier is not refused else None
-            elif rebuild is None:
-                late = None
-            else:
-                late = rc.on_action(
-                    ctx, status, earlier, rebuild, how="the earlier request was processed after all"
-                )
-            if late is not None:
-                return late
-        return None
+        """Before sending again after a request judged not taken: did the cloud process it late after all? The
+        action log tells; without it, the server's state. (Only an unconfirmed request still holds the server, so
+        no other resource's rebuild can be taken for it; a refused one does not, and is not looked up.)"""
+        earlier = status.get("unconfirmedAttempt")
+        if not earlier:
+            return None
+        rebuild = await self._rebuild_of(target, earlier)
+        if rebuild is NO_LOG:
+            return rc.on_late_acceptance(ctx, status, server)
+        if rebuild is None:
+            return None
+        return rc.on_action(ctx, status, earlier, rebuild, how="the earlier request was processed late")
 
     async def _probe_outcome(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
         ctx = self._context(spec)

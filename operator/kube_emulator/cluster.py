@@ -627,15 +627,6 @@ class Cluster:
         patched_rv = patched_meta.get("resourceVersion")
         if patched_rv and str(patched_rv) != old.obj["metadata"]["resourceVersion"]:
             raise conflict(rtype.group_resource, name)
-        patched_uid = patched_meta.get("uid")
-        if patched_uid and patched_uid != old.obj["metadata"].get("uid"):
-            # the apiserver checks the resourceVersion first, then validates the uid as immutable (422, not 409)
-            raise invalid(
-                rtype.kind,
-                rtype.group,
-                name,
-                [field_invalid("metadata.uid", patched_uid, "field is immutable")],
-            )
         if patched_meta.get("name") != name:
             raise bad_request(
                 f"the name of the object ({patched_meta.get('name')}) does not match the name on the URL ({name})"

@@ -67,6 +67,7 @@ def test_get_as_yaml_shows_the_stored_object(
     assert obj["spec"] == {"serial": "AB-1234", "size": 3, "color": "green"}  # with the schema's defaults
 
 
+@pytest.mark.since("1.25", reason="CRD validation rules (CEL) and server-side field validation, beta in 1.25")
 def test_apply_reports_schema_and_cel_errors(
     kube: KubeTarget, kubectl: str, namespace: str, tmp_path: Path
 ) -> None:

@@ -135,6 +135,10 @@ def test_generate_name_and_dry_run(api: client.ApiClient, namespace: str) -> Non
 # -- structural schema -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.since(
+    "1.25",
+    reason="server-side field validation (its Warning header and fieldValidation=Strict), beta in 1.25",
+)
 def test_unknown_fields_are_pruned_with_a_warning(raw: RawApi, namespace: str) -> None:
     body = widget("w", bogus=1, extra={"kept": {"deep": True}})
     body["status"] = {"phase": "Ready"}
@@ -181,6 +185,7 @@ def test_schema_errors_name_the_fields(api: client.ApiClient, namespace: str) ->
     assert {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.serial"} in causes
 
 
+@pytest.mark.since("1.25", reason="CRD validation rules (x-kubernetes-validations, CEL), beta in 1.25")
 def test_a_cel_transition_rule_keeps_a_field_immutable(api: client.ApiClient, namespace: str) -> None:
     custom = _custom(api)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("w"))
@@ -556,6 +561,7 @@ def test_a_list_at_an_exact_resource_version_shows_the_past(api: client.ApiClien
     assert [(i["metadata"]["name"], i["spec"]["size"]) for i in now["items"]] == [("a", 9), ("b", 3)]
 
 
+@pytest.mark.since("1.31", reason="RetryGenerateName, on by default since 1.31 (beta; GA in 1.32)")
 def test_a_generated_name_that_is_taken_is_drawn_again(
     api: client.ApiClient, namespace: str, emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -780,25 +780,6 @@ async def test_losing_the_lease_stops_even_a_post_on_its_way_at_once():
     await until(lambda: supervisor.active == 0, "every runner to stop at once", timeout=1)
 
 
-async def test_an_attempt_marked_refused_by_hand_after_the_cloud_took_it_is_not_sent_again():
-    """`kubectl patch --subresource=status` setting attempt.refused on an accepted request: the action log shows
-    its rebuild, so the operator follows it instead of sending a second one."""
-    journal: list = []
-    attempt = {
-        "id": "a",
-        "startedAt": "2026-05-01T12:00:00.000Z",
-        "cloudStartedAt": "2026-05-01T12:00:00.000Z",
-    }
-    kube = FakeKube(journal, status={"phase": "Pending", "attempt": {**attempt, "refused": True}})
-    cloud = FakeCloud(journal)
-    cloud.actions = [rebuild("ours", 1.0, "Success")]
-    deps, _ = make(journal, kube, cloud)
-    await run(deps, kube)
-    assert ("POST",) not in journal
-    conditions = {c["type"]: c["reason"] for c in kube.body["status"]["conditions"]}
-    assert kube.body["status"]["phase"] == "Succeeded" and conditions["Ready"] == "SucceededFromActionLog"
-
-
 async def test_after_a_timeout_the_job_is_still_read_and_how_it_ended_is_recorded(monkeypatch):
     monkeypatch.setattr("ecs_reinstall.reconcile.after_timeout_delay", lambda ctx: 0.01)
     journal: list = []

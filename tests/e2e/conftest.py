@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from ecs_emulator.testing import EmulatorHandle, running_emulator
 from ecs_reinstall import settings as settings_module
 from ecs_reinstall.__main__ import run_operator, set_log_levels
-from kube_emulator.testing import KubeEmulatorHandle, running_kube_emulator
+from kube_emulator.testing import KubeEmulatorHandle
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "ecsreinstalls.ecs.reinstall.dev.yaml"
@@ -42,6 +42,15 @@ GROUP, VERSION, PLURAL = "ecs.reinstall.dev", "v1alpha1", "ecsreinstalls"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for e2e_support (pytest uses importlib mode)
 
 from e2e_support import ACCESS_KEY, OPERATOR_NAMESPACE, PASSWORD, PROJECT_ID, SECRET_KEY  # noqa: E402
+
+from realkube import (  # noqa: E402
+    BACKEND_ID,
+    RealKubeHandle,
+    backend_version,
+    ca_bundle,
+    running_kube_backend,
+    skip_if_older_than_marked,
+)
 
 
 def free_port() -> int:
@@ -519,8 +528,12 @@ def record_operator_calls(path: Path, snapshot: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]:
+@pytest.fixture(params=["emulator", BACKEND_ID])
+async def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, api_recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    """Every scenario on both backends: kube_emulator, and a fresh real kube-apiserver (tests/realkube.py; what
+    needs the emulator's faults skips there with the reason)."""
     logs = LogCapture()
     root = logging.getLogger()
     old_level = root.level
@@ -528,7 +541,7 @@ async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]
     set_log_levels("DEBUG")  # the operator's own logging rules, at its most talkative level
     try:
         async with (
-            running_kube_emulator(tmp_path, crds=[CRD]) as kube,
+            running_kube_backend(request.param, tmp_path, crds=[CRD]) as kube,
             running_emulator(
                 access_key=ACCESS_KEY,
                 secret_key=SECRET_KEY,
@@ -549,6 +562,9 @@ async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]
                 metrics_port=free_port(),
                 workdir=tmp_path,
             )
+            skip_if_older_than_marked(request.node, backend_version(kube))  # @pytest.mark.since("1.25")
+            if isinstance(kube, RealKubeHandle):  # History's httpx client must trust the server's CA
+                monkeypatch.setenv("SSL_CERT_FILE", str(ca_bundle(kube.real)))
             h.secrets.update({SECRET_KEY, PASSWORD})
             await h.create_namespace(OPERATOR_NAMESPACE)
             await h.create_namespace(h.namespace)
@@ -564,7 +580,8 @@ async def harness(tmp_path: Path, api_recording: Path) -> AsyncIterator[Harness]
             finally:
                 await h.stop_all_operators()
                 await asyncio.to_thread(api.close)
-                record_operator_calls(api_recording, kube.requests.snapshot())
+                if not isinstance(kube, RealKubeHandle):
+                    record_operator_calls(api_recording, kube.requests.snapshot())
     finally:
         root.removeHandler(logs)
         root.setLevel(old_level)

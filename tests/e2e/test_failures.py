@@ -27,6 +27,7 @@ async def test_a_password_breaking_the_rules_fails_without_showing_it(harness):
     assert await harness.ecs.admin.reinstalls(server(1)) == []
 
 
+@pytest.mark.since("1.25", reason="the CRD's x-kubernetes-validations (CEL) rules")
 async def test_the_api_rejects_a_spec_the_schema_forbids(harness):
     with pytest.raises(ApiException) as rejected:
         await harness.create("bad", spec(server(2), keyName="KeyPair-1"))  # keyName needs userId
@@ -34,6 +35,7 @@ async def test_the_api_rejects_a_spec_the_schema_forbids(harness):
     assert "userId" in rejected.value.body
 
 
+@pytest.mark.since("1.25", reason="the CRD's CEL transition rule self == oldSelf")
 async def test_the_spec_is_immutable(harness):
     await harness.create("fixed", spec(server(3)))
     with pytest.raises(ApiException) as rejected:

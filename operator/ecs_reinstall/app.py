@@ -112,10 +112,13 @@ class App:
             on_lost(lost)
 
     async def close(self) -> None:
+        # The runners stop first, while the Lease is still renewed: a POST on its way may take a while to have its
+        # answer written (Supervisor.stop), and no standby may take over meanwhile. Losing the Lease during that
+        # time stops them at once, as always.
+        await self.supervisor.stop()
         if self._electing is not None:
             self._electing.cancel()  # no more renewals; the Lease stays ours until released below
             await asyncio.wait({self._electing})
-        await self.supervisor.stop()
         if self.elector is not None:
             await self.elector.release()  # every runner has stopped: a standby may take over at once
         await self.cloud.aclose()

@@ -198,7 +198,3 @@ class Ownership:
         event = self._released.pop(server_id, None)
         if event is not None:
             event.set()
-
-    def held(self) -> int:
-        """How many servers are held (for tests and metrics)."""
-        return len({v.server_id for v in self._views.values() if v.holding} | set(self._reserved))

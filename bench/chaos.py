@@ -92,6 +92,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 import harness
+from ecs_reinstall.kube import FINALIZER
 
 USER_DATA_SECRET = "first-boot"  # noqa: S105 (a name)
 USER_DATA = "#cloud-config\nruncmd:\n  - echo chaos-user-data-marker-7f3a9c\n"
@@ -942,6 +943,23 @@ class Scenario:
             )
             return
 
+    def wait_gone(self, name: str, uid: str, timeout: float = 300.0) -> float:
+        """Seconds until the object `uid` is gone (its finalizer removed by the operator)."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            try:
+                body = _retrying(lambda: self.kube.get_reinstall(name))
+            except ApiException as exc:
+                if exc.status == 404:
+                    break
+                raise
+            if body["metadata"]["uid"] != uid:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"{name} ({uid}) still there {timeout:.0f}s after its deletion")
+        return round(time.monotonic() - began, 2)
+
     def recreate(self, rng: random.Random, resources: list[Resource], recreated: set[str]) -> None:
         """`kubectl delete ecsr NAME` mid-rollout, then `kubectl create` of the same manifest."""
         eligible = [r for r in resources if r.name not in recreated]
@@ -963,6 +981,8 @@ class Scenario:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+        # like `kubectl delete` (--wait): the finalizer keeps it while its request is on its way to the cloud
+        gone_after = self.wait_gone(resource.name, str(current["metadata"]["uid"]))
         pause = rng.uniform(*self.cfg.recreate_pause)
         time.sleep(pause)
         self.create(resource)
@@ -973,6 +993,7 @@ class Scenario:
                 "server": resource.server,
                 "phase_when_deleted": status.get("phase"),
                 "had_job_id": bool(status.get("jobId")),
+                "deletion_waited_s": gone_after,
                 "paused_s": round(pause, 2),
                 "old_uid": current["metadata"]["uid"],
                 "new_uid": self.uids.get(resource.name),
@@ -1373,6 +1394,8 @@ def verify(plan: Plan, seen: Observed) -> dict:
                 problems.append(
                     f"phase {phase} but the cloud accepted no reinstall after this object was created"
                 )
+        if FINALIZER in (((item or {}).get("metadata") or {}).get("finalizers") or ()):
+            problems.append(f"phase {phase}, and the finalizer {FINALIZER} is still on it")
         job_id = status.get("jobId")
         failure = status.get("failure") or {}
         code = failure.get("code")

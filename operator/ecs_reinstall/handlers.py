@@ -1,6 +1,7 @@
 """kopf wiring only: thin handlers that hand over to `app` and `runner`.
 
-No handler here needs a finalizer, so deleting an EcsReinstall never waits for the operator.
+No handler here needs kopf's finalizer (they are event handlers only); the one finalizer the operator sets, while a
+request is on its way to the cloud, is the runner's (see runner.py).
 The operator's own settings arrive in `memo.config` (see __main__.py).
 """
 

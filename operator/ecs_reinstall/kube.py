@@ -34,6 +34,8 @@ from . import __version__
 GROUP = "ecs.reinstall.dev"
 VERSION = "v1alpha1"
 PLURAL = "ecsreinstalls"
+# Held only while a request of the resource may be on its way to the cloud (see reconcile.needs_finalizer).
+FINALIZER = f"{GROUP}/request-in-flight"
 KIND = "EcsReinstall"
 
 T = TypeVar("T")
@@ -319,6 +321,17 @@ class Kube:
             "PATCH", _reinstall_path(namespace, name) + "/status", body, "application/merge-patch+json"
         )
 
+    async def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], *, resource_version: str
+    ) -> dict:
+        """Replaces `metadata.finalizers`, only if the object is still at `resource_version` (else Conflict)."""
+        if not resource_version:
+            raise ValueError("a finalizer write needs the resourceVersion it was decided from")
+        body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers or None}}
+        return await self._request(
+            "PATCH", _reinstall_path(namespace, name), body, "application/merge-patch+json"
+        )
+
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
@@ -356,3 +369,7 @@ def _q(segment: str) -> str:
 
 def _reinstall_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}/{_q(name)}"
+
+
+def has_finalizer(body: Mapping) -> bool:
+    return FINALIZER in ((body.get("metadata") or {}).get("finalizers") or ())

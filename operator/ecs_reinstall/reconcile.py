@@ -163,6 +163,15 @@ def next_step(status: Mapping | None) -> Step:
     return Step.PREPARE
 
 
+def needs_finalizer(status: Mapping | None) -> bool:
+    """True while a request of the resource may be on its way to the cloud: an attempt without an answer. Its
+    deletion must wait until the answer (or the proof that there was none) is written, for the status is where
+    another operator process, or this one after a restart, learns that the server is held; a request that arrives
+    after its resource is gone would otherwise be taken for the next resource's. Once the cloud has answered, its
+    record of the request (job, action log) predates anything a resource created later can do."""
+    return next_step(status) == Step.PROBE_OUTCOME
+
+
 # --- monotonic status: facts put back --------------------------------------------------------------------------
 
 FACTS = ("attempt", "jobId", "submittedAt", "unconfirmedAttempt")

@@ -3,12 +3,14 @@
 A runner takes the resource as it is now (its *basis*), asks `reconcile` what to do, does that step's I/O (Secrets,
 the ECS API), turns what it learned into a `reconcile.Transition`, and writes the status *conditionally on the
 basis* (`_apply`: resourceVersion and uid). A conflict means someone else moved the resource: it re-reads and
-decides again, never writes anyway. It ends when the resource is terminal or gone. Runners hold no finalizer:
-deleting a resource never waits for them.
+decides again, never writes anyway. It ends when the resource is terminal or gone.
 
-A resource deleted while a request of its may be in flight or running becomes a *ghost*: its runner goes on
-following the outcome without writing (the object is gone), and the server stays held until then
-(see ownership.py).
+A finalizer (kube.FINALIZER) is held only while a request may be on its way to the cloud without an answer
+(`reconcile.needs_finalizer`): added just before the intent is written, removed as soon as the answer (or the
+proof that there was none) is. Deleting a resource waits only for that window, so that a request arriving late is
+never credited to a resource created after it, by any operator process. A resource deleted while its job runs
+becomes a *ghost*: its runner goes on following the job without writing (the object is gone), and the server stays
+held in this process until then (see ownership.py).
 
 `Supervisor` keeps one runner per resource from the watch stream (see handlers.py), and runs them only while
 this process leads (`lead` / `step_down`, see leader.py).
@@ -35,7 +37,7 @@ from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledEr
 from .cloud.models import CloudTarget, InstanceAction, Job, Server
 from .inputs import MissingInput, credentials_source, forget_credentials, resolve, resolve_target
 from .inputs import forget as forget_inputs
-from .kube import Conflict, Kube, KubeError, NotFound, until_available
+from .kube import FINALIZER, Conflict, Kube, KubeError, NotFound, has_finalizer, until_available
 from .metrics import Metrics
 from .ownership import Holder, Ownership, holds
 from .settings import Settings
@@ -135,6 +137,11 @@ def is_deleting(body: Mapping) -> bool:
     return bool(body.get("metadata", {}).get("deletionTimestamp"))
 
 
+def _has_work(body: Mapping) -> bool:
+    """Unfinished, or finished with our finalizer still to remove."""
+    return rc.next_step(body.get("status")) != rc.Step.DONE or has_finalizer(body)
+
+
 class Gone(Exception):
     """The resource was deleted while we worked on it, and no request of it is in flight."""
 
@@ -168,6 +175,7 @@ class Runner:
         self._waits = 0  # consecutive waits, for the backoff
         self._waiting_for_server: str | None = None  # set while another resource holds our server
         self._learnt: Learnt | None = None
+        self._told_deletion_waits = False
         # A graceful stop lets a POST that is on its way finish and its answer be written (see Supervisor.stop).
         self.sending = False
         self.stopping = False
@@ -205,15 +213,24 @@ class Runner:
     async def run(self) -> None:
         cancelled = False
         try:
-            while not (is_deleting(self.body) and not self.ghost):
+            while True:
                 if self.stopping and not self.sending:
                     return
                 basis = self.body
+                deleting = is_deleting(basis) and not self.ghost
+                if deleting and not has_finalizer(basis):
+                    return  # nothing of ours on its way (else the finalizer would be there); see Supervisor
                 transition = self._repair(basis)
                 if transition is None:
+                    if self._release_due(basis):
+                        if await self._set_finalizer(basis, held=False):
+                            self.sending = False  # a graceful stop waited for this too
+                        continue
                     step = rc.next_step(basis.get("status"))
-                    if step == rc.Step.DONE or (self.ghost and step == rc.Step.PREPARE):
+                    if step == rc.Step.DONE or (step == rc.Step.PREPARE and (self.ghost or deleting)):
                         return
+                    if deleting:
+                        self._deletion_waits()
                     assert self.deps.gate is not None
                     async with self.deps.gate:
                         self.deps.metrics.in_flight.inc()
@@ -225,11 +242,13 @@ class Runner:
                         continue
                     transition, basis = decided
                 written = await self._apply(transition, basis)
-                if written:
-                    self.sending = False  # the answer of our POST, if any, is written
+                if written and not self._release_due(self.body):
+                    self.sending = (
+                        False  # the answer of our POST, if any, is written (and the finalizer gone)
+                    )
                 if not written:
                     continue  # someone else moved it: decide again from what is there now
-                if rc.next_step(self.status) == rc.Step.DONE:
+                if rc.next_step(self.status) == rc.Step.DONE and not has_finalizer(self.body):
                     return
                 if transition.delay and self._waiting_for_server:
                     server_id, self._waiting_for_server = self._waiting_for_server, None
@@ -244,6 +263,22 @@ class Runner:
         finally:
             if self.ghost and not cancelled:
                 self._ghost_ended()
+
+    def _release_due(self, body: Mapping) -> bool:
+        """Our finalizer is on the resource, and nothing of it is on its way any more."""
+        return not self.ghost and has_finalizer(body) and not rc.needs_finalizer(body.get("status"))
+
+    def _deletion_waits(self) -> None:
+        if self._told_deletion_waits:
+            return
+        self._told_deletion_waits = True
+        message = (
+            f"The deletion of EcsReinstall {self.holder} waits until the cloud's answer to its reinstall request "
+            f"for server {self.server_id} is known (the finalizer {FINALIZER}); the operator removes the finalizer "
+            "then, within the outcome settle time"
+        )
+        self.log.info("%s", message)
+        self.deps.post_event(self.body, rc.Event("Normal", "DeletionWaitsForRequest", message))
 
     def _ghost_ended(self) -> None:
         self.deps.ownership.settled(self.uid)
@@ -421,6 +456,11 @@ class Runner:
             if blocker is not None:
                 return rc.on_invalid(ctx, status, blocker[1], code=blocker[0]), basis
 
+            # Deleting the resource now waits until the request's answer is written (see needs_finalizer).
+            if not has_finalizer(basis):
+                if not await self._set_finalizer(basis, held=True):
+                    return None  # moved meanwhile (deleted?): decide again
+                basis = self.body
             # Timed now, after the server was read idle and the rate limiter let the request go (it leaves right
             # after the intent is written): the settle time and the action log count from here.
             await self.deps.cloud.acquire_send_slot(resolved.target)
@@ -699,6 +739,44 @@ class Runner:
         self.body = body
         self.deps.note(body)
 
+    async def _set_finalizer(self, basis: Mapping, *, held: bool) -> bool:
+        """Adds or removes our finalizer, conditionally on `basis` like every write. False when the resource moved
+        meanwhile (it was re-read: decide again)."""
+        meta = basis.get("metadata") or {}
+        others = [f for f in meta.get("finalizers") or () if f != FINALIZER]
+        wanted = [*others, FINALIZER] if held else others
+        rv = str(meta.get("resourceVersion") or "")
+        try:
+            updated = await until_available(
+                lambda: self.deps.kube.set_finalizers(self.namespace, self.name, wanted, resource_version=rv),
+                what="adding the finalizer" if held else "removing the finalizer",
+                log=self.log,
+            )
+        except Conflict:
+            await self._reload()
+            return False
+        except NotFound:
+            await self._reload()  # gone: Gone, or a ghost if a request of it may run
+            return False
+        except (
+            KubeError
+        ) as exc:  # forbidden (RBAC without patch on ecsreinstalls?), invalid...: try again later
+            delay = self._backoff()
+            self.log.error(
+                "%s the finalizer %s failed (%s); the operator needs the patch verb on ecsreinstalls; "
+                "trying again in %.0fs",
+                "adding" if held else "removing",
+                FINALIZER,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            await self._reload()
+            return False
+        self.body = updated
+        self.deps.note(updated)
+        return True
+
     async def _apply(self, transition: rc.Transition, basis: Mapping) -> bool:
         """Writes the status, conditionally on `basis` (the version the transition was decided from: same uid,
         same resourceVersion), then posts the Event. False on a conflict: the resource was re-read, and the caller
@@ -835,7 +913,7 @@ class Supervisor:
         if not uid:
             return
         entry = self._runners.get(uid)
-        if event_type == "DELETED" or is_deleting(body):
+        if event_type == "DELETED" or (is_deleting(body) and not has_finalizer(body)):
             self._deleted(uid, body, entry)
             return
         if not self._note(body):
@@ -843,7 +921,7 @@ class Supervisor:
         if entry is not None and not entry[1].done():
             entry[0].observe(body)
             return
-        if self.leading and rc.next_step(body.get("status")) != rc.Step.DONE:
+        if self.leading and _has_work(body):
             self._start(Runner(self.deps, body))
 
     def _deleted(self, uid: str, body: Mapping, entry: tuple[Runner, asyncio.Task] | None) -> None:
@@ -922,7 +1000,7 @@ class Supervisor:
                 task.cancel()  # its resource is gone and no request of it runs (else it would be a ghost)
         for body in bodies:
             uid = body["metadata"]["uid"]
-            if uid not in self._runners and rc.next_step(body.get("status")) != rc.Step.DONE:
+            if uid not in self._runners and _has_work(body):
                 if _rv(body) >= self._newest.get(uid, 0):
                     self._start(Runner(self.deps, body))
         for body in self.deps.ownership.ghosts():

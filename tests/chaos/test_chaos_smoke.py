@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import chaos  # noqa: E402
+from ecs_reinstall.kube import FINALIZER  # noqa: E402
 
 SMOKE = replace(
     chaos.ChaosConfig(),
@@ -351,3 +352,9 @@ def test_verify_flags_success_credited_with_a_deleted_objects_rebuild() -> None:
         request_id="req-j-deleted",
     )  # fmt: skip
     assert set(_invariants(seen)) == {chaos.INV_WITNESS, chaos.INV_TOKEN}
+
+
+def test_verify_flags_a_finished_resource_that_kept_the_finalizer() -> None:
+    seen = _clean()
+    seen.items[0]["metadata"]["finalizers"] = [FINALIZER]  # its deletion would wait for nothing
+    assert _invariants(seen) == [chaos.INV_RESOURCE]

@@ -326,6 +326,7 @@ def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm) -> 
         ("ecs.reinstall.dev", "ecsreinstalls", "get"),
         ("ecs.reinstall.dev", "ecsreinstalls", "list"),
         ("ecs.reinstall.dev", "ecsreinstalls", "watch"),
+        ("ecs.reinstall.dev", "ecsreinstalls", "patch"),  # only the finalizer
         ("ecs.reinstall.dev", "ecsreinstalls/status", "patch"),
         ("", "secrets", "get"),
         ("", "configmaps", "get"),

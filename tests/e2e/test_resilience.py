@@ -138,8 +138,14 @@ async def test_deleting_a_running_resource_never_hangs(harness):
     await harness.ecs.admin.add_server(server(13), status="SHUTOFF", job_seconds=30)
     await harness.start_operator()
     await harness.create("doomed", spec(server(13)))
-    body = await harness.wait_phase("doomed", "Reinstalling")
-    assert not body["metadata"].get("finalizers")
+    # the job ID is written, then the finalizer (held while the POST was on its way) removed at once
+    await harness.wait_for(
+        "doomed",
+        lambda b: (
+            (b.get("status") or {}).get("phase") == "Reinstalling" and not b["metadata"].get("finalizers")
+        ),
+        timeout=10,
+    )
     await harness.delete("doomed")
     assert not await harness.exists("doomed")
     # With the operator stopped too.
@@ -152,6 +158,28 @@ async def test_deleting_a_running_resource_never_hangs(harness):
     await harness.start_operator()  # and a restart after that finds nothing to do
     await asyncio.sleep(1)
     assert await accepted(harness, server(13)) == 1 and await accepted(harness, server(14)) == 1
+
+
+async def test_deleting_a_resource_whose_post_is_on_its_way_waits_for_the_answer(harness):
+    """The finalizer keeps the object, with its intent, until the job ID is written: a request that reaches the
+    cloud after the delete is never taken for that of a resource created after it, by any operator process."""
+    await harness.ecs.admin.add_server(server(16), status="SHUTOFF", job_seconds=30)
+    await harness.ecs.admin.add_fault("reinstall", latency_ms=3000, count=1)  # the POST takes 3 s to arrive
+    await harness.start_operator()
+    await harness.create("slow", spec(server(16)))
+    await harness.wait_for("slow", lambda b: (b.get("status") or {}).get("phase") == "Submitting")
+    await harness.delete("slow")
+    body = await harness.get("slow")
+    assert body["metadata"].get("deletionTimestamp") and body["metadata"]["finalizers"] == [
+        "ecs.reinstall.dev/request-in-flight"
+    ]
+    for _ in range(100):  # gone once the answer is written, within seconds
+        if not await harness.exists("slow"):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the resource was not released after its POST's answer")
+    assert await accepted(harness, server(16)) == 1
 
 
 async def test_kubernetes_api_errors_on_status_writes_are_retried(harness):

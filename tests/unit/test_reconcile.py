@@ -60,6 +60,31 @@ def test_next_step(status, step):
     assert rc.next_step(status) == step
 
 
+@pytest.mark.parametrize(
+    ("status", "needed"),
+    [
+        (None, False),  # nothing sent
+        ({"phase": "Pending", "attempt": {"id": "a", "refused": True}}, False),  # refused: provably not sent
+        ({"phase": "Submitting", "attempt": {"id": "a"}}, True),  # intent written, POST on its way
+        ({"phase": "Submitting", "attempt": {"id": "a"}, "reason": "OutcomeUnknown"}, True),
+        ({"phase": "Pending", "attempt": {"id": "a"}}, True),  # a hand edit moved the phase, not the facts
+        (
+            {"phase": "Reinstalling", "jobId": "j", "attempt": {"id": "a"}},
+            False,
+        ),  # answered: in the cloud's record
+        ({"phase": "Reinstalling", "jobId": "", "attempt": {"id": "a"}, "submittedAt": "t"}, False),  # taken
+        (
+            {"phase": "Pending", "unconfirmedAttempt": {"id": "a"}},
+            False,
+        ),  # judged not taken after the settle time
+        ({"phase": "Failed", "attempt": {"id": "a"}}, False),
+        ({"phase": "Succeeded", "attempt": {"id": "a"}}, False),
+    ],
+)
+def test_the_finalizer_is_needed_only_while_a_request_may_be_on_its_way(status, needed):
+    assert rc.needs_finalizer(status) is needed
+
+
 JOB = {"phase": "Reinstalling", "jobId": "j", "submittedAt": "t", "attempt": {"id": "a"}}
 
 

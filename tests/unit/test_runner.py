@@ -15,7 +15,7 @@ import pytest
 from ecs_reinstall.cloud.clock import CloudClock
 from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError, TransientError
 from ecs_reinstall.cloud.models import ActionEvent, CloudTarget, InstanceAction, Job, JobStatus, Server
-from ecs_reinstall.kube import Conflict, NotFound
+from ecs_reinstall.kube import FINALIZER, Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
 from ecs_reinstall.runner import Deps, Runner, Supervisor
 from ecs_reinstall.settings import Settings
@@ -62,6 +62,23 @@ class FakeKube:
             raise Conflict(409, "Conflict")
         self.journal.append(("patch", status.get("phase")))
         self.edit(status)
+        return copy.deepcopy(self.body)
+
+    async def set_finalizers(self, namespace, name, finalizers, *, resource_version):
+        if self.deleted:
+            raise NotFound(404, "NotFound")
+        meta = self.body["metadata"]
+        if self.conflict_next or resource_version != meta["resourceVersion"]:
+            self.conflict_next = False
+            raise Conflict(409, "Conflict")
+        self.journal.append(("finalizers", list(finalizers)))
+        if finalizers:
+            meta["finalizers"] = list(finalizers)
+        else:
+            meta.pop("finalizers", None)
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        if meta.get("deletionTimestamp") and not finalizers:
+            self.deleted = True  # the API server deletes it with its last finalizer
         return copy.deepcopy(self.body)
 
     def edit(self, status):
@@ -169,9 +186,11 @@ async def test_the_intent_is_written_before_the_post_and_the_job_id_right_after(
     await run(deps, kube)
     assert journal == [
         ("get_server",),
+        ("finalizers", [FINALIZER]),  # deleting it now waits for the answer ...
         ("patch", "Submitting"),
         ("POST",),
         ("patch", "Reinstalling"),
+        ("finalizers", []),  # ... which is written: deleting it no longer waits
         ("get_job",),
         ("patch", "Succeeded"),
     ]
@@ -380,16 +399,26 @@ async def test_every_write_names_the_version_and_uid_it_was_decided_from():
     journal: list = []
     kube = FakeKube(journal)
     seen = []
-    original = kube.patch_status
+    original, original_finalizers = kube.patch_status, kube.set_finalizers
 
     async def spy(namespace, name, status, *, resource_version, uid):
-        seen.append((resource_version, uid))
+        seen.append(("status", resource_version, uid))
         return await original(namespace, name, status, resource_version=resource_version, uid=uid)
 
-    kube.patch_status = spy
+    async def spy_finalizers(namespace, name, finalizers, *, resource_version):
+        seen.append(("finalizers", resource_version))
+        return await original_finalizers(namespace, name, finalizers, resource_version=resource_version)
+
+    kube.patch_status, kube.set_finalizers = spy, spy_finalizers
     deps, _ = make(journal, kube, FakeCloud(journal))
     await run(deps, kube)
-    assert seen == [("1", "u1"), ("2", "u1"), ("3", "u1")]
+    assert seen == [
+        ("finalizers", "1"),
+        ("status", "2", "u1"),
+        ("status", "3", "u1"),
+        ("finalizers", "4"),
+        ("status", "5", "u1"),
+    ]
 
 
 async def test_a_resource_re_created_under_the_same_name_never_gets_the_old_ones_writes():
@@ -757,6 +786,7 @@ async def test_a_graceful_stop_lets_a_post_on_its_way_write_its_job_id_then_stop
     await asyncio.wait_for(posted.wait(), 5)
     await asyncio.wait_for(supervisor.stop(), 5)
     assert kube.body["status"]["jobId"] == "job-1" and kube.body["status"]["phase"] == "Reinstalling"
+    assert not kube.body["metadata"].get("finalizers")  # and releasing the resource: deleting it never waits
     assert ("get_job",) not in journal  # stopped right after writing the answer
 
 
@@ -876,3 +906,88 @@ async def test_a_job_id_in_hand_is_written_even_after_another_process_judged_the
     status = kube.body["status"]
     assert journal.count(("POST",)) == 1 and status["jobId"] == "job-1" and status["phase"] == "Succeeded"
     assert "unconfirmedAttempt" not in status and status["attempt"]["id"]
+
+
+# --- the finalizer: deleting waits only while a request may be on its way ---------------------------------------
+
+
+def delete(kube: FakeKube) -> None:
+    """`kubectl delete`, as the API server does it: with finalizers, only a deletionTimestamp (a new version)."""
+    meta = kube.body["metadata"]
+    if meta.get("finalizers"):
+        meta["deletionTimestamp"] = "2026-05-01T12:00:00Z"
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+    else:
+        kube.deleted = True
+
+
+async def test_a_resource_deleted_while_its_post_is_on_its_way_waits_for_the_answer():
+    journal: list = []
+    kube = FakeKube(journal)
+    cloud = FakeCloud(journal)
+
+    async def post_then_delete(
+        target, server_id, body, *, cloud_init=True, client_token=None, slot_taken=False
+    ):
+        journal.append(("POST",))
+        delete(kube)  # `kubectl delete` while the POST is on its way: the finalizer keeps the object
+        assert not kube.deleted
+        return "job-1"
+
+    cloud.reinstall = post_then_delete
+    deps, _ = make(journal, kube, cloud)
+    await asyncio.wait_for(Runner(deps, copy.deepcopy(kube.body)).run(), timeout=10)
+    # the job ID was written on the deleting object, then the finalizer removed: whoever reads it next knows the
+    # cloud took the request before the object went
+    assert journal[-2:] == [("patch", "Reinstalling"), ("finalizers", [])]
+    assert kube.deleted and journal.count(("POST",)) == 1
+
+
+@pytest.mark.parametrize(("taken", "phase"), [(False, "Pending"), (True, "Succeeded")])
+async def test_a_deleting_resource_whose_request_has_no_answer_reads_the_outcome_then_goes(taken, phase):
+    journal: list = []
+    attempt = {
+        "id": str(uuid.uuid4()),
+        "startedAt": "2026-05-01T12:00:00.000Z",
+        "cloudStartedAt": "2026-05-01T12:00:00.000Z",
+        "serverUpdatedBefore": "2026-05-01T11:00:00.000Z",
+    }
+    kube = FakeKube(journal, status={"phase": "Submitting", "attempt": attempt, "reason": "OutcomeUnknown"})
+    kube.body["metadata"]["finalizers"] = [FINALIZER]
+    delete(kube)
+    cloud = FakeCloud(journal)
+    cloud.actions = [rebuild("ours", 1.5, "Success")] if taken else []
+    deps, events = make(journal, kube, cloud)
+    await asyncio.wait_for(Runner(deps, copy.deepcopy(kube.body)).run(), timeout=10)
+
+    assert ("POST",) not in journal  # a deleting resource never sends a request
+    assert kube.deleted and journal[-1] == ("finalizers", [])
+    assert events[0] == "DeletionWaitsForRequest"
+    status = kube.body["status"]  # the last status written before it went
+    assert status["phase"] == phase
+    if taken:
+        assert status["attempt"]["requestId"] == "ours"  # the rebuild the action log credited
+    else:  # judged not taken, kept as unconfirmed (were it to show up late, nobody would take it for theirs)
+        assert status["unconfirmedAttempt"]["id"] == attempt["id"] and "attempt" not in status
+
+
+async def test_a_deleting_resource_with_the_finalizer_gets_a_runner_and_one_without_does_not():
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(journal, kube, FakeCloud(journal))
+    supervisor = Supervisor(deps)
+    supervisor.leading = True
+    deleting = copy.deepcopy(kube.body)
+    deleting["metadata"]["deletionTimestamp"] = "2026-05-01T12:00:00Z"
+    supervisor.observe("MODIFIED", deleting)
+    assert supervisor.active == 0  # nothing of it is on its way: nothing to do
+
+    attempt = {"id": str(uuid.uuid4()), "startedAt": "2026-05-01T11:59:00.000Z"}
+    held = copy.deepcopy(deleting)
+    held["metadata"].update(uid="u2", finalizers=[FINALIZER], resourceVersion="7")
+    held["status"] = {"phase": "Submitting", "attempt": attempt}
+    supervisor.observe("MODIFIED", held)
+    assert supervisor.active == 1  # its request's outcome must be read before it may go
+    assert deps.ownership.holder(SERVER).holder.uid == "u2"  # and meanwhile it holds the server
+    supervisor.step_down()
+    await asyncio.sleep(0)

@@ -64,8 +64,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 RBAC rules for the namespaced resources the operator uses, in every namespace it serves. Least privilege, as
 recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_emulator.py):
-- ecsreinstalls: list and watch (kopf's watch stream, the startup listing), get (re-reading one resource); no
-  patch: the operator keeps no finalizer and no kopf progress annotations (it only has event handlers)
+- ecsreinstalls: list and watch (kopf's watch stream, the startup listing), get (re-reading one resource), patch
+  (only metadata.finalizers: held while a reinstall request is on its way to the cloud; no kopf progress
+  annotations: it only has event handlers)
 - ecsreinstalls/status: patch (phase, conditions, job)
 - secrets, configmaps: get only (credentials, admin password, user data; by name, never listed)
 - events: create (a Kubernetes Event per transition)
@@ -73,7 +74,7 @@ recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_
 {{- define "ecs-reinstall-operator.namespacedRules" -}}
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls/status"]
   verbs: ["patch"]

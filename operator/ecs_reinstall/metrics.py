@@ -1,15 +1,33 @@
 """Prometheus metrics of the operator, on their own registry (one per operator instance; tests get fresh ones).
 
-Names and labels never carry secrets: the only labels are phases, results, operations and outcomes.
+Names and labels never carry secrets: the only labels are namespaces, phases, results, failure codes (by their shape
+only: `Service.NNNN` or a word, else "other"), operations and outcomes. The alerts and the dashboard built on these
+are in deploy/monitoring.
 """
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 PHASES = ("Pending", "Submitting", "Reinstalling", "Succeeded", "Failed")
+UNFINISHED = ("Pending", "Submitting", "Reinstalling")
+# A failure code as a label: the cloud's (`Ecs.0100`, `APIGW.0301`) or the operator's (`Timeout`); free text never.
+_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}(\.[0-9]{1,5})?$")
+DURATION_BUCKETS = (30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
+
+
+def code_label(status: Mapping) -> str:
+    """The bounded `code` label of a finished resource: "none" when it succeeded."""
+    if status.get("phase") == "Succeeded":
+        return "none"
+    code = str((status.get("failure") or {}).get("code") or "")
+    return code if _CODE.match(code) else "other"
 
 
 class Metrics:
@@ -18,10 +36,29 @@ class Metrics:
         self._server: WSGIServer | None = None
         r = self.registry
         self.resources = Gauge(
-            "ecs_reinstall_resources", "EcsReinstall resources by phase", ["phase"], registry=r
+            "ecs_reinstall_resources",
+            "EcsReinstall resources by namespace and phase (every replica exports it from its watch)",
+            ["namespace", "phase"],
+            registry=r,
+        )
+        self.oldest = Gauge(
+            "ecs_reinstall_phase_oldest_seconds",
+            "How long the resource longest in this unfinished phase has been in it, as seen by this process",
+            ["phase"],
+            registry=r,
         )
         self.finished = Counter(
-            "ecs_reinstall_finished_total", "Reinstalls that reached a terminal phase", ["result"], registry=r
+            "ecs_reinstall_finished_total",
+            "Reinstalls that reached a terminal phase, by result and failure code",
+            ["result", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "ecs_reinstall_duration_seconds",
+            "From the submission of a reinstall to its terminal phase",
+            ["result"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
         )
         self.submissions = Counter(
             "ecs_reinstall_submissions_total", "Reinstall requests accepted by the cloud", registry=r
@@ -63,27 +100,41 @@ class Metrics:
         )
         for event in ("acquired", "lost"):
             self.leader_transitions.labels(event)
-        self._phases: dict[str, str] = {}
-        for phase in PHASES:
-            self.resources.labels(phase).set(0)
+        # uid -> (namespace, phase, monotonic time it was first seen in that phase)
+        self._phases: dict[str, tuple[str, str, float]] = {}
+        self._clock: Callable[[], float] = time.monotonic
+        for phase in UNFINISHED:
+            self.oldest.labels(phase).set_function(lambda phase=phase: self._oldest(phase))
+        for result in ("Succeeded", "Failed"):
+            self.duration.labels(result)
 
     # --- resources -----------------------------------------------------------------------------------------
-    def observe_phase(self, uid: str, phase: str | None) -> None:
+    def observe_phase(self, uid: str, namespace: str, phase: str | None) -> None:
         """The phase a resource is in now (None: gone). Keeps the per-phase gauge exact, in O(1)."""
         if phase is not None and phase not in PHASES:
             phase = "Pending"
         previous = self._phases.pop(uid, None) if phase is None else self._phases.get(uid)
-        if previous == phase:
+        if previous is not None and previous[1] == phase:
             return
         if previous is not None:
-            self.resources.labels(previous).dec()
+            self.resources.labels(previous[0], previous[1]).dec()
         if phase is not None:
-            self._phases[uid] = phase
-            self.resources.labels(phase).inc()
+            self._phases[uid] = (namespace, phase, self._clock())
+            self.resources.labels(namespace, phase).inc()
 
-    def transition(self, old: object, new: object) -> None:
-        if new is not None and str(new) in ("Succeeded", "Failed") and old != new:
-            self.finished.labels(str(new)).inc()
+    def _oldest(self, phase: str) -> float:
+        now = self._clock()
+        return max((now - since for _, p, since in self._phases.values() if p == phase), default=0.0)
+
+    def finished_now(self, old_phase: object, status: Mapping, now: datetime) -> None:
+        """A status was written; counts it if it just became terminal (with how long since its submission)."""
+        phase = str(status.get("phase") or "")
+        if phase not in ("Succeeded", "Failed") or old_phase == phase:
+            return
+        self.finished.labels(phase, code_label(status)).inc()
+        submitted = _parse_time(status.get("submittedAt"))
+        if submitted is not None:
+            self.duration.labels(phase).observe(max(0.0, (now - submitted).total_seconds()))
 
     def submitted(self) -> None:
         self.submissions.inc()
@@ -119,3 +170,12 @@ class Metrics:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _parse_time(text: object) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -119,11 +119,12 @@ class Deps:
             return
         self.ownership.observe(body)
         self.facts_seen[uid] = rc.remember(self.facts_seen.get(uid), body.get("status"))
-        self.metrics.observe_phase(uid, (body.get("status") or {}).get("phase") or "Pending")
+        namespace = str((body.get("metadata") or {}).get("namespace") or "")
+        self.metrics.observe_phase(uid, namespace, (body.get("status") or {}).get("phase") or "Pending")
 
     def forget(self, uid: str) -> None:
         self.facts_seen.pop(uid, None)
-        self.metrics.observe_phase(uid, None)
+        self.metrics.observe_phase(uid, "", None)
 
 
 def _rv(body: Mapping) -> int:
@@ -816,9 +817,7 @@ class Runner:
             self._learnt = None
             self.body = updated
             self.deps.note(updated)
-            new_phase = rc.phase_of(self.status)
-            if new_phase != old_phase:
-                self.deps.metrics.transition(old_phase, new_phase)
+            self.deps.metrics.finished_now(old_phase, self.status, self.deps.now())
             message = str(self.status.get("message") or "")
             phase = str(self.status.get("phase") or "")
             self.log.info("%s", message if message.startswith(phase) else f"{phase}: {message}")

@@ -38,7 +38,7 @@ async def test_a_late_event_after_the_runner_finished_starts_nothing(parts: Part
         assert (await parts.ecs.admin.counters())["requests"].get("get_job:200") == gets_before
         assert [e.reason for e in parts.events] == ["Succeeded"]
         finished = parts.metrics.registry.get_sample_value(
-            "ecs_reinstall_finished_total", {"result": "Succeeded"}
+            "ecs_reinstall_finished_total", {"result": "Succeeded", "code": "none"}
         )
         assert finished == 1
     finally:

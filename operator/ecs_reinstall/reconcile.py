@@ -83,6 +83,9 @@ class Reason(enum.StrEnum):
     STATUS_REGRESSED = "StatusRegressed"
     # The cloud refused the credentials before anything was submitted: wait for the Secret to be fixed.
     INVALID_CREDENTIALS = "InvalidCredentials"
+    # A Secret or ConfigMap holds a value that cannot work (a password breaking the rules, user data too large, a
+    # malformed projectId) or the operator's defaults lack one: wait for it to be fixed where it is.
+    INVALID_INPUT = "InvalidInput"
 
 
 # Server states in which a job-less reinstall (job ID lost) is taken as finished.
@@ -499,8 +502,27 @@ TOKEN_REFUSALS = {
 }
 
 
-def on_submit_rejected(ctx: Context, status: Mapping, code: str, message: str) -> Transition:
-    """A terminal cloud error (4xx) on the POST: nothing was started."""
+# The cloud's refusals of a request for something the user fixes outside the resource: nothing was started, so the
+# resource waits for the fix (InvalidInput) and sends a new attempt then, rather than fail for good.
+FIXABLE_OUTSIDE = {
+    "Ecs.0314": "the key pair named by spec.keyName does not exist in that region and project: create it (or "
+    "import it) in the cloud",
+    "Ecs.0011": "the cloud refused the password (for example the Windows rule on three characters of "
+    "'Administrator'): put another one in the Secret",
+}
+
+
+def on_submit_rejected(
+    ctx: Context, status: Mapping, code: str, message: str, delay: float = 0.0
+) -> Transition:
+    """A terminal cloud error (4xx) on the POST: nothing was started. For what the user fixes outside the resource
+    (FIXABLE_OUTSIDE), wait and try again after `delay`; else fail."""
+    if code in FIXABLE_OUTSIDE:
+        text = (
+            f"Waiting for a fix: the cloud rejected the reinstall ({code}): {FIXABLE_OUTSIDE[code]}. The resource "
+            "goes on by itself once it is fixed"
+        )
+        return on_not_submitted(ctx, status, Reason.INVALID_INPUT, text, delay)
     text = f"The cloud rejected the reinstall: {message}"
     if code in TOKEN_REFUSALS:
         text += f" ({TOKEN_REFUSALS[code]}; create a new EcsReinstall to try again, and report it)"

@@ -345,6 +345,12 @@ class Runner:
         s = self.deps.settings
         return rc.backoff(self._waits - 1, s.retry_base_seconds, s.retry_max_seconds, self.deps.rng)
 
+    def _input_recheck(self) -> float:
+        """Waiting for something fixed outside the resource: look again soon (reads are shared through the
+        ReadCache, so many resources waiting for one Secret cost one read), never later than the backoff."""
+        recheck = self.deps.settings.input_recheck_seconds * self.deps.rng.uniform(0.8, 1.2)
+        return min(self._backoff(), recheck)
+
     async def _do(self, step: rc.Step, basis: Mapping) -> tuple[rc.Transition, Mapping] | None:
         """One step's I/O: the transition to write, and the version it was decided from."""
         status = basis.get("status") or {}
@@ -399,12 +405,23 @@ class Runner:
         except MissingInput as missing:
             message = f"Waiting for {missing.what}"
             wait = rc.on_wait(
-                ctx, status, rc.Reason.WAITING_FOR_INPUT, missing.what, message, self._backoff()
+                ctx, status, rc.Reason.WAITING_FOR_INPUT, missing.what, message, self._input_recheck()
             )
             return wait, basis
         except spec_model.InvalidSpec as exc:
+            # What the spec refers to (or the operator's defaults) cannot work as it is: nothing was sent, and the
+            # spec itself passed its checks, so wait for it to be fixed where it is rather than fail for good.
             self._forget_inputs(spec)
-            return rc.on_invalid(ctx, status, str(exc)), basis
+            message = f"Waiting for a fix: {exc}. The resource goes on by itself once it is fixed"
+            wait = rc.on_wait(
+                ctx,
+                status,
+                rc.Reason.INVALID_INPUT,
+                f"a valid value for {exc.field}",
+                message,
+                self._input_recheck(),
+            )
+            return wait, basis
         except KubeError as exc:  # unavailable, or forbidden by RBAC: both may pass; say which
             return rc.on_wait(
                 ctx,
@@ -526,11 +543,13 @@ class Runner:
                     lambda ctx, status, exc=exc: self._credentials_refused(ctx, status, spec, exc),
                 )
             self._forget_inputs(spec)
+            # a fix in the cloud (a key pair) is waited for less eagerly than one in a Secret: each look is a POST
+            delay = min(self._backoff(), 12 * self.deps.settings.input_recheck_seconds)
             return self._learn(
                 status,
                 "the cloud rejected the request",
                 lambda ctx, status, exc=exc: rc.on_submit_rejected(
-                    ctx, status, exc.code or "", exc.message or str(exc)
+                    ctx, status, exc.code or "", exc.message or str(exc), delay
                 ),
             )
         except CloudError as exc:  # transient and provably not sent (connection refused)
@@ -572,7 +591,7 @@ class Runner:
         self._target = None
         source = credentials_source(self.deps.settings, self.namespace, spec)
         code = exc.code or f"HTTP {exc.http_status}"
-        return rc.on_invalid_credentials(ctx, status, source, code, self._backoff())
+        return rc.on_invalid_credentials(ctx, status, source, code, self._input_recheck())
 
     def _forget_inputs(self, spec: spec_model.ReinstallSpec) -> None:
         """What this resource read failed it: other resources read those objects afresh (see kube.ReadCache)."""

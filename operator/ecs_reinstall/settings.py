@@ -39,6 +39,7 @@ class Settings:
     retry_max_seconds: float = 300.0
     # How long a Secret or ConfigMap read is reused by other resources (0: every resource reads its own).
     input_cache_seconds: float = 2.0
+    input_recheck_seconds: float = 5.0
     # Leader election on a Lease in the operator's namespace: only its holder runs reinstalls.
     leader_election: bool = True
     leader_election_lease_seconds: float = 15.0
@@ -84,6 +85,11 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     ),
     "retry_base_seconds": ("first retry delay while waiting (Secrets, busy server), seconds", float),
     "retry_max_seconds": ("longest retry delay while waiting, seconds", float),
+    "input_recheck_seconds": (
+        "how often a resource waiting for a Secret or ConfigMap (missing, or holding a value that cannot work) or "
+        "for refused credentials to be fixed looks again, seconds",
+        float,
+    ),
     "input_cache_seconds": (
         "how long a Secret or ConfigMap read is shared by resources referring to it, seconds (0: never)",
         float,
@@ -175,6 +181,8 @@ def _check(s: Settings) -> None:
         raise ValueError("qps must be > 0 and burst >= 1")
     if s.input_cache_seconds < 0:
         raise ValueError("input cache seconds must be >= 0")
+    if s.input_recheck_seconds <= 0:
+        raise ValueError("input recheck seconds must be > 0")
     for namespace in s.namespaces:
         if len(namespace) > 63 or not _NAMESPACE_NAME.fullmatch(namespace):
             raise ValueError(

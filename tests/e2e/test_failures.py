@@ -13,18 +13,27 @@ def conditions(body):
     return {c["type"]: (c["status"], c["reason"]) for c in body["status"]["conditions"]}
 
 
-async def test_a_password_breaking_the_rules_fails_without_showing_it(harness):
+async def test_a_password_breaking_the_rules_waits_without_showing_it_and_goes_on_once_fixed(harness):
+    """What a user fixes outside the resource lets it go on: a password is in a Secret, so a weak one is a wait
+    (InvalidInput), noticed again within seconds of the fix, never a failure that only re-creating cures."""
     weak = "alllowercase"
     await harness.create_secret("weak", {"password": weak})
     await harness.ecs.admin.add_server(server(1), status="SHUTOFF")
-    await harness.start_operator()
+    await harness.start_operator(input_recheck_seconds=1.0)
     await harness.create("weak", spec(server(1), adminPasswordSecretRef={"name": "weak"}))
-    body = await harness.wait_phase("weak", "Failed")
-    assert body["status"]["failure"]["code"] == "InvalidSpec"
-    assert "3 of" in body["status"]["message"] or "classes" in body["status"]["message"]
+    body = await harness.wait_for(
+        "weak", lambda b: (b.get("status") or {}).get("waitingFor", "").startswith("a valid value")
+    )
+    status = body["status"]
+    assert status["phase"] == "Pending" and "failure" not in status
+    assert "3 of" in status["message"] or "classes" in status["message"]
+    assert "Secret" in status["message"] and "weak" in status["message"]  # where to fix it
     assert weak not in str(body)
-    assert conditions(body)["Stalled"] == ("True", "InvalidSpec")
+    assert conditions(body)["Reconciling"] == ("True", "InvalidInput")
     assert await harness.ecs.admin.reinstalls(server(1)) == []
+    await harness.replace_secret("weak", {"password": "Reinstall!2026pw"})
+    body = await harness.wait_phase("weak", "Succeeded", timeout=30)
+    assert len(await harness.ecs.admin.reinstalls(server(1))) == 1
 
 
 @pytest.mark.since("1.25", reason="the CRD's x-kubernetes-validations (CEL) rules")
@@ -65,15 +74,28 @@ async def test_a_failed_job_carries_the_cloud_code_and_reason(harness):
     assert len(await harness.ecs.admin.reinstalls(server(4))) == 1
 
 
-async def test_a_terminal_cloud_error_fails_with_its_code(harness):
+async def test_a_missing_key_pair_waits_and_goes_on_once_it_is_created(harness):
+    """Ecs.0314: the cloud refused the request (nothing started) for a key pair the user creates in the cloud:
+    a wait (InvalidInput), and a new attempt once it exists, never a failure that only re-creating cures."""
     await harness.ecs.admin.add_server(server(5), status="SHUTOFF")
-    await harness.start_operator()
+    await harness.start_operator(input_recheck_seconds=0.2)
     await harness.create(
-        "no-keypair", spec(server(5), keyName="KeyPair-missing", userId="7e25b1da389f4697a79df3a0e5bd494e")
+        "no-keypair", spec(server(5), keyName="KeyPair-later", userId="7e25b1da389f4697a79df3a0e5bd494e")
     )
-    body = await harness.wait_phase("no-keypair", "Failed")
-    assert body["status"]["failure"]["code"] == "Ecs.0314"
-    assert conditions(body)["Submitted"][0] == "False"
+    body = await harness.wait_for(
+        "no-keypair",
+        lambda b: (
+            conditions(b).get("Reconciling", ("", ""))[1] == "InvalidInput"
+            if "status" in b and b["status"].get("conditions")
+            else False
+        ),
+    )
+    assert body["status"]["phase"] == "Pending" and "failure" not in body["status"]
+    assert "Ecs.0314" in body["status"]["message"] and "create it" in body["status"]["message"]
+    assert await harness.ecs.admin.reinstalls(server(5)) == []
+    await harness.ecs.admin.add_keypair("KeyPair-later")
+    await harness.wait_phase("no-keypair", "Succeeded", timeout=30)
+    assert len(await harness.ecs.admin.reinstalls(server(5))) == 1
 
 
 async def test_an_unknown_server_fails(harness):

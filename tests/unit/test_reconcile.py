@@ -242,9 +242,9 @@ def test_submitted_records_job_and_polls_within_the_interval():
 
 
 def test_rejected_submission_fails_with_the_cloud_code():
-    t = rc.on_submit_rejected(CTX, {}, "Ecs.0011", "invalid password")
+    t = rc.on_submit_rejected(CTX, {}, "Ecs.0090", "BYOL is not supported here")
     assert t.patch["phase"] == "Failed"
-    assert t.patch["failure"] == {"code": "Ecs.0011", "reason": "invalid password"}
+    assert t.patch["failure"] == {"code": "Ecs.0090", "reason": "BYOL is not supported here"}
     assert_kstatus_consistent(t.patch)
 
 
@@ -545,7 +545,7 @@ def test_how_a_timed_out_job_ended_is_recorded_and_the_phase_stays():
     "transition",
     [
         lambda: rc.on_invalid(CTX, {}, "spec.userData: over 32 KiB"),
-        lambda: rc.on_submit_rejected(CTX, {}, "Ecs.0011", "password too weak"),
+        lambda: rc.on_submit_rejected(CTX, {}, "Ecs.0005", "the request is invalid"),
         lambda: rc.on_timeout(CTX, {"jobId": "j"}),
         lambda: rc.on_probe_gave_up(CTX, {}, "server s no longer exists"),
         lambda: rc.on_job(
@@ -561,3 +561,24 @@ def test_every_terminal_message_says_to_create_a_new_resource(transition):
     t = transition()
     assert t.patch["phase"] == "Failed"
     assert "new EcsReinstall" in t.patch["message"] and "new EcsReinstall" in t.event.message
+
+
+@pytest.mark.parametrize(
+    ("code", "phase", "reason"),
+    [
+        ("Ecs.0314", "Pending", "InvalidInput"),  # the key pair: created in the cloud, then it goes on
+        ("Ecs.0011", "Pending", "InvalidInput"),  # the password the cloud refused: fixed in the Secret
+        ("Ecs.0005", "Failed", "Ecs.0005"),  # an invalid request: a bug to report, waiting would not help
+        ("Ecs.0122", "Failed", "Ecs.0122"),
+    ],
+)
+def test_a_rejected_post_waits_only_for_what_is_fixed_outside_the_resource(code, phase, reason):
+    status = {"phase": "Submitting", "attempt": {"id": "a", "startedAt": "2026-05-01T12:00:00Z"}}
+    t = rc.on_submit_rejected(CTX, status, code, "the cloud's words", 30.0)
+    assert t.patch["phase"] == phase
+    if phase == "Pending":
+        assert t.patch["attempt"]["refused"] and t.delay == 30.0  # provably not started: a new attempt later
+        assert code in t.patch["message"] and "goes on by itself" in t.patch["message"]
+        assert rc.next_step({**status, **t.patch}) == rc.Step.PREPARE
+    else:
+        assert t.patch["failure"]["code"] == reason

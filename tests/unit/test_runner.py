@@ -991,3 +991,23 @@ async def test_a_deleting_resource_with_the_finalizer_gets_a_runner_and_one_with
     assert deps.ownership.holder(SERVER).holder.uid == "u2"  # and meanwhile it holds the server
     supervisor.step_down()
     await asyncio.sleep(0)
+
+
+def test_waiting_for_something_fixed_outside_looks_again_within_seconds_however_long_it_waited():
+    """A Secret created or fixed after 20 looks is noticed within `input_recheck_seconds`, not the backoff's 300 s."""
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(
+        journal,
+        kube,
+        FakeCloud(journal),
+        retry_base_seconds=5.0,
+        retry_max_seconds=300.0,
+        input_recheck_seconds=5.0,
+    )
+    runner = Runner(deps, copy.deepcopy(kube.body))
+    delays = [runner._input_recheck() for _ in range(20)]
+    assert (
+        max(delays) <= 6.0 and min(delays[3:]) >= 4.0
+    )  # never above 5 s and its jitter, whatever the backoff
+    assert runner._backoff() > 60  # what a busy server or the throttling would wait by now

@@ -16,6 +16,14 @@ def test_defaults():
     assert s.qps == 10.0 and s.burst == 20 and s.log_format == "json" and s.clusterwide
 
 
+def test_input_recheck_seconds_default_flag_env_and_check():
+    assert parse([]).input_recheck_seconds == 5.0
+    assert parse(["--input-recheck-seconds", "1"]).input_recheck_seconds == 1.0
+    assert parse([], {"ECS_REINSTALL_INPUT_RECHECK_SECONDS": "2"}).input_recheck_seconds == 2.0
+    with pytest.raises((ValueError, SystemExit)):
+        parse(["--input-recheck-seconds", "0"])
+
+
 def test_input_cache_seconds_default_flag_and_env():
     assert parse([]).input_cache_seconds == 2.0
     assert parse(["--input-cache-seconds", "0"]).input_cache_seconds == 0.0

@@ -8,6 +8,7 @@ The operator's own settings arrive in `memo.config` (see __main__.py).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,8 @@ import kopf
 
 from . import app as app_module
 from .kube import GROUP, PLURAL, VERSION
+
+EVENT_COMPONENT = "ecs-reinstall-operator"
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -42,6 +45,9 @@ def only_event_handlers(registry: kopf.OperatorRegistry) -> bool:
 @kopf.on.startup(id="start")
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: object) -> None:
     settings.posting.level = logging.WARNING  # only our explicit Events are posted, not log lines
+    # `kubectl describe` shows Events "From: ecs-reinstall-operator", with the Pod that posted them
+    settings.posting.reporting_component = EVENT_COMPONENT
+    settings.posting.reporting_instance = memo.config.pod_name or socket.gethostname()
     if only_event_handlers(kopf.get_default_registry()):
         settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 270  # re-establish long watches now and then, like client-go

@@ -309,7 +309,7 @@ def _failed(
     code: str,
     cause: str | None = None,
     submitted: bool | None,
-    event_reason: str = "Failed",
+    event_reason: str | None = None,
     completed: datetime | None = None,
     **fields: object,
 ) -> Transition:
@@ -329,7 +329,8 @@ def _failed(
         completedAt=timestamp(completed or ctx.now),
         **fields,
     )
-    return Transition(patch=patch, event=Event("Warning", event_reason, message))
+    # Event reasons are condition reasons (one vocabulary, README "Events"); the cloud's code is in the message
+    return Transition(patch=patch, event=Event("Warning", event_reason or reason, message))
 
 
 def _unchanged(old: Mapping, patch: Mapping) -> bool:
@@ -359,10 +360,10 @@ def poll_delay(interval: float, rng: random.Random | None = None) -> float:
 
 
 def on_invalid(ctx: Context, status: Mapping, message: str, *, code: str = Reason.INVALID_SPEC) -> Transition:
-    """The spec (or what it points to) can never work: terminal, with a message that says what to fix."""
-    return _failed(
-        ctx, status, code, message, code=code, submitted=False, event_reason=str(code), waitingFor=None
-    )
+    """The spec can never work, or the server cannot be reinstalled as it is (a cloud code such as Ecs.0100, kept
+    in failure.code; the condition and Event reason is then ServerNotReady): terminal, saying what to fix."""
+    reason = code if code in Reason.__members__.values() else Reason.SERVER_NOT_READY
+    return _failed(ctx, status, reason, message, code=code, submitted=False, waitingFor=None)
 
 
 def on_wait(

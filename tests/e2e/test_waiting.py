@@ -30,6 +30,11 @@ async def test_a_secret_created_late_is_waited_for_then_used(harness):
     await harness.wait_phase("late", "Succeeded")
     expected = {"WaitingForInput", "Submitting", "Submitted", "Succeeded"}
     assert expected <= await harness.wait_for_events("late", expected)
+    # `kubectl describe` says who posted them: "From: ecs-reinstall-operator"
+    sources = {
+        e["source"]["component"] for e in await harness.events() if e["involvedObject"]["name"] == "late"
+    }
+    assert sources == {"ecs-reinstall-operator"}
 
 
 async def test_a_missing_key_is_named(harness):

@@ -280,7 +280,6 @@ def test_every_model_field_exists_in_the_schema_and_back():
 @pytest.mark.parametrize(
     ("path", "pattern"),
     [
-        ("spec.serverId", spec_module.UUID_PATTERN),
         ("spec.projectId", spec_module.HEX32_PATTERN),
         ("spec.userId", spec_module.HEX32_PATTERN),
         ("spec.region", spec_module.REGION_PATTERN),
@@ -541,8 +540,7 @@ def test_schema_rejects_malformed_fields_before_cel():
         }
     )
     errors = schema_errors(SCHEMA, apply_defaults(SCHEMA, bad))
-    assert {error.split(":")[0] for error in errors} == {
-        ".spec.serverId",
+    assert {error.split(":")[0] for error in errors} == {  # serverId: by its CEL rule (see below)
         ".spec.region",
         ".spec.endpoint",
         ".spec.adminPasswordSecretRef.name",
@@ -639,3 +637,26 @@ def test_each_file_lists_its_server_ids_at_the_top():
 def test_sample_credentials_are_clearly_fake():
     credentials = example_objects("Secret")["hwc-credentials"]["stringData"]
     assert credentials["accessKey"].startswith("DEMO") and "fake" in credentials["secretKey"]
+
+
+@pytest.mark.parametrize(
+    ("server_id", "admitted"),
+    [
+        (SERVER, True),
+        ("web-01", False),  # a name, not an ID
+        (SERVER.upper(), False),
+        (SERVER.replace("-", "")[:36], False),
+        (SERVER[:-1] + "g", False),
+    ],
+)
+def test_server_id_is_told_to_be_a_lowercase_uuid_by_the_crd_and_the_operator_alike(server_id, admitted):
+    """`serverId: web-01` used to say "should be at least 36 chars long": the rule says what to write."""
+    failures = cel_failures(SCHEMA, resource({"serverId": server_id, "adminPasswordSecretRef": PW}))
+    assert (failures == []) is admitted
+    if not admitted:
+        assert failures == [failures[0]] and failures[0].startswith("serverId must be a lowercase UUID")
+        with pytest.raises(InvalidSpec, match="lowercase UUID"):
+            parse_spec({"serverId": server_id, "adminPasswordSecretRef": PW})
+    rule = _schema_at("spec.serverId")["x-kubernetes-validations"][0]["rule"]
+    assert spec_module.UUID_PATTERN in rule  # the operator's own check is the same
+    assert "pattern" not in _schema_at("spec.serverId") and "minLength" not in _schema_at("spec.serverId")

@@ -1,5 +1,6 @@
 """The state machine, table by table: every phase, every cloud fact, every condition."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from random import Random
 
@@ -582,3 +583,37 @@ def test_a_rejected_post_waits_only_for_what_is_fixed_outside_the_resource(code,
         assert rc.next_step({**status, **t.patch}) == rc.Step.PREPARE
     else:
         assert t.patch["failure"]["code"] == reason
+
+
+CONDITION_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")  # metav1.Condition's rule
+
+
+@pytest.mark.parametrize(
+    ("transition", "reason", "code"),
+    [
+        (lambda: rc.on_invalid(CTX, {}, "spec.x: bad"), "InvalidSpec", "InvalidSpec"),
+        (
+            lambda: rc.on_invalid(CTX, {}, "server s is running", code="Ecs.0100"),
+            "ServerNotReady",
+            "Ecs.0100",
+        ),
+        (lambda: rc.on_submit_rejected(CTX, {}, "Ecs.0005", "invalid"), "CloudError", "Ecs.0005"),
+        (lambda: rc.on_timeout(CTX, {"jobId": "j"}), "Timeout", "Timeout"),
+        (
+            lambda: rc.on_job(
+                CTX, {}, Job(job_id="j", job_type="rebuild", status=JobStatus.FAIL, error_code="Ecs.0013")
+            ),
+            "JobFailed",
+            "Ecs.0013",
+        ),
+    ],
+)
+def test_a_failures_event_reason_is_its_condition_reason_and_the_clouds_code_stays_in_failure_code(
+    transition, reason, code
+):
+    """One vocabulary: Event reasons are condition reasons (CamelCase, as metav1.Condition requires), never a
+    cloud code such as Ecs.0100 (which has a dot) nor a bare "Failed"."""
+    t = transition()
+    stalled = cond.find(t.patch["conditions"], cond.STALLED)
+    assert t.event.reason == stalled["reason"] == reason and CONDITION_REASON.match(reason)
+    assert t.patch["failure"]["code"] == code

@@ -57,7 +57,11 @@ class Hold:
 
     def describe(self, server_id: str) -> str:
         if self.how == "reserved":
-            return f"EcsReinstall {self.holder} is about to submit a reinstall of server {server_id}"
+            # only reserved in memory: nothing was submitted, and it may yet wait itself (a cloud it cannot reach)
+            return (
+                f"EcsReinstall {self.holder} goes first: it is checking server {server_id} before submitting "
+                "(nothing submitted yet)"
+            )
         if self.how == "deleted":
             return (
                 f"the deleted EcsReinstall {self.holder} may still have a reinstall of server {server_id} "

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from ecs_reinstall.ownership import Holder, Ownership, holds
+from ecs_reinstall.ownership import Hold, Holder, Ownership, holds
 
 SERVER = "6e2f0c1a-0000-4000-8000-000000000001"
 
@@ -117,3 +117,13 @@ async def test_waiters_wake_when_a_hold_ends():
     await asyncio.sleep(0)
     own.observe(body("u1", {**RUNNING, "phase": "Succeeded"}, rv=2))
     await asyncio.wait_for(waiter, 1)
+
+
+def test_a_waiting_resource_is_told_what_its_servers_holder_really_does():
+    """Two resources for one server that cannot reach the cloud used to say of each other "is being reinstalled",
+    though nothing was submitted: a reservation says so."""
+    holder = Holder("u1", "team-a", "web-1")
+    reserved = Hold(holder, "reserved").describe("s-1")
+    assert "nothing submitted yet" in reserved and "being reinstalled" not in reserved
+    assert "being reinstalled by EcsReinstall team-a/web-1" in Hold(holder, "persisted").describe("s-1")
+    assert "deleted EcsReinstall team-a/web-1" in Hold(holder, "deleted").describe("s-1")

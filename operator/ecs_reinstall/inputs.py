@@ -24,9 +24,10 @@ PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 class MissingInput(Exception):
     """Something the spec refers to does not exist (yet). `what` names it, never its content."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, hint: str = ""):
         super().__init__(f"waiting for {what}")
         self.what = what
+        self.hint = hint  # what would help find it (the keys the object has: names only)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ async def _read(kube: Kube, kind: str, namespace: str, name: str) -> dict[str, b
 def _key(kube: Kube, data: dict[str, bytes], kind: str, namespace: str, name: str, key: str) -> bytes:
     if key not in data:
         kube.forget(kind, namespace, name)
-        raise MissingInput(f'key "{key}" in {kind} "{name}" in namespace "{namespace}"')
+        present = ", ".join(f'"{k}"' for k in sorted(data)[:20]) or "none"
+        raise MissingInput(
+            f'key "{key}" in {kind} "{name}" in namespace "{namespace}"', f"; the keys it has: {present}"
+        )
     return data[key]
 
 

@@ -382,6 +382,24 @@ def on_wait(
     return Transition(patch=patch, event=event, delay=delay)
 
 
+# What the resolver says when a host name does not exist (glibc, musl, macOS, aiohttp/httpx wording).
+_NO_SUCH_HOST = (
+    "name or service not known",
+    "nodename nor servname",
+    "no address associated",
+    "name resolution",
+    "getaddrinfo failed",
+    "name does not resolve",
+)
+
+
+def unreachable_hint(error: str) -> str:
+    """A hint for a cloud that cannot be reached because its host does not exist: a mistyped region."""
+    if any(words in error.lower() for words in _NO_SUCH_HOST):
+        return "; that host does not exist: check spec.region / spec.endpoint or the operator's --region"
+    return ""
+
+
 def server_blocker(server: Server, *, stop_server: bool) -> tuple[str, str] | None:
     """Why the cloud would refuse to reinstall this server now: (code, message), or None when it can go.
     Busy is not here: it is a reason to wait, not to fail."""

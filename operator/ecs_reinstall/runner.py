@@ -403,7 +403,7 @@ class Runner:
             resolved = await resolve(self.deps.kube, self.deps.settings, self.namespace, spec)
             spec_model.check_resolved(spec, resolved.inputs, namespace=self.namespace)
         except MissingInput as missing:
-            message = f"Waiting for {missing.what}"
+            message = f"Waiting for {missing.what}{missing.hint}"
             wait = rc.on_wait(
                 ctx, status, rc.Reason.WAITING_FOR_INPUT, missing.what, message, self._input_recheck()
             )
@@ -600,12 +600,14 @@ class Runner:
     def _cloud_wait(self, ctx: rc.Context, status: Mapping, exc: CloudError) -> rc.Transition:
         reason = rc.Reason.THROTTLED if isinstance(exc, ThrottledError) else rc.Reason.CLOUD_UNAVAILABLE
         delay = max(exc.retry_after or 0.0, self._backoff())
+        where = f" at {self._target.endpoint}" if self._target is not None else ""
         return rc.on_wait(
             ctx,
             status,
             reason,
             "the cloud API",
-            f"Could not read server state ({_short(exc)}); retrying in {delay:.0f}s",
+            f"Could not read the server's state from the ECS API{where} ({_short(exc)}"
+            f"{rc.unreachable_hint(str(exc))}); retrying in {delay:.0f}s",
             delay,
         )
 

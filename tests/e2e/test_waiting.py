@@ -44,10 +44,12 @@ async def test_a_missing_key_is_named(harness):
     await harness.create(
         "missing-key", spec(server(2), adminPasswordSecretRef={"name": "no-key", "key": "pw"})
     )
-    await harness.wait_for(
+    body = await harness.wait_for(
         "missing-key",
         lambda b: status(b).get("waitingFor") == 'key "pw" in Secret "no-key" in namespace "team-a"',
     )
+    assert status(body)["message"].endswith('the keys it has: "other"')  # names only, never a value
+    assert "Passw0rd" not in str(body)
 
 
 async def test_two_resources_for_one_server_take_turns_across_namespaces(harness):

@@ -36,6 +36,14 @@ async def test_a_missing_key_is_named():
     with pytest.raises(MissingInput) as exc:
         await resolve_inputs(Secrets({}), "ns", SPEC)
     assert exc.value.what == 'key "password" in Secret "pw" in namespace "ns"'
+    assert exc.value.hint == "; the keys it has: none"
+
+
+async def test_a_missing_key_lists_the_keys_the_object_has_by_name_never_their_values():
+    with pytest.raises(MissingInput) as exc:
+        await resolve_inputs(Secrets({"passwd": b"Reinstall!2026pw", "user": b"root"}), "ns", SPEC)
+    assert exc.value.hint == '; the keys it has: "passwd", "user"'  # a typo shows at once
+    assert "Reinstall" not in str(exc.value) + exc.value.hint and "root" not in exc.value.hint
 
 
 class CachingReader:

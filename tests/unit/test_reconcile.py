@@ -617,3 +617,23 @@ def test_a_failures_event_reason_is_its_condition_reason_and_the_clouds_code_sta
     stalled = cond.find(t.patch["conditions"], cond.STALLED)
     assert t.event.reason == stalled["reason"] == reason and CONDITION_REASON.match(reason)
     assert t.patch["failure"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("error", "hinted"),
+    [
+        (
+            "Cannot connect to host ecs.ap-southeast-9x.myhuaweicloud.com:443 [Name or service not known]",
+            True,
+        ),
+        ("[Errno -3] Temporary failure in name resolution", True),
+        ("[Errno 8] nodename nor servname provided, or not known", True),
+        ("Connection refused", False),
+        ("HTTP 503", False),
+    ],
+)
+def test_a_host_that_does_not_exist_is_told_to_be_a_mistyped_region(error, hinted):
+    hint = rc.unreachable_hint(error)
+    assert bool(hint) is hinted
+    if hinted:
+        assert "spec.region" in hint and "--region" in hint

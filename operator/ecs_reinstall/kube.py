@@ -332,6 +332,15 @@ class Kube:
             "PATCH", _reinstall_path(namespace, name), body, "application/merge-patch+json"
         )
 
+    async def delete_reinstall(self, namespace: str, name: str, *, uid: str, resource_version: str) -> None:
+        """Deletes the resource only if it is still that object at that version (else Conflict)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid, "resourceVersion": resource_version},
+        }
+        await self._request("DELETE", _reinstall_path(namespace, name), body, "application/json")
+
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:

@@ -107,6 +107,9 @@ class Metrics:
             self.oldest.labels(phase).set_function(lambda phase=phase: self._oldest(phase))
         for result in ("Succeeded", "Failed"):
             self.duration.labels(result)
+        # present from the start, so that increase() counts their first one (a new series' first sample is not)
+        self.finished.labels("Succeeded", "none")
+        self.finished.labels("Failed", "other")
 
     # --- resources -----------------------------------------------------------------------------------------
     def observe_phase(self, uid: str, namespace: str, phase: str | None) -> None:

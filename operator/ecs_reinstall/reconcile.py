@@ -25,7 +25,7 @@ import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from . import conditions as cond
 from . import witnesses
@@ -86,6 +86,8 @@ class Reason(enum.StrEnum):
     # A Secret or ConfigMap holds a value that cannot work (a password breaking the rules, user data too large, a
     # malformed projectId) or the operator's defaults lack one: wait for it to be fixed where it is.
     INVALID_INPUT = "InvalidInput"
+    # failure.code of a resource that waited past spec.pendingTimeoutSeconds (its Stalled reason: the last wait's)
+    PENDING_TIMEOUT = "PendingTimeout"
 
 
 # Server states in which a job-less reinstall (job ID lost) is taken as finished.
@@ -114,6 +116,8 @@ class Context:
     now: datetime
     poll_interval: float = 10.0
     timeout: float = 1800.0
+    # creation + spec.pendingTimeoutSeconds: a resource still waiting then, never submitted, fails
+    pending_deadline: datetime | None = None
 
 
 def timestamp(moment: datetime) -> str:
@@ -164,6 +168,16 @@ def next_step(status: Mapping | None) -> Step:
     if attempt:
         return Step.PROBE_OUTCOME
     return Step.PREPARE
+
+
+def expires_at(status: Mapping | None, ttl: object) -> datetime | None:
+    """When a finished resource with spec.ttlSecondsAfterFinished is to be deleted: `ttl` seconds after it
+    finished (completedAt). None while it is not finished (a job still followed after a Timeout counts as not
+    finished), without a TTL, or without a completion time to count from."""
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0 or next_step(status) != Step.DONE:
+        return None
+    completed = parse_timestamp((status or {}).get("completedAt"))
+    return completed + timedelta(seconds=ttl) if completed else None
 
 
 def needs_finalizer(status: Mapping | None) -> bool:
@@ -369,7 +383,21 @@ def on_invalid(ctx: Context, status: Mapping, message: str, *, code: str = Reaso
 def on_wait(
     ctx: Context, status: Mapping, reason: Reason, waiting_for: str, message: str, delay: float
 ) -> Transition:
-    """Something is missing or busy: stay Pending, say what we wait for, look again after `delay`."""
+    """Something is missing or busy: stay Pending, say what we wait for, look again after `delay`. Past the
+    pending deadline (spec.pendingTimeoutSeconds) a resource that never had a request taken fails instead."""
+    if ctx.pending_deadline is not None and not status.get("submittedAt") and "jobId" not in status:
+        left = (ctx.pending_deadline - ctx.now).total_seconds()
+        if left <= 0:
+            return _failed(
+                ctx,
+                status,
+                reason,
+                f"Nothing was submitted within spec.pendingTimeoutSeconds; the last wait: {message}",
+                code=Reason.PENDING_TIMEOUT,
+                submitted=False,
+                waitingFor=None,
+            )
+        delay = min(delay, max(1.0, left))
     patch = _status(ctx, status, Phase.PENDING, reason, message, submitted=False, waitingFor=waiting_for)
     if _unchanged(status, patch):
         return Transition(delay=delay)

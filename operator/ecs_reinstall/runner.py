@@ -333,11 +333,15 @@ class Runner:
             return None
 
     def _context(self, spec: spec_model.ReinstallSpec | None = None) -> rc.Context:
+        meta = self.body.get("metadata", {})
+        created = rc.parse_timestamp(meta.get("creationTimestamp"))
+        pending = spec.pending_timeout_seconds if spec else None
         return rc.Context(
-            generation=int(self.body.get("metadata", {}).get("generation") or 1),
+            generation=int(meta.get("generation") or 1),
             now=self.deps.now(),
             poll_interval=float(spec.poll_interval_seconds) if spec else 10.0,
             timeout=float(spec.timeout_seconds) if spec else 1800.0,
+            pending_deadline=created + timedelta(seconds=pending) if created and pending else None,
         )
 
     def _backoff(self) -> float:
@@ -906,6 +910,8 @@ class Supervisor:
         # uids seen deleted (the newest few thousand): a LIST answer or a watch event older than the deletion
         # must never bring one back to life.
         self._tombstones: OrderedDict[str, None] = OrderedDict()
+        # uid -> the task that deletes a finished resource once its spec.ttlSecondsAfterFinished has passed
+        self._expiries: dict[str, asyncio.Task] = {}
 
     def prime(self, bodies: list[Mapping]) -> None:
         """Before any runner starts: learn which servers are held and what requests were made."""
@@ -938,6 +944,7 @@ class Supervisor:
             return
         if not self._note(body):
             return  # stale: a newer version was already seen or written
+        self._schedule_expiry(body)
         if entry is not None and not entry[1].done():
             entry[0].observe(body)
             return
@@ -950,6 +957,9 @@ class Supervisor:
         if is_deleting(body) and self._note(body) and entry is not None:
             entry[0].observe(body)
         self._newest.pop(uid, None)
+        expiry = self._expiries.pop(uid, None)
+        if expiry is not None:
+            expiry.cancel()
         self._tombstones[uid] = None
         if len(self._tombstones) > TOMBSTONES:
             self._tombstones.popitem(last=False)
@@ -1020,6 +1030,7 @@ class Supervisor:
                 task.cancel()  # its resource is gone and no request of it runs (else it would be a ghost)
         for body in bodies:
             uid = body["metadata"]["uid"]
+            self._schedule_expiry(body)
             if uid not in self._runners and _has_work(body):
                 if _rv(body) >= self._newest.get(uid, 0):
                     self._start(Runner(self.deps, body))
@@ -1035,9 +1046,79 @@ class Supervisor:
             except KubeError as exc:  # forbidden, or another answer that may pass: try again next time
                 logger.warning("resync failed (%s); trying again in %ss", exc, RESYNC_SECONDS)
 
+    # --- spec.ttlSecondsAfterFinished ---------------------------------------------------------------------------
+
+    def _schedule_expiry(self, body: Mapping) -> None:
+        """A finished resource with a TTL is deleted once it has passed (by the leader only)."""
+        uid = body["metadata"]["uid"]
+        at = rc.expires_at(body.get("status"), (body.get("spec") or {}).get("ttlSecondsAfterFinished"))
+        if not self.leading or at is None or uid in self._expiries:
+            return
+        delay = max(0.0, (at - self.deps.now()).total_seconds())
+        meta = body["metadata"]
+        task = asyncio.create_task(
+            self._expire(uid, meta["namespace"], meta["name"], delay),
+            name=f"ttl:{meta['namespace']}/{meta['name']}",
+        )
+        self._expiries[uid] = task
+        task.add_done_callback(
+            lambda t, uid=uid: self._expiries.pop(uid, None) if self._expiries.get(uid) is t else None
+        )
+
+    async def _expire(self, uid: str, namespace: str, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        log = logging.LoggerAdapter(logger, {"k8s_ref": {"namespace": namespace, "name": name, "uid": uid}})
+        while True:
+            try:
+                body = await until_available(
+                    lambda: self.deps.kube.get_reinstall(namespace, name),
+                    what="re-reading the resource",
+                    log=log,
+                )
+            except NotFound:
+                return
+            if body["metadata"]["uid"] != uid:
+                return  # re-created under the same name: that one has its own TTL
+            spec = body.get("spec") or {}
+            at = rc.expires_at(body.get("status"), spec.get("ttlSecondsAfterFinished"))
+            if at is None:
+                return  # no longer finished (a status moved back by hand): its runner sees to it
+            left = (at - self.deps.now()).total_seconds()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue
+            rv = str(body["metadata"]["resourceVersion"])
+            try:
+                await until_available(
+                    lambda rv=rv: self.deps.kube.delete_reinstall(
+                        namespace, name, uid=uid, resource_version=rv
+                    ),
+                    what="deleting the finished resource",
+                    log=log,
+                )
+            except NotFound:
+                return
+            except Conflict:
+                continue  # changed meanwhile: decide again from what is there now
+            except KubeError as exc:  # forbidden (no delete verb?): say so, do not retry in a loop
+                log.error("deleting it after spec.ttlSecondsAfterFinished failed (%s)", exc)
+                return
+            log.info(
+                "deleted: finished at %s, spec.ttlSecondsAfterFinished %ss",
+                (body.get("status") or {}).get("completedAt"),
+                spec.get("ttlSecondsAfterFinished"),
+            )
+            return
+
+    def _cancel_expiries(self) -> None:
+        for task in list(self._expiries.values()):
+            task.cancel()
+        self._expiries.clear()
+
     def step_down(self) -> None:
         """Stops every runner at once (leadership lost): nothing more is written or sent by this process."""
         self.leading = False
+        self._cancel_expiries()
         if self._resyncing is not None:
             self._resyncing.cancel()
             self._resyncing = None
@@ -1054,6 +1135,7 @@ class Supervisor:
         follows the job instead of reading the outcome from the server. Losing the lease stops everything at
         once instead (`step_down`)."""
         self.leading = False
+        self._cancel_expiries()
         if self._resyncing is not None:
             self._resyncing.cancel()
             self._resyncing = None

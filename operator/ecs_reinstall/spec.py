@@ -52,6 +52,8 @@ DEFAULT_POLL_INTERVAL_SECONDS = 10
 DEFAULT_TIMEOUT_SECONDS = 1800
 POLL_INTERVAL_RANGE = (2, 600)
 TIMEOUT_RANGE = (60, 86400)
+PENDING_TIMEOUT_RANGE = (60, 30 * 86400)
+TTL_RANGE = (0, 365 * 86400)
 
 # --- password rules (the API's adminpass) ---
 
@@ -85,6 +87,8 @@ FIELD_PATHS: Mapping[str, str] = {
     "cloud_init": "spec.cloudInit",
     "poll_interval_seconds": "spec.pollIntervalSeconds",
     "timeout_seconds": "spec.timeoutSeconds",
+    "pending_timeout_seconds": "spec.pendingTimeoutSeconds",
+    "ttl_seconds_after_finished": "spec.ttlSecondsAfterFinished",
 }
 
 
@@ -213,6 +217,8 @@ class ReinstallSpec:
     cloud_init: bool = True
     poll_interval_seconds: int = DEFAULT_POLL_INTERVAL_SECONDS
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    pending_timeout_seconds: int | None = None  # never submitted for this long: fail (off by default)
+    ttl_seconds_after_finished: int | None = None  # finished for this long: deleted (off by default)
 
     @property
     def api_version(self) -> ApiVersion:
@@ -267,6 +273,8 @@ _SPEC_KEYS = (
     "cloudInit",
     "pollIntervalSeconds",
     "timeoutSeconds",
+    "pendingTimeoutSeconds",
+    "ttlSecondsAfterFinished",
 )
 
 
@@ -343,6 +351,13 @@ class _Reader:
         if not low <= value <= high:
             self.fail(path, f"is {value}; it must be between {low} and {high} seconds")
         return value
+
+    def optional_integer(
+        self, raw: Mapping[str, Any], name: str, path: str, bounds: tuple[int, int]
+    ) -> int | None:
+        if raw.get(name) is None:
+            return None
+        return self.integer(raw, name, path, bounds[0], bounds)
 
     def object_name(self, raw: Mapping[str, Any], path: str, what: str) -> str | None:
         return self.string(
@@ -476,6 +491,10 @@ def parse_spec(raw: Mapping[str, Any]) -> ReinstallSpec:
     timeout = reader.integer(
         spec, "timeoutSeconds", "spec.timeoutSeconds", DEFAULT_TIMEOUT_SECONDS, TIMEOUT_RANGE
     )
+    pending_timeout = reader.optional_integer(
+        spec, "pendingTimeoutSeconds", "spec.pendingTimeoutSeconds", PENDING_TIMEOUT_RANGE
+    )
+    ttl = reader.optional_integer(spec, "ttlSecondsAfterFinished", "spec.ttlSecondsAfterFinished", TTL_RANGE)
 
     has_password, has_key, has_user_data = (
         "adminPasswordSecretRef" in spec and spec["adminPasswordSecretRef"] is not None,
@@ -511,6 +530,8 @@ def parse_spec(raw: Mapping[str, Any]) -> ReinstallSpec:
         cloud_init=cloud_init,
         poll_interval_seconds=poll_interval,
         timeout_seconds=timeout,
+        pending_timeout_seconds=pending_timeout,
+        ttl_seconds_after_finished=ttl,
     )
 
 

@@ -1,10 +1,14 @@
 """The Helm chart, with the real helm: `lint --strict` and `template` over a matrix of values, the schema's
 rejections, and what every render must hold (restricted Pod Security, never two working operators: replicas only
-with leader election, the contract's settings)."""
+with leader election, the contract's settings, the defaults every install needs, names that stay strings, the
+Kubernetes version the CRD needs)."""
 
 from __future__ import annotations
 
+import copy
+import re
 import tomllib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,11 +17,13 @@ import pytest
 import yaml
 from deploy_support import (
     CHART_DIR,
+    CRD_FILE_NAME,
     DEFAULT_NAMESPACE,
     DEFAULT_RELEASE,
     REPO_ROOT,
     Grant,
     Helm,
+    ToolResult,
     by_kind,
     container,
     only,
@@ -35,6 +41,35 @@ LEASE_GRANTS = {
 }
 
 
+@pytest.fixture(scope="session")
+def helm(chart_helm: Helm) -> Helm:
+    """The chart as a user gets it, without the packaging tests' base values (conftest.py): every test here
+    states the values it needs."""
+    return chart_helm
+
+
+# What every install needs unless requireDefaults is false: the operator's default region and credentials.
+REQUIRED_DEFAULTS: dict[str, Any] = {"region": "ap-southeast-1", "credentials": {"existingSecret": "hwc"}}
+# The opt-out: every EcsReinstall brings its own spec.region and spec.credentialsSecretRef.
+OWN_REGION_AND_CREDENTIALS: dict[str, Any] = {"requireDefaults": False}
+
+
+def merged(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """values over base, maps merged key by key (as helm merges values files)."""
+    result = copy.deepcopy(dict(base))
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def installable(values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """values, with the default region and credentials that an install needs where values leave them out."""
+    return merged(REQUIRED_DEFAULTS, values or {})
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -43,25 +78,42 @@ class Case:
 
 
 MATRIX = [
-    Case("defaults"),
-    Case("namespaced", {"watchNamespaces": ["team-a", "team-b"], "credentials": {"existingSecret": "hwc"}}),
+    Case("defaults", installable()),
+    Case("own-region-and-credentials", OWN_REGION_AND_CREDENTIALS),
     Case(
-        "namespaced-including-own-namespace",
-        {"watchNamespaces": [DEFAULT_NAMESPACE, "team-a"], "credentials": {"existingSecret": "hwc"}},
+        "endpoint-instead-of-region",
+        {"endpoint": "https://ecs.internal.example", "credentials": {"existingSecret": "hwc"}},
+    ),
+    Case("namespaced", installable({"watchNamespaces": ["team-a", "team-b"]})),
+    Case(
+        "namespaced-including-own-namespace", installable({"watchNamespaces": [DEFAULT_NAMESPACE, "team-a"]})
     ),
     Case(
-        "service-monitor-with-api", {"metrics": {"serviceMonitor": {"enabled": True}}}, (SERVICE_MONITOR_API,)
+        "namespaced-own-credentials",
+        {"watchNamespaces": ["team-a"], "region": "ap-southeast-1", "requireDefaults": False},
     ),
-    Case("service-monitor-without-api", {"metrics": {"serviceMonitor": {"enabled": True}}}),
-    Case("service-monitor-api-not-asked", {}, (SERVICE_MONITOR_API,)),
-    Case("no-metrics-service", {"metrics": {"service": {"enabled": False}}}, (SERVICE_MONITOR_API,)),
-    Case("custom-image", {"image": {"repository": "registry.example.com/ops/ecs", "tag": "1.2.3-rc.1"}}),
-    Case("one-replica", {"replicaCount": 1}),
-    Case("three-replicas", {"replicaCount": 3}),
-    Case("leader-election-off", {"replicaCount": 1, "leaderElection": {"enabled": False}}),
+    Case(
+        "service-monitor-with-api",
+        installable({"metrics": {"serviceMonitor": {"enabled": True}}}),
+        (SERVICE_MONITOR_API,),
+    ),
+    Case("service-monitor-without-api", installable({"metrics": {"serviceMonitor": {"enabled": True}}})),
+    Case("service-monitor-api-not-asked", installable(), (SERVICE_MONITOR_API,)),
+    Case(
+        "no-metrics-service",
+        installable({"metrics": {"service": {"enabled": False}}}),
+        (SERVICE_MONITOR_API,),
+    ),
+    Case(
+        "custom-image",
+        installable({"image": {"repository": "registry.example.com/ops/ecs", "tag": "1.2.3-rc.1"}}),
+    ),
+    Case("one-replica", installable({"replicaCount": 1})),
+    Case("three-replicas", installable({"replicaCount": 3})),
+    Case("leader-election-off", installable({"replicaCount": 1, "leaderElection": {"enabled": False}})),
     Case(
         "namespaced-leader-election-off",
-        {"replicaCount": 1, "leaderElection": {"enabled": False}, "watchNamespaces": ["team-a"]},
+        installable({"replicaCount": 1, "leaderElection": {"enabled": False}, "watchNamespaces": ["team-a"]}),
     ),
     Case(
         "all-settings",
@@ -205,7 +257,7 @@ def test_every_render_is_restricted_and_never_runs_two_operators(
 
 
 def test_defaults(helm: Helm, tmp_path: Path) -> None:
-    docs = helm.render()
+    docs = helm.render(installable(), tmp_path=tmp_path)
     assert sorted(d["kind"] for d in docs) == sorted(
         [
             "ServiceAccount",
@@ -229,6 +281,8 @@ def test_defaults(helm: Helm, tmp_path: Path) -> None:
         "ECS_REINSTALL_LEADER_ELECTION_LEASE_SECONDS": "15",
         "ECS_REINSTALL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "10",
         "ECS_REINSTALL_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "2",
+        "ECS_REINSTALL_REGION": "ap-southeast-1",
+        "ECS_REINSTALL_CREDENTIALS_SECRET": "hwc",
         "ECS_REINSTALL_QPS": "10",
         "ECS_REINSTALL_BURST": "20",
         "ECS_REINSTALL_MAX_CONCURRENCY": "100",
@@ -285,9 +339,9 @@ def test_all_settings_reach_the_container(helm: Helm, tmp_path: Path) -> None:
 
 
 def test_custom_image(helm: Helm, tmp_path: Path) -> None:
-    values = {
-        "image": {"repository": "registry.example.com/ops/ecs", "tag": "1.2.3-rc.1", "pullPolicy": "Always"}
-    }
+    values = installable(
+        {"image": {"repository": "registry.example.com/ops/ecs", "tag": "1.2.3-rc.1", "pullPolicy": "Always"}}
+    )
     operator = container(only(helm.render(values, tmp_path=tmp_path), "Deployment"))
     assert operator["image"] == "registry.example.com/ops/ecs:1.2.3-rc.1"
     assert operator["imagePullPolicy"] == "Always"
@@ -312,13 +366,19 @@ def test_service_monitor_only_when_asked_and_served(
     if expected:
         (monitor,) = monitors
         assert monitor["spec"]["endpoints"] == [
-            {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+            {
+                "port": "metrics",
+                "path": "/metrics",
+                "honorLabels": True,
+                "interval": "30s",
+                "scrapeTimeout": "10s",
+            }
         ]
         assert monitor["spec"]["namespaceSelector"] == {"matchNames": [DEFAULT_NAMESPACE]}
 
 
-def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm) -> None:
-    docs = helm.render()
+def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm, tmp_path: Path) -> None:
+    docs = helm.render(installable(), tmp_path=tmp_path)
     assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [DEFAULT_NAMESPACE]
     grants = service_account_grants(docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
     assert {g for g in grants if g.namespace} == LEASE_GRANTS
@@ -327,6 +387,7 @@ def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm) -> 
         ("ecs.reinstall.dev", "ecsreinstalls", "list"),
         ("ecs.reinstall.dev", "ecsreinstalls", "watch"),
         ("ecs.reinstall.dev", "ecsreinstalls", "patch"),  # only the finalizer
+        ("ecs.reinstall.dev", "ecsreinstalls", "delete"),  # only after spec.ttlSecondsAfterFinished
         ("ecs.reinstall.dev", "ecsreinstalls/status", "patch"),
         ("", "secrets", "get"),
         ("", "configmaps", "get"),
@@ -335,7 +396,7 @@ def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm) -> 
 
 
 def test_namespaced_rbac_is_a_role_per_watched_namespace(helm: Helm, tmp_path: Path) -> None:
-    values = {"watchNamespaces": ["team-a", "team-b"], "credentials": {"existingSecret": "hwc"}}
+    values = installable({"watchNamespaces": ["team-a", "team-b"]})
     docs = helm.render(values, tmp_path=tmp_path)
     grants = service_account_grants(docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding"), "Roles only"
@@ -358,7 +419,7 @@ def test_namespaced_rbac_is_a_role_per_watched_namespace(helm: Helm, tmp_path: P
 def test_namespaced_rbac_serving_its_own_namespace_needs_no_extra_secret_role(
     helm: Helm, tmp_path: Path
 ) -> None:
-    values = {"watchNamespaces": [DEFAULT_NAMESPACE], "credentials": {"existingSecret": "hwc"}}
+    values = installable({"watchNamespaces": [DEFAULT_NAMESPACE]})
     docs = helm.render(values, tmp_path=tmp_path)
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
     assert sorted(roles) == [DEFAULT_RELEASE, f"{DEFAULT_RELEASE}-leader-election"]
@@ -375,23 +436,23 @@ def test_secrets_and_configmaps_are_only_ever_read_by_name(helm: Helm, tmp_path:
 
 
 def test_rbac_off_renders_no_rbac(helm: Helm, tmp_path: Path) -> None:
-    docs = helm.render({"rbac": {"create": False}}, tmp_path=tmp_path)
+    docs = helm.render(installable({"rbac": {"create": False}}), tmp_path=tmp_path)
     assert not [d for d in docs if d["apiVersion"].startswith("rbac.authorization.k8s.io")]
 
 
 def test_existing_service_account(helm: Helm, tmp_path: Path) -> None:
-    docs = helm.render({"serviceAccount": {"create": False, "name": "mine"}}, tmp_path=tmp_path)
+    docs = helm.render(installable({"serviceAccount": {"create": False, "name": "mine"}}), tmp_path=tmp_path)
     assert not by_kind(docs, "ServiceAccount")
     assert only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
     assert only(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "mine"
-    result = helm.template({"serviceAccount": {"create": False}}, tmp_path=tmp_path, check=False)
+    result = helm.template(installable({"serviceAccount": {"create": False}}), tmp_path=tmp_path, check=False)
     assert result.returncode != 0
     assert "serviceAccount.name is required when serviceAccount.create is false" in result.stderr
 
 
-def test_cluster_scoped_names_include_the_release_namespace(helm: Helm) -> None:
-    docs_a = helm.render(namespace="team-a")
-    docs_b = helm.render(namespace="team-b")
+def test_cluster_scoped_names_include_the_release_namespace(helm: Helm, tmp_path: Path) -> None:
+    docs_a = helm.render(installable(), tmp_path=tmp_path, namespace="team-a")
+    docs_b = helm.render(installable(), tmp_path=tmp_path, namespace="team-b")
     names_a = {d["metadata"]["name"] for d in docs_a if d["kind"].startswith("Cluster")}
     names_b = {d["metadata"]["name"] for d in docs_b if d["kind"].startswith("Cluster")}
     assert names_a and not names_a & names_b, "two releases of the same name never share cluster-wide grants"
@@ -427,6 +488,7 @@ def test_cluster_scoped_names_include_the_release_namespace(helm: Helm) -> None:
         ),
         ({"extraEnv": [{"value": "x"}]}, "/extraEnv/0"),
         ({"resources": {"request": {"cpu": "1"}}}, "request"),
+        ({"requireDefaults": "no"}, "/requireDefaults"),
     ],
     ids=lambda v: str(v)[:40] if isinstance(v, dict) else None,
 )
@@ -454,7 +516,7 @@ def test_schema_rejects_bad_values(helm: Helm, tmp_path: Path, values: dict[str,
 def test_leader_election_values_the_schema_cannot_check(
     helm: Helm, tmp_path: Path, values: dict[str, Any], message: str
 ) -> None:
-    result = helm.template(values, tmp_path=tmp_path, check=False)
+    result = helm.template(installable(values), tmp_path=tmp_path, check=False)
     assert result.returncode != 0, f"{values} was accepted"
     assert message in result.stderr, result.stderr
 
@@ -463,11 +525,11 @@ def test_leader_election_values_the_schema_cannot_check(
 def test_leader_election_grants_exactly_the_lease_verbs_in_the_own_namespace(
     helm: Helm, tmp_path: Path, watch: list[str]
 ) -> None:
-    docs = helm.render({"watchNamespaces": watch}, tmp_path=tmp_path)
+    docs = helm.render(installable({"watchNamespaces": watch}), tmp_path=tmp_path)
     grants = service_account_grants(docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
     assert {g for g in grants if g.resource == "leases"} == LEASE_GRANTS
     assert not any(g.group == "coordination.k8s.io" for g in grants - LEASE_GRANTS)
-    off = {"watchNamespaces": watch, "replicaCount": 1, "leaderElection": {"enabled": False}}
+    off = installable({"watchNamespaces": watch, "replicaCount": 1, "leaderElection": {"enabled": False}})
     grants_off = service_account_grants(
         helm.render(off, tmp_path=tmp_path), DEFAULT_NAMESPACE, DEFAULT_RELEASE
     )
@@ -475,7 +537,7 @@ def test_leader_election_grants_exactly_the_lease_verbs_in_the_own_namespace(
 
 
 def test_each_release_has_its_own_lease(helm: Helm, tmp_path: Path) -> None:
-    docs = helm.render(release="team-a-ops")
+    docs = helm.render(installable(), tmp_path=tmp_path, release="team-a-ops")
     lease = env_of(only(docs, "Deployment"))["ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME"]
     assert lease == "team-a-ops-ecs-reinstall-operator"
     grants = service_account_grants(docs, DEFAULT_NAMESPACE, "team-a-ops-ecs-reinstall-operator")
@@ -510,14 +572,18 @@ def test_notes(helm: Helm, tmp_path: Path) -> None:
         stdout = helm.run(*args, "--values", str(values_file)).stdout
         return stdout.split("NOTES:", 1)[1]
 
-    default = notes({})
+    default = notes(installable())
     assert "serves EcsReinstall resources in all namespaces" in default
-    assert "spec.credentialsSecretRef" in default
+    assert "create secret generic hwc" in default
+    assert "No default" not in default
     assert "kubectl apply --server-side -f crds/" in default
-    scoped = notes({"watchNamespaces": ["team-a", "team-b"], "credentials": {"existingSecret": "hwc"}})
+    own = notes(OWN_REGION_AND_CREDENTIALS)
+    assert "No default credentials Secret is configured" in own and "spec.credentialsSecretRef" in own
+    assert "every EcsReinstall must set spec.region (or spec.endpoint)" in own
+    scoped = notes(installable({"watchNamespaces": ["team-a", "team-b"]}))
     assert "serves EcsReinstall resources in: team-a, team-b" in scoped
     assert "create secret generic hwc" in scoped
-    monitor = {"metrics": {"serviceMonitor": {"enabled": True}}}
+    monitor = installable({"metrics": {"serviceMonitor": {"enabled": True}}})
     assert "no ServiceMonitor was created" in notes(monitor)
     assert "ServiceMonitor" not in default
 
@@ -530,3 +596,366 @@ def test_argocd_example_values_fit_the_chart(helm: Helm, tmp_path: Path) -> None
     helm.lint(values, tmp_path=tmp_path)
     docs = helm.render(values, tmp_path=tmp_path, namespace=application["spec"]["destination"]["namespace"])
     assert container(only(docs, "Deployment"))["image"].startswith(values["image"]["repository"] + ":")
+
+
+# --- The defaults every install needs ------------------------------------------------------------------------
+
+NO_REGION = (
+    "no default region: set region (e.g. --set region=ap-southeast-1) or endpoint, used by every EcsReinstall "
+    "without spec.region"
+)
+NO_CREDENTIALS = (
+    "no default credentials: set credentials.existingSecret to the name of a Secret in the release namespace "
+    "with the keys accessKey and secretKey, used by every EcsReinstall without spec.credentialsSecretRef"
+)
+OPT_OUT = (
+    "If every EcsReinstall sets its own spec.region and spec.credentialsSecretRef, set requireDefaults=false "
+    "instead"
+)
+
+
+def run_chart(helm: Helm, verb: str, values: Mapping[str, Any], tmp_path: Path, *args: str) -> ToolResult:
+    """`helm template` or `helm install --dry-run=client` of the chart, as a user runs them."""
+    argv = [verb, DEFAULT_RELEASE, str(CHART_DIR), "--namespace", DEFAULT_NAMESPACE, *args]
+    if verb == "install":
+        argv.append("--dry-run=client")
+    if values:
+        values_file = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+        values_file.write_text(yaml.safe_dump(dict(values)))
+        argv += ["--values", str(values_file)]
+    return helm.run(*argv, check=False)
+
+
+@pytest.mark.parametrize("verb", ["template", "install"])
+@pytest.mark.parametrize(
+    ("values", "missing"),
+    [
+        ({}, [NO_REGION, NO_CREDENTIALS]),
+        ({"region": "ap-southeast-1"}, [NO_CREDENTIALS]),
+        ({"endpoint": "https://ecs.internal.example"}, [NO_CREDENTIALS]),
+        ({"credentials": {"existingSecret": "hwc"}}, [NO_REGION]),
+        (
+            {"requireDefaults": True, "projectId": "0a1b", "watchNamespaces": ["team-a"]},
+            [NO_REGION, NO_CREDENTIALS],
+        ),
+        ({"requireDefaults": None}, [NO_REGION, NO_CREDENTIALS]),  # null deletes the key: the default holds
+    ],
+    ids=["nothing", "region-only", "endpoint-only", "credentials-only", "explicitly-required", "null"],
+)
+def test_an_install_without_default_region_or_credentials_is_refused(
+    helm: Helm, tmp_path: Path, verb: str, values: dict[str, Any], missing: list[str]
+) -> None:
+    result = run_chart(helm, verb, values, tmp_path)
+    assert result.returncode != 0, f"{values} was accepted"
+    for message in (NO_REGION, NO_CREDENTIALS):
+        assert (message in result.stderr) == (message in missing), result.stderr
+    assert OPT_OUT in result.stderr
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        REQUIRED_DEFAULTS,
+        {"endpoint": "https://ecs.internal.example", "credentials": {"existingSecret": "hwc"}},
+        OWN_REGION_AND_CREDENTIALS,
+        {"requireDefaults": False, "region": "ap-southeast-1"},
+    ],
+    ids=[
+        "region-and-credentials",
+        "endpoint-and-credentials",
+        "own-region-and-credentials",
+        "own-credentials",
+    ],
+)
+def test_an_install_with_defaults_or_the_opt_out_is_accepted(
+    helm: Helm, tmp_path: Path, values: dict[str, Any]
+) -> None:
+    result = run_chart(helm, "install", values, tmp_path)
+    assert result.returncode == 0, result.stderr
+    env = env_of(only(helm.render(values, tmp_path=tmp_path), "Deployment"))
+    assert env.get("ECS_REINSTALL_REGION") == values.get("region")
+    assert env.get("ECS_REINSTALL_ENDPOINT") == values.get("endpoint")
+    assert env.get("ECS_REINSTALL_CREDENTIALS_SECRET") == values.get("credentials", {}).get("existingSecret")
+
+
+# --- The Kubernetes version the chart needs --------------------------------------------------------------------
+
+# The first Kubernetes version that serves each feature a chart can use, by default (GA, or beta and enabled by
+# default), from the Kubernetes changelogs, feature gates and KEPs:
+# - apiextensions.k8s.io/v1 (GA in 1.16) with structural schemas, x-kubernetes-preserve-unknown-fields,
+#   x-kubernetes-list-type/-list-map-keys, subresources, printer columns; `default` (CustomResourceDefaulting:
+#   beta and on in 1.16, GA 1.17); x-kubernetes-map-type: 1.17 (kubernetes/kubernetes#84113);
+# - validation rules, KEP-2876 (CustomResourceValidationExpressions: alpha 1.23, beta and on by default 1.25, GA
+#   1.29): x-kubernetes-validations with `rule` and `message`, transition rules (oldSelf), CEL's standard macros
+#   and functions: 1.25; `messageExpression`: 1.27 (kubernetes/kubernetes#115969); `reason` and `fieldPath`:
+#   1.28 (kubernetes/kubernetes#118041, CHANGELOG-1.28);
+# - selectableFields: 1.31 (CustomResourceFieldSelectors beta; GA 1.32);
+# - the built-in APIs the chart renders: rbac.authorization.k8s.io/v1 1.8, apps/v1 1.9, policy/v1 1.21.
+# A feature missing here fails test_kube_version_is_the_first_that_serves_everything_the_chart_uses: look it up
+# and add it.
+V1_16 = (1, 16)
+CRD_SPEC_FIELDS = ("group", "names", "scope", "versions", "conversion", "preserveUnknownFields")
+CRD_VERSION_FIELDS = (
+    "name",
+    "served",
+    "storage",
+    "deprecated",
+    "deprecationWarning",
+    "schema",
+    "subresources",
+)
+CRD_VERSION_FIELDS += ("additionalPrinterColumns",)
+CEL_STANDARD = ("has", "size", "matches", "startsWith", "endsWith", "contains", "all", "exists", "exists_one")
+CEL_STANDARD += ("map", "filter", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn")
+FIRST_KUBERNETES_VERSION: dict[str, tuple[int, int]] = {
+    "apiVersion apiextensions.k8s.io/v1": V1_16,
+    **{f"spec.{key}": V1_16 for key in CRD_SPEC_FIELDS},
+    **{f"spec.versions[].{key}": V1_16 for key in CRD_VERSION_FIELDS},
+    "spec.versions[].subresources.status": V1_16,
+    "spec.versions[].subresources.scale": V1_16,
+    "spec.versions[].selectableFields": (1, 31),
+    "schema x-kubernetes-preserve-unknown-fields": V1_16,
+    "schema x-kubernetes-embedded-resource": V1_16,
+    "schema x-kubernetes-int-or-string": V1_16,
+    "schema x-kubernetes-list-type": V1_16,
+    "schema x-kubernetes-list-map-keys": V1_16,
+    "schema x-kubernetes-map-type": (1, 17),
+    "schema default": V1_16,
+    "schema x-kubernetes-validations": (1, 25),
+    "validation rule rule": (1, 25),
+    "validation rule message": (1, 25),
+    "validation rule messageExpression": (1, 27),
+    "validation rule reason": (1, 28),
+    "validation rule fieldPath": (1, 28),
+    "CEL oldSelf": (1, 25),
+    **{f"CEL {function}()": (1, 25) for function in CEL_STANDARD},
+    "apiVersion v1": (1, 0),
+    "apiVersion apps/v1": (1, 9),
+    "apiVersion policy/v1": (1, 21),
+    "apiVersion rbac.authorization.k8s.io/v1": (1, 8),
+}
+CEL_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+CEL_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+
+
+def cel_features(expression: str) -> Iterator[str]:
+    code = CEL_STRING_LITERAL.sub("''", expression)  # a regular expression's parentheses are no calls
+    yield from (f"CEL {function}()" for function in CEL_CALL.findall(code))
+    if re.search(r"\boldSelf\b", code):
+        yield "CEL oldSelf"
+
+
+def schema_features(schema: Mapping[str, Any]) -> Iterator[str]:
+    for key, value in schema.items():
+        if key.startswith("x-kubernetes-") or key == "default":
+            yield f"schema {key}"
+        if key == "x-kubernetes-validations":
+            for rule in value:
+                yield from (f"validation rule {field_name}" for field_name in rule)
+                for expression_field in ("rule", "messageExpression"):
+                    yield from cel_features(rule.get(expression_field, ""))
+        elif key == "properties":
+            for child in value.values():
+                yield from schema_features(child)
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, Mapping):
+            yield from schema_features(value)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            for child in value:
+                yield from schema_features(child)
+
+
+def crd_features(crd: Mapping[str, Any]) -> set[str]:
+    features = {f"apiVersion {crd['apiVersion']}"} | {f"spec.{key}" for key in crd["spec"]}
+    for version in crd["spec"]["versions"]:
+        features |= {f"spec.versions[].{key}" for key in version}
+        features |= {f"spec.versions[].subresources.{key}" for key in version.get("subresources", {})}
+        features |= set(schema_features(version["schema"]["openAPIV3Schema"]))
+    return features
+
+
+def rendered_api_features(docs: list[dict[str, Any]]) -> set[str]:
+    """The built-in Kubernetes APIs of the rendered objects (an add-on's, like monitoring.coreos.com, are asked
+    of the cluster with .Capabilities instead)."""
+    built_in = {
+        d["apiVersion"]
+        for d in docs
+        if "." not in d["apiVersion"].split("/")[0] or ".k8s.io/" in d["apiVersion"]
+    }
+    return {f"apiVersion {api}" for api in built_in}
+
+
+def kubernetes_minimum(features: set[str]) -> tuple[int, int]:
+    unknown = sorted(features - FIRST_KUBERNETES_VERSION.keys())
+    assert not unknown, (
+        f"add these to FIRST_KUBERNETES_VERSION with the first Kubernetes version serving them: {unknown}"
+    )
+    return max(FIRST_KUBERNETES_VERSION[f] for f in features)
+
+
+@pytest.fixture(scope="module")
+def chart_features(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """Everything the chart uses: the CRD's features and the APIs of a render with every optional object."""
+    tmp_path = tmp_path_factory.mktemp("chart-features")
+    values = installable({"metrics": {"serviceMonitor": {"enabled": True}}, "watchNamespaces": ["team-a"]})
+    docs = helm.render(values, tmp_path=tmp_path, api_versions=(SERVICE_MONITOR_API,), include_crds=True)
+    docs += helm.render(installable(), tmp_path=tmp_path)
+    crd = yaml.safe_load((CHART_DIR / "crds" / CRD_FILE_NAME).read_text())
+    return crd_features(crd) | rendered_api_features(docs)
+
+
+def test_kube_version_is_the_first_that_serves_everything_the_chart_uses(chart_features: set[str]) -> None:
+    major, minor = kubernetes_minimum(chart_features)
+    newest = sorted(f for f in chart_features if FIRST_KUBERNETES_VERSION[f] == (major, minor))
+    assert chart_meta()["kubeVersion"] == f">={major}.{minor}.0-0", f"{major}.{minor} is needed by {newest}"
+
+
+def test_helm_refuses_a_kubernetes_older_than_the_minimum(
+    helm: Helm, tmp_path: Path, chart_features: set[str]
+) -> None:
+    major, minor = kubernetes_minimum(chart_features)
+    # The minimum itself, and a provider's build of it (a pre-release in semver terms, hence the -0).
+    for accepted in (f"v{major}.{minor}.0", f"v{major}.{minor}.3-gke.1286000"):
+        result = run_chart(helm, "template", installable(), tmp_path, "--kube-version", accepted)
+        assert result.returncode == 0, result.stderr
+    # Any patch of the minor version before.
+    refused = f"v{major}.{minor - 1}.99"
+    result = run_chart(helm, "template", installable(), tmp_path, "--kube-version", refused)
+    assert result.returncode != 0
+    assert (
+        f"chart requires kubeVersion: {chart_meta()['kubeVersion']} which is incompatible with Kubernetes {refused}"
+        in result.stderr
+    )
+
+
+# --- Names that look like YAML booleans, numbers or null stay strings --------------------------------------------
+
+
+class KubeYamlLoader(yaml.SafeLoader):
+    """Reads plain scalars the way Kubernetes' YAML (go-yaml) does: y/n are booleans (YAML 1.1) and 1e3 is a number
+    (YAML 1.2) too, besides what PyYAML already reads as booleans, numbers (0123) and null."""
+
+    bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+
+KubeYamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+KubeYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+ODD_NAMES = ["y", "n", "on", "off", "yes", "no", "true", "false", "null", "1e3", "0123", "1.5"]
+LABEL_MAPS = ("labels", "annotations", "matchLabels")
+NAME_KEYS = ("name", "namespace", "serviceAccountName", "priorityClassName")
+
+
+def render_strictly(
+    helm: Helm, values: dict[str, Any], tmp_path: Path, **kwargs: Any
+) -> list[dict[str, Any]]:
+    text = helm.template(values, tmp_path=tmp_path, **kwargs).stdout
+    return [doc for doc in yaml.load_all(text, Loader=KubeYamlLoader) if doc]
+
+
+def strings_to_check(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every name, namespace, label and annotation value: (path, value)."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if key in NAME_KEYS and not isinstance(value, (Mapping, list)):
+                yield where, value
+            elif key in LABEL_MAPS and isinstance(value, Mapping):
+                yield from ((f"{where}[{k}]", v) for k, v in value.items())
+            elif key in ("matchNames", "resourceNames"):
+                yield from ((f"{where}[]", v) for v in value)
+            else:
+                yield from strings_to_check(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_to_check(item, f"{path}[]")
+
+
+def assert_all_strings(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        where = f"{doc['kind']} {doc['metadata'].get('name')!r}"
+        found = list(strings_to_check(doc))
+        if doc["kind"] == "Service":
+            found += [(f".spec.selector[{k}]", v) for k, v in doc["spec"]["selector"].items()]
+        not_strings = [(path, value) for path, value in found if not isinstance(value, str)]
+        assert not not_strings, f"{where}: not strings once parsed: {not_strings}"
+        for operator in by_kind([doc], "Deployment"):
+            assert all(isinstance(e["value"], str) for e in container(operator)["env"] if "value" in e)
+
+
+@pytest.mark.parametrize("odd", ODD_NAMES)
+def test_release_and_namespace_names_stay_strings(helm: Helm, tmp_path: Path, odd: str) -> None:
+    namespace = odd if "." not in odd else "1e3"  # a namespace is a DNS label: no dots
+    values = installable({"metrics": {"serviceMonitor": {"enabled": True}}})
+    docs = render_strictly(
+        helm, values, tmp_path, release=odd, namespace=namespace, api_versions=(SERVICE_MONITOR_API,)
+    )
+    assert_all_strings(docs)
+    assert {d["kind"] for d in docs} >= {
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "ClusterRoleBinding",
+        "Role",
+    }
+    for doc in docs:
+        metadata = doc["metadata"]
+        assert metadata["labels"]["app.kubernetes.io/instance"] == odd
+        assert metadata["name"].startswith(odd) or metadata["name"].startswith(f"{namespace}-{odd}")
+        if not doc["kind"].startswith("Cluster"):
+            assert metadata["namespace"] == namespace
+        for subject in doc.get("subjects", []):
+            assert subject["namespace"] == namespace
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == odd
+    assert only(docs, "Service")["spec"]["selector"]["app.kubernetes.io/instance"] == odd
+    assert only(docs, "ServiceMonitor")["spec"]["namespaceSelector"] == {"matchNames": [namespace]}
+    assert env_of(deployment)["ECS_REINSTALL_LEADER_ELECTION_LEASE_NAME"] == f"{odd}-ecs-reinstall-operator"
+
+
+def test_values_that_look_like_yaml_booleans_numbers_or_null_stay_strings(helm: Helm, tmp_path: Path) -> None:
+    values = installable(
+        {
+            "fullnameOverride": "yes",
+            "nameOverride": "on",
+            "serviceAccount": {"create": True, "name": "no", "annotations": {"example.com/a": "y"}},
+            "credentials": {"existingSecret": "off"},
+            "watchNamespaces": ["true", "0123"],
+            "caBundle": {"configMap": "null", "key": "1e3"},
+            "priorityClassName": "false",
+            "podLabels": {"tier": "n"},
+            "podAnnotations": {"example.com/b": "1.5"},
+            "extraEnv": [{"name": "ODD", "value": "0123"}],
+            "metrics": {
+                "service": {"annotations": {"example.com/c": "on"}},
+                "serviceMonitor": {"enabled": True, "labels": {"release": "1e3"}},
+            },
+        }
+    )
+    docs = render_strictly(helm, values, tmp_path, api_versions=(SERVICE_MONITOR_API,))
+    assert_all_strings(docs)
+    deployment = only(docs, "Deployment")
+    assert deployment["metadata"]["name"] == "yes"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == "on"
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["tier"] == "n"
+    assert pod["metadata"]["annotations"] == {"example.com/b": "1.5"}
+    assert pod["spec"]["serviceAccountName"] == "no"
+    assert pod["spec"]["priorityClassName"] == "false"
+    ca_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "ca-bundle")
+    assert ca_volume["configMap"] == {"name": "null", "items": [{"key": "1e3", "path": "1e3"}]}
+    env = env_of(deployment)
+    assert env["ECS_REINSTALL_CREDENTIALS_SECRET"] == "off"
+    assert env["ECS_REINSTALL_WATCH_NAMESPACES"] == "true,0123"
+    assert env["ODD"] == "0123"
+    assert only(docs, "ServiceAccount")["metadata"]["annotations"] == {"example.com/a": "y"}
+    assert only(docs, "Service")["metadata"]["annotations"] == {"example.com/c": "on"}
+    assert only(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "1e3"
+    roles = by_kind(docs, "Role")
+    assert {r["metadata"]["namespace"] for r in roles} == {"true", "0123", DEFAULT_NAMESPACE}
+    grants = service_account_grants(docs, DEFAULT_NAMESPACE, "no")
+    assert Grant(DEFAULT_NAMESPACE, "", "secrets", "get", "off") in grants
+    assert Grant(DEFAULT_NAMESPACE, "coordination.k8s.io", "leases", "get", "yes") in grants
+    assert {g.namespace for g in grants} == {"true", "0123", DEFAULT_NAMESPACE}

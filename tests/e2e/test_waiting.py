@@ -92,3 +92,23 @@ async def test_a_server_busy_in_the_cloud_is_waited_for(harness):
     assert await harness.ecs.admin.reinstalls(server(4)) == []
     await harness.ecs.admin.patch_server(server(4), task_state=None)
     await harness.wait_phase("busy", "Succeeded", timeout=30)
+
+
+async def test_a_finished_resource_is_deleted_after_its_ttl_and_one_without_is_kept(harness):
+    """spec.ttlSecondsAfterFinished, like a Job's: the operator deletes the resource that long after it finished."""
+    await harness.ecs.admin.add_server(server(7), status="SHUTOFF")
+    await harness.ecs.admin.add_server(server(8), status="SHUTOFF")
+    await harness.start_operator()
+    await harness.create("short-lived", spec(server(7), ttlSecondsAfterFinished=2))
+    await harness.create("kept", spec(server(8)))
+    body = await harness.wait_phase("short-lived", "Succeeded")
+    assert body["spec"]["ttlSecondsAfterFinished"] == 2
+    await harness.wait_phase("kept", "Succeeded")
+    for _ in range(100):
+        if not await harness.exists("short-lived"):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("a finished resource outlived its spec.ttlSecondsAfterFinished by 10 s")
+    assert await harness.exists("kept")
+    assert len(await harness.ecs.admin.reinstalls(server(7))) == 1  # deleted, not reinstalled again

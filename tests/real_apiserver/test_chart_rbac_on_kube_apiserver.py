@@ -230,7 +230,7 @@ def deployed(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Iterator
         crds.write_text(yaml.safe_dump_all(by_kind(docs, "CustomResourceDefinition"), sort_keys=False))
         kubectl("apply", "--validate=false", "-f", str(crds))
         kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", str(crds))
-        # the chart says kubeVersion >=1.25; of what it renders, 1.20 lacks only policy/v1 (PodDisruptionBudget,
+        # the chart says kubeVersion >=1.28; of what it renders, 1.20 lacks only policy/v1 (PodDisruptionBudget,
         # 1.21), which has no part in the RBAC
         unserved = {("policy/v1", "PodDisruptionBudget")}
         chart = [

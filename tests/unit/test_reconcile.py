@@ -637,3 +637,53 @@ def test_a_host_that_does_not_exist_is_told_to_be_a_mistyped_region(error, hinte
     assert bool(hint) is hinted
     if hinted:
         assert "spec.region" in hint and "--region" in hint
+
+
+def test_a_resource_waiting_past_its_pending_timeout_fails_with_the_last_reason():
+    ctx = rc.Context(generation=1, now=NOW, pending_deadline=NOW - timedelta(seconds=1))
+    message = 'Waiting for Secret "pw" in namespace "ns"'
+    t = rc.on_wait(ctx, {"phase": "Pending"}, rc.Reason.WAITING_FOR_INPUT, "Secret", message, 30.0)
+    assert t.patch["phase"] == "Failed" and t.patch["failure"]["code"] == "PendingTimeout"
+    assert cond.find(t.patch["conditions"], cond.STALLED)["reason"] == "WaitingForInput"
+    assert message in t.patch["message"] and "create a new EcsReinstall" in t.patch["message"]
+    assert rc.next_step({**t.patch}) == rc.Step.DONE
+
+
+def test_before_its_pending_timeout_a_resource_waits_and_looks_again_by_the_deadline():
+    ctx = rc.Context(generation=1, now=NOW, pending_deadline=NOW + timedelta(seconds=20))
+    t = rc.on_wait(ctx, {}, rc.Reason.SERVER_BUSY, "server s", "Waiting: server s is busy", 300.0)
+    assert t.patch["phase"] == "Pending" and t.delay == 20.0  # not after the deadline
+
+
+def test_the_pending_timeout_never_fails_a_resource_whose_request_was_taken():
+    ctx = rc.Context(generation=1, now=NOW, pending_deadline=NOW - timedelta(seconds=1))
+    taken = {"phase": "Pending", "jobId": "j", "submittedAt": "2026-05-01T11:00:00Z"}  # a hand edit, say
+    t = rc.on_wait(ctx, taken, rc.Reason.THROTTLED, "the cloud", "Waiting", 5.0)
+    assert (t.patch or {}).get("phase") != "Failed"
+
+
+@pytest.mark.parametrize(
+    ("status", "ttl", "expected"),
+    [
+        ({"phase": "Succeeded", "completedAt": "2026-05-01T12:00:00Z"}, 60, NOW + timedelta(seconds=60)),
+        ({"phase": "Failed", "completedAt": "2026-05-01T12:00:00Z"}, 0, NOW),
+        ({"phase": "Succeeded", "completedAt": "2026-05-01T12:00:00Z"}, None, None),  # no TTL: kept
+        ({"phase": "Reinstalling", "jobId": "j"}, 60, None),  # not finished
+        ({"phase": "Succeeded"}, 60, None),  # no completion time to count from
+        ({"phase": "Succeeded", "completedAt": "2026-05-01T12:00:00Z"}, True, None),  # not a number
+        (  # a Timeout whose job is still followed: kept until that ends
+            {
+                "phase": "Failed",
+                "jobId": "j",
+                "failure": {"code": "Timeout"},
+                "completedAt": "2026-05-01T12:00:00Z",
+            },
+            0,
+            None,
+        ),
+    ],
+)
+def test_a_finished_resource_expires_its_ttl_after_it_finished(status, ttl, expected):
+    if status.get("failure", {}).get("code") == "Timeout":
+        assert rc.next_step(status) == rc.Step.FOLLOW_AFTER_TIMEOUT, "the table's premise"
+    assert rc.expires_at(status, ttl) == expected

@@ -81,6 +81,15 @@ class FakeKube:
             self.deleted = True  # the API server deletes it with its last finalizer
         return copy.deepcopy(self.body)
 
+    async def delete_reinstall(self, namespace, name, *, uid, resource_version):
+        if self.deleted:
+            raise NotFound(404, "NotFound")
+        meta = self.body["metadata"]
+        if uid != meta["uid"] or resource_version != meta["resourceVersion"]:
+            raise Conflict(409, "Conflict")
+        self.journal.append(("delete", resource_version))
+        self.deleted = True
+
     def edit(self, status):
         """A merge patch of the status, as the API applies it (also a person's `kubectl patch`)."""
         self.body["status"] = merge_patch(self.body["status"], status)
@@ -1011,3 +1020,55 @@ def test_waiting_for_something_fixed_outside_looks_again_within_seconds_however_
         max(delays) <= 6.0 and min(delays[3:]) >= 4.0
     )  # never above 5 s and its jitter, whatever the backoff
     assert runner._backoff() > 60  # what a busy server or the throttling would wait by now
+
+
+# --- spec.ttlSecondsAfterFinished ---------------------------------------------------------------------------------
+
+
+def finished(kube: FakeKube, ttl: int | None, completed: datetime) -> dict:
+    kube.body["spec"]["ttlSecondsAfterFinished"] = ttl
+    kube.edit({"phase": "Succeeded", "jobId": "j", "completedAt": completed.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    return copy.deepcopy(kube.body)
+
+
+async def test_the_leader_deletes_a_finished_resource_once_its_ttl_has_passed_and_only_that_version():
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(journal, kube, FakeCloud(journal))
+    now = datetime.now(UTC)
+    deps.now = lambda: now
+    supervisor = Supervisor(deps)
+    supervisor.leading = True
+    body = finished(kube, 1, now)  # finished just now: deleted one second later
+    supervisor.observe("MODIFIED", body)
+    await asyncio.sleep(0.3)
+    assert not kube.deleted
+    now += timedelta(seconds=1)
+    await until(lambda: kube.deleted, "the deletion", timeout=3)
+    assert journal[-1] == (
+        "delete",
+        body["metadata"]["resourceVersion"],
+    )  # preconditions: that version, that uid
+
+
+async def test_a_finished_resource_changed_meanwhile_is_decided_again_and_a_standby_deletes_nothing():
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(journal, kube, FakeCloud(journal))
+    now = datetime.now(UTC)
+    deps.now = lambda: now
+    standby = Supervisor(deps)
+    standby.observe("MODIFIED", finished(kube, 0, now - timedelta(hours=1)))
+    await asyncio.sleep(0.2)
+    assert not kube.deleted  # only the leader deletes
+
+    leader = Supervisor(deps)
+    leader.leading = True
+    body = copy.deepcopy(kube.body)
+    kube.edit(
+        {"phase": "Pending", "jobId": None, "completedAt": None}
+    )  # moved back by hand since it was read
+    leader.observe("MODIFIED", body)
+    await asyncio.sleep(0.3)
+    assert not kube.deleted and ("delete", body["metadata"]["resourceVersion"]) not in journal
+    leader.step_down()

@@ -225,6 +225,10 @@ def test_bad_endpoints_are_refused_without_echoing_them(endpoint):
         ({"timeoutSeconds": 59}, "spec.timeoutSeconds"),
         ({"timeoutSeconds": 86401}, "spec.timeoutSeconds"),
         ({"timeoutSeconds": True}, "spec.timeoutSeconds"),
+        ({"pendingTimeoutSeconds": 59}, "spec.pendingTimeoutSeconds"),
+        ({"pendingTimeoutSeconds": "1h"}, "spec.pendingTimeoutSeconds"),
+        ({"ttlSecondsAfterFinished": -1}, "spec.ttlSecondsAfterFinished"),
+        ({"ttlSecondsAfterFinished": 31536001}, "spec.ttlSecondsAfterFinished"),
         ({"adminpass": "x"}, "spec.adminpass"),
     ],
 )
@@ -250,6 +254,15 @@ def test_bounds_are_inclusive():
     assert (parsed.poll_interval_seconds, parsed.timeout_seconds) == (2, 86400)
     parsed = parse_spec(spec(adminPasswordSecretRef=PASSWORD, pollIntervalSeconds=600, timeoutSeconds=60))
     assert (parsed.poll_interval_seconds, parsed.timeout_seconds) == (600, 60)
+
+
+def test_pending_timeout_and_ttl_are_off_unless_set():
+    parsed = parse_spec(spec(adminPasswordSecretRef=PASSWORD))
+    assert (parsed.pending_timeout_seconds, parsed.ttl_seconds_after_finished) == (None, None)
+    parsed = parse_spec(
+        spec(adminPasswordSecretRef=PASSWORD, pendingTimeoutSeconds=600, ttlSecondsAfterFinished=0)
+    )
+    assert (parsed.pending_timeout_seconds, parsed.ttl_seconds_after_finished) == (600, 0)
 
 
 def test_messages_say_what_is_wrong_and_how_to_fix_it():

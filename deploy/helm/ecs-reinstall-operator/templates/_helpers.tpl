@@ -31,17 +31,17 @@ share or overwrite each other's cluster-wide grants.
 {{- end }}
 
 {{- define "ecs-reinstall-operator.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "ecs-reinstall-operator.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "ecs-reinstall-operator.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{- define "ecs-reinstall-operator.labels" -}}
-helm.sh/chart: {{ include "ecs-reinstall-operator.chart" . }}
+helm.sh/chart: {{ include "ecs-reinstall-operator.chart" . | quote }}
 {{ include "ecs-reinstall-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: ecs-reinstall-operator
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- end }}
 
 {{- define "ecs-reinstall-operator.serviceAccountName" -}}
@@ -66,7 +66,8 @@ RBAC rules for the namespaced resources the operator uses, in every namespace it
 recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_emulator.py):
 - ecsreinstalls: list and watch (kopf's watch stream, the startup listing), get (re-reading one resource), patch
   (only metadata.finalizers: held while a reinstall request is on its way to the cloud; no kopf progress
-  annotations: it only has event handlers)
+  annotations: it only has event handlers), delete (only a finished resource whose spec.ttlSecondsAfterFinished
+  has passed, with uid and resourceVersion preconditions)
 - ecsreinstalls/status: patch (phase, conditions, job)
 - secrets, configmaps: get only (credentials, admin password, user data; by name, never listed)
 - events: create (a Kubernetes Event per transition)
@@ -74,7 +75,7 @@ recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_
 {{- define "ecs-reinstall-operator.namespacedRules" -}}
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls/status"]
   verbs: ["patch"]
@@ -103,5 +104,25 @@ recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_
 {{- end }}
 {{- if and $le.enabled (not (lt (float64 $le.retryPeriodSeconds) (float64 $le.renewDeadlineSeconds))) }}
 {{- fail "leaderElection.retryPeriodSeconds must be less than leaderElection.renewDeadlineSeconds" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's defaults, unless requireDefaults is false: without a default region (or endpoint) every EcsReinstall
+without spec.region fails, without default credentials every one without spec.credentialsSecretRef does. Fail the
+install instead, naming what to set.
+*/}}
+{{- define "ecs-reinstall-operator.checkDefaults" -}}
+{{- if or .Values.requireDefaults (not (hasKey .Values "requireDefaults")) }}
+{{- $missing := list }}
+{{- if not (or .Values.region .Values.endpoint) }}
+{{- $missing = append $missing "no default region: set region (e.g. --set region=ap-southeast-1) or endpoint, used by every EcsReinstall without spec.region" }}
+{{- end }}
+{{- if not .Values.credentials.existingSecret }}
+{{- $missing = append $missing "no default credentials: set credentials.existingSecret to the name of a Secret in the release namespace with the keys accessKey and secretKey, used by every EcsReinstall without spec.credentialsSecretRef" }}
+{{- end }}
+{{- with $missing }}
+{{- fail (printf "%s. If every EcsReinstall sets its own spec.region and spec.credentialsSecretRef, set requireDefaults=false instead" (join "; " .)) }}
+{{- end }}
 {{- end }}
 {{- end }}

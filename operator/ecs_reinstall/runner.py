@@ -799,6 +799,10 @@ class Runner:
             await asyncio.sleep(delay)
             await self._reload()
             return False
+        if not held and is_deleting(updated):
+            # Its last finalizer gone, the object was deleted as it was stored: the answer still lists ours.
+            meta = updated.setdefault("metadata", {})
+            meta["finalizers"] = [f for f in meta.get("finalizers") or () if f != FINALIZER]
         self.body = updated
         self.deps.note(updated)
         return True

@@ -20,6 +20,7 @@ from typing import Any
 from . import conversion, fieldsets, kinds
 from .crds import CLEANUP_FINALIZER, mark_terminating, resource_types
 from .errors import (
+    FIELD_VALUE_REQUIRED,
     ApiError,
     Cause,
     already_exists,
@@ -575,9 +576,9 @@ class Cluster:
         if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
             if options.dry_run:
                 return StoredObject(obj, dumps(obj), old.rv)
-            metadata.pop("finalizers", None)
-            updated = store.put(obj, old)
-            return self._remove(rtype, store, updated)
+            # As the apiserver's store does (deleteWithoutFinalizers): the stored object is deleted as it is, still
+            # listing its finalizers; watchers see only DELETED, and that object is the answer.
+            return self._remove(rtype, store, old)
         return self._commit(rtype, store, obj, old, options.dry_run)
 
     # -- patch ----------------------------------------------------------------------------------------------
@@ -644,7 +645,13 @@ class Cluster:
     ) -> tuple[StoredObject, bool]:
         """Server-side apply: own exactly the applied fields, drop the ones no longer applied, report conflicts."""
         if not options.field_manager:
-            raise bad_request("PATCH requests with apply patch types must specify fieldManager")
+            # the apiserver validates the PatchOptions: `PatchOptions.meta.k8s.io "" is invalid: fieldManager: ...`
+            raise invalid(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                [Cause(FIELD_VALUE_REQUIRED, "Required value: is required for apply patch", "fieldManager")],
+            )
         if not isinstance(config, dict):
             raise bad_request(
                 "couldn't get version/kind; json parse error: the applied configuration must be an object"

@@ -102,9 +102,7 @@ def _merge_list(target: list[Any], patch: list[Any], rules: ListRules, path: tup
     if any(isinstance(item, dict) and item.get(_PATCH) == "replace" for item in patch):
         return [_strip(item) for item in patch if not (isinstance(item, dict) and _PATCH in item)]
     if rule.kind is ListKind.SET:
-        merged = list(target)
-        merged.extend(v for v in patch if v not in merged)
-        return merged
+        return _merge_primitives(target, patch)
     if rule.kind is not ListKind.MAP:
         return _strip(patch)
     merged = list(target)
@@ -126,6 +124,43 @@ def _merge_list(target: list[Any], patch: list[Any], rules: ListRules, path: tup
                 del merged[index]
             else:
                 merged[index] = result
+    return merged
+
+
+def _merge_primitives(target: list[Any], patch: list[Any]) -> list[Any]:
+    """A union in the apiserver's order (strategicpatch mergeSlice, normalizeElementOrder, mergeSortedSlice): the
+    patch's items in patch order and the server's others in server order are merged, an item of the server's
+    coming first only when both it and the patch's next item are on the server and it is earlier there; so new
+    items come before the server's remaining ones (['a'] patched with ['b'] gives ['b', 'a'])."""
+    patch_items: list[Any] = []
+    for value in patch:
+        if value not in patch_items:
+            patch_items.append(value)
+    server_only: list[Any] = []
+    for value in target:
+        if value not in patch_items and value not in server_only:
+            server_only.append(value)
+
+    def server_index(value: Any) -> int:
+        return target.index(value) if value in target else -1
+
+    merged: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(patch_items):
+        if j >= len(patch_items):
+            merged.append(server_only[i])
+            i += 1
+        elif i >= len(server_only):
+            merged.append(patch_items[j])
+            j += 1
+        else:
+            left, right = server_index(server_only[i]), server_index(patch_items[j])
+            if left >= 0 and right >= 0 and left < right:
+                merged.append(server_only[i])
+                i += 1
+            else:
+                merged.append(patch_items[j])
+                j += 1
     return merged
 
 

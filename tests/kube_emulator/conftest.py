@@ -155,22 +155,7 @@ def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 # Tests whose expectation is the emulator's behaviour where a real kube-apiserver does otherwise (checked against
 # 1.20.2 and, where named, today's upstream source). They are expected to fail on a real server (strict: once the
 # emulator and the test are fixed, the entry must go) and pass on the emulator until then.
-KNOWN_EMULATOR_DIVERGENCES: dict[str, str] = {
-    "test_finalizers_merge_as_a_set_and_delete_from_primitive_list": (
-        "strategic merge of metadata.finalizers ['example.com/a'] with ['example.com/b']: real gives the patch's "
-        "items first, ['example.com/b', 'example.com/a'] (strategicpatch normalizeElementOrder); the emulator "
-        "appends, ['example.com/a', 'example.com/b']"
-    ),
-    "test_apply_needs_a_field_manager": (
-        "apply patch without ?fieldManager: real answers 422 Invalid (cause FieldValueRequired, field "
-        "'fieldManager', message 'Required value: is required for apply patch'); the emulator answers 400"
-    ),
-    "test_finalizers_hold_deletion_until_removed": (
-        "removing the last finalizer of a deleting custom resource: real sends only DELETED (its object still "
-        "lists the finalizer), so the watch from creation sees MODIFIED (deletionTimestamp), DELETED; the "
-        "emulator sends MODIFIED (finalizer removed), then DELETED"
-    ),
-}
+KNOWN_EMULATOR_DIVERGENCES: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)

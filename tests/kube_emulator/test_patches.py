@@ -80,7 +80,8 @@ def test_finalizers_merge_as_a_set_and_delete_from_primitive_list(raw: RawApi, n
     added = raw.request(
         "PATCH", f"{path}/cm", {"metadata": {"finalizers": ["example.com/b"]}}, content_type=SMP
     )
-    assert added.body["metadata"]["finalizers"] == ["example.com/a", "example.com/b"]
+    # the patch's new items first (strategicpatch's normalizeElementOrder), then the server's others
+    assert added.body["metadata"]["finalizers"] == ["example.com/b", "example.com/a"]
     removed = raw.request(
         "PATCH",
         f"{path}/cm",
@@ -123,5 +124,10 @@ def test_apply_needs_a_field_manager(raw: RawApi, deployments: str) -> None:
     response = raw.request(
         "PATCH", f"{deployments}/x", _deployment("x", [{"name": "a", "image": "a"}]), content_type=APPLY
     )
-    assert response.status == 400
-    assert "fieldManager" in response.body["message"]
+    assert response.status == 422 and response.body["reason"] == "Invalid"
+    (cause,) = response.body["details"]["causes"]
+    assert cause == {
+        "reason": "FieldValueRequired",
+        "message": "Required value: is required for apply patch",
+        "field": "fieldManager",
+    }

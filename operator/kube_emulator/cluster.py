@@ -23,6 +23,7 @@ from .errors import (
     FIELD_VALUE_REQUIRED,
     ApiError,
     Cause,
+    GoStruct,
     already_exists,
     bad_request,
     conflict,
@@ -480,7 +481,8 @@ class Cluster:
                 rtype.kind,
                 rtype.group,
                 name,
-                [field_invalid("metadata.resourceVersion", 0, "must be specified for an update")],
+                # the value is a uint64, which Go's %#v prints in hex
+                [field_invalid("metadata.resourceVersion", GoStruct("0x0"), "must be specified for an update")],
             )
         self._check_namespace(rtype, namespace, metadata, creating=False)
         return self._update_from(rtype, old, body, options, subresource)

@@ -586,3 +586,14 @@ def test_a_generated_name_that_is_taken_is_drawn_again(
     with pytest.raises(client.ApiException) as raised:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     assert _status_of(raised.value)[0] == 409 and _status_of(raised.value)[1]["reason"] == "AlreadyExists"
+
+
+def test_a_put_without_resource_version_is_refused_for_a_custom_resource(raw: RawApi, namespace: str) -> None:
+    """Custom resources allow no unconditional update: the message names the field and Go's %#v of 0."""
+    assert raw.request("POST", widgets_path(namespace), widget("w")).status == 201
+    body = widget("w", size=2)
+    response = raw.request("PUT", widgets_path(namespace, "w"), body)
+    assert response.status == 422 and response.body["reason"] == "Invalid", response.body
+    (cause,) = response.body["details"]["causes"]
+    assert cause["field"] == "metadata.resourceVersion"
+    assert cause["message"] == "Invalid value: 0x0: must be specified for an update"

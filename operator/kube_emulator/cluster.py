@@ -482,7 +482,11 @@ class Cluster:
                 rtype.group,
                 name,
                 # the value is a uint64, which Go's %#v prints in hex
-                [field_invalid("metadata.resourceVersion", GoStruct("0x0"), "must be specified for an update")],
+                [
+                    field_invalid(
+                        "metadata.resourceVersion", GoStruct("0x0"), "must be specified for an update"
+                    )
+                ],
             )
         self._check_namespace(rtype, namespace, metadata, creating=False)
         return self._update_from(rtype, old, body, options, subresource)

@@ -1,4 +1,5 @@
-"""Leader election against a real Lease API (kube_emulator over loopback): one leader at a time, a standby that takes
+"""Leader election against a real Lease API (kube_emulator, and a real kube-apiserver for the tests that need no fault
+injection; both over loopback): one leader at a time, a standby that takes
 over only after the lease duration (at once after a release), a 409 race with exactly one winner, and a leader
 that steps down before its renew deadline when it cannot renew, before anyone else could acquire."""
 
@@ -20,6 +21,7 @@ from ecs_reinstall.leader import LeaderElector, LeadershipLost, _Outcome
 from ecs_reinstall.settings import Settings
 from kube_emulator.faults import FaultRule
 from kube_emulator.testing import KubeEmulatorHandle, kube_emulator_in_thread, running_kube_emulator
+from realkube import BACKEND_ID, running_kube_backend
 
 NS, NAME = "default", "ecs-reinstall-operator"
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{NAME}"
@@ -30,6 +32,13 @@ TIMINGS = {"lease_seconds": 2.0, "renew_deadline": 1.0, "retry_period": 0.25}
 @pytest.fixture
 async def emulator(tmp_path: Path) -> AsyncIterator[KubeEmulatorHandle]:
     async with running_kube_emulator(tmp_path) as handle:
+        yield handle
+
+
+@pytest.fixture(params=["emulator", BACKEND_ID])
+async def lease_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KubeEmulatorHandle]:
+    """The Lease API of kube_emulator, or of a fresh real kube-apiserver (tests/realkube.py)."""
+    async with running_kube_backend(request.param, tmp_path) as handle:
         yield handle
 
 
@@ -75,7 +84,7 @@ class Candidate:
 
 
 @pytest.fixture
-async def candidates(emulator: KubeEmulatorHandle) -> AsyncIterator[list[Candidate]]:
+async def candidates() -> AsyncIterator[list[Candidate]]:
     made: list[Candidate] = []
     yield made
     for candidate in made:
@@ -86,11 +95,11 @@ async def read_lease(kube: Kube) -> dict:
     return dict((await kube.get_lease(NS, NAME)).get("spec") or {})
 
 
-async def test_one_leads_the_other_waits(emulator: KubeEmulatorHandle, candidates: list[Candidate]) -> None:
-    a = Candidate(emulator, "a").run()
+async def test_one_leads_the_other_waits(lease_api: KubeEmulatorHandle, candidates: list[Candidate]) -> None:
+    a = Candidate(lease_api, "a").run()
     candidates.append(a)
     assert await a.leads_within(5)
-    b = Candidate(emulator, "b").run()
+    b = Candidate(lease_api, "b").run()
     candidates.append(b)
     # b waits as long as a renews: two lease durations here.
     assert not await b.leads_within(2 * TIMINGS["lease_seconds"])
@@ -101,12 +110,12 @@ async def test_one_leads_the_other_waits(emulator: KubeEmulatorHandle, candidate
 
 
 async def test_a_standby_takes_over_only_after_the_lease_duration(
-    emulator: KubeEmulatorHandle, candidates: list[Candidate]
+    lease_api: KubeEmulatorHandle, candidates: list[Candidate]
 ) -> None:
-    a = Candidate(emulator, "a").run()
+    a = Candidate(lease_api, "a").run()
     candidates.append(a)
     assert await a.leads_within(5)
-    b = Candidate(emulator, "b").run()
+    b = Candidate(lease_api, "b").run()
     candidates.append(b)
     assert not await b.leads_within(1)
     await a.kill()  # stops renewing, keeps the lease: a crashed leader
@@ -121,11 +130,11 @@ async def test_a_standby_takes_over_only_after_the_lease_duration(
     assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
 
 
-async def test_release_hands_over_at_once(emulator: KubeEmulatorHandle, candidates: list[Candidate]) -> None:
-    a = Candidate(emulator, "a").run()
+async def test_release_hands_over_at_once(lease_api: KubeEmulatorHandle, candidates: list[Candidate]) -> None:
+    a = Candidate(lease_api, "a").run()
     candidates.append(a)
     assert await a.leads_within(5)
-    b = Candidate(emulator, "b").run()
+    b = Candidate(lease_api, "b").run()
     candidates.append(b)
     assert not await b.leads_within(0.5)
     await a.kill()
@@ -156,17 +165,17 @@ class GatedKube(Kube):
 
 @pytest.mark.parametrize("start", ["missing", "released"])
 async def test_a_409_race_leaves_exactly_one_leader(
-    emulator: KubeEmulatorHandle, candidates: list[Candidate], start: str
+    lease_api: KubeEmulatorHandle, candidates: list[Candidate], start: str
 ) -> None:
     if start == "released":
-        a = Candidate(emulator, "old").run()
+        a = Candidate(lease_api, "old").run()
         candidates.append(a)
         assert await a.leads_within(5)
         await a.kill()
         await a.elector.release()
-    slow_kube = GatedKube(load_config(str(emulator.kubeconfig)))
-    slow = Candidate(emulator, "slow", kube=slow_kube)
-    fast = Candidate(emulator, "fast")
+    slow_kube = GatedKube(load_config(str(lease_api.kubeconfig)))
+    slow = Candidate(lease_api, "slow", kube=slow_kube)
+    fast = Candidate(lease_api, "fast")
     candidates += [slow, fast]
     # slow reads the Lease (missing, or released), then fast reads it too and writes; then slow writes what it
     # decided from its read: its create meets AlreadyExists, its PUT a stale resourceVersion, both 409.
@@ -181,9 +190,9 @@ async def test_a_409_race_leaves_exactly_one_leader(
 
 
 async def test_concurrent_candidates_never_both_lead(
-    emulator: KubeEmulatorHandle, candidates: list[Candidate]
+    lease_api: KubeEmulatorHandle, candidates: list[Candidate]
 ) -> None:
-    group = [Candidate(emulator, f"c{i}") for i in range(4)]
+    group = [Candidate(lease_api, f"c{i}") for i in range(4)]
     candidates += group
     for candidate in group:
         candidate.run()

@@ -11,6 +11,7 @@ on the event loop. Errors are raised as `errors.ApiError`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -767,6 +768,9 @@ class Cluster:
             if current is None:
                 return DeleteResult(old, removed=True)
             old, meta = current, current.obj["metadata"]
+        policy = options.propagation_policy
+        if policy in ("Foreground", "Orphan") and not options.dry_run and not meta.get("deletionTimestamp"):
+            return self._delete_with_gc_finalizer(rtype, store, old, policy)
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
                 return DeleteResult(old, removed=False)
@@ -784,6 +788,53 @@ class Cluster:
         return DeleteResult(
             self._remove(rtype, store, old, orphan=options.propagation_policy == "Orphan"), True
         )
+
+    def _delete_with_gc_finalizer(
+        self, rtype: ResourceType, store: ResourceStore, old: StoredObject, policy: str
+    ) -> DeleteResult:
+        """Foreground and Orphan deletion as the apiserver starts them: the object is marked deleting and held by
+        the `foregroundDeletion` or `orphan` finalizer, which is the answer; then the garbage collector's part,
+        done at once here: the dependents are deleted (Foreground) or lose their reference to the owner (Orphan),
+        and the finalizer is removed, which deletes the object unless other finalizers hold it."""
+        finalizer = "foregroundDeletion" if policy == "Foreground" else "orphan"
+        obj = old.copy()
+        obj_meta = obj["metadata"]
+        obj_meta["finalizers"] = [*(f for f in obj_meta.get("finalizers") or () if f != finalizer), finalizer]
+        obj_meta["deletionTimestamp"] = now_rfc3339()
+        obj_meta["deletionGracePeriodSeconds"] = 0
+        if "generation" in obj_meta:
+            obj_meta["generation"] = int(obj_meta["generation"]) + 1
+        held = store.put(obj, old)
+        uid = obj_meta.get("uid", "")
+        for storage, key in sorted(self._dependents.get(uid, set())):
+            dependent_type, dependent_store = self._storage_type(storage), self._stores.get(storage)
+            stored = dependent_store.get(*key) if dependent_store else None
+            if dependent_type is None or stored is None:
+                continue
+            if policy == "Foreground":
+                with contextlib.suppress(ApiError):
+                    self.delete(
+                        dependent_type, key[0] or None, key[1], DeleteOptions(propagation_policy=policy)
+                    )
+                continue
+            freed = stored.copy()
+            refs = [r for r in freed["metadata"].get("ownerReferences") or () if r.get("uid") != uid]
+            if refs:
+                freed["metadata"]["ownerReferences"] = refs
+            else:
+                freed["metadata"].pop("ownerReferences", None)
+            self._commit(dependent_type, dependent_store, freed, stored, False)
+        current = store.get(*held.key)
+        if current is None:
+            return DeleteResult(held, removed=False)
+        rest = [f for f in current.obj["metadata"].get("finalizers") or () if f != finalizer]
+        if not rest:  # deleted as stored, like the removal of any last finalizer (see _update_from)
+            self._remove(rtype, store, current, orphan=policy == "Orphan")
+        else:
+            released = current.copy()
+            released["metadata"]["finalizers"] = rest
+            store.put(released, current)
+        return DeleteResult(held, removed=False)
 
     def delete_collection(
         self, rtype: ResourceType, namespace: str | None, list_options: ListOptions, options: DeleteOptions

@@ -320,6 +320,43 @@ def test_dependents_are_garbage_collected_with_their_owner(api: client.ApiClient
     wait_until(child_gone, timeout=60, what="the dependent ConfigMap to be collected")
 
 
+@pytest.mark.parametrize("policy", ["Foreground", "Orphan"])
+def test_foreground_deletion_waits_for_the_dependents_and_orphan_keeps_them(
+    api: client.ApiClient, namespace: str, policy: str
+) -> None:
+    """Foreground: the owner is held by the `foregroundDeletion` finalizer until its dependents are gone, then
+    goes. Orphan: the dependents stay, their reference to the owner removed."""
+    custom = _custom(api)
+    owner = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("owner"))
+    core = client.CoreV1Api(api)
+    reference = client.V1OwnerReference(
+        api_version=f"{GROUP}/{VERSION}", kind="Widget", name="owner", uid=owner["metadata"]["uid"]
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[reference])),
+    )
+    answer = custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "owner", propagation_policy=policy
+    )
+    assert answer["metadata"]["deletionTimestamp"]
+    assert answer["metadata"]["finalizers"] == ["foregroundDeletion" if policy == "Foreground" else "orphan"]
+
+    def owner_gone() -> bool:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "owner")
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_until(owner_gone, timeout=60, what="the owner to go")
+    children = core.list_namespaced_config_map(namespace, field_selector="metadata.name=child").items
+    if policy == "Foreground":
+        assert children == []
+    else:
+        assert len(children) == 1 and not children[0].metadata.owner_references
+
+
 # -- list: selectors and paging -------------------------------------------------------------------------------------
 
 

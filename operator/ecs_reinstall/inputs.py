@@ -131,8 +131,14 @@ async def resolve_target(kube: Kube, settings: Settings, namespace: str, spec: R
             field,
             f"no project ID: set spec.projectId, a projectId key in {where}, or the operator's --project-id",
         )
-    region = spec.region or settings.region
-    endpoint = spec.endpoint or settings.endpoint or (endpoint_for_region(region) if region else None)
+    # What the resource says wins over the operator's defaults: its endpoint, else its region's; then the
+    # operator's endpoint, else its region's.
+    endpoint = (
+        spec.endpoint
+        or (endpoint_for_region(spec.region) if spec.region else None)
+        or settings.endpoint
+        or (endpoint_for_region(settings.region) if settings.region else None)
+    )
     if not endpoint:
         raise InvalidSpec(
             "spec.region", "no region: set spec.region, spec.endpoint or the operator's --region"

@@ -171,13 +171,18 @@ def next_step(status: Mapping | None) -> Step:
 
 
 def expires_at(status: Mapping | None, ttl: object) -> datetime | None:
-    """When a finished resource with spec.ttlSecondsAfterFinished is to be deleted: `ttl` seconds after it
-    finished (completedAt). None while it is not finished (a job still followed after a Timeout counts as not
-    finished), without a TTL, or without a completion time to count from."""
+    """When a finished resource with spec.ttlSecondsAfterFinished is to be deleted: `ttl` seconds after its end was
+    recorded (the latest condition change, by the operator's clock; completedAt is the cloud's end of the job,
+    which the operator learns only at its next poll, so counting from it could delete a resource the moment it
+    shows Succeeded). None while it is not finished (a job still followed after a Timeout counts as not finished),
+    without a TTL, or without a time to count from."""
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0 or next_step(status) != Step.DONE:
         return None
-    completed = parse_timestamp((status or {}).get("completedAt"))
-    return completed + timedelta(seconds=ttl) if completed else None
+    status = status or {}
+    times = [parse_timestamp(c.get("lastTransitionTime")) for c in status.get("conditions") or ()]
+    times.append(parse_timestamp(status.get("completedAt")))
+    recorded = max((t for t in times if t is not None), default=None)
+    return recorded + timedelta(seconds=ttl) if recorded else None
 
 
 def needs_finalizer(status: Mapping | None) -> bool:
@@ -565,9 +570,10 @@ def on_submit_rejected(
     """A terminal cloud error (4xx) on the POST: nothing was started. For what the user fixes outside the resource
     (FIXABLE_OUTSIDE), wait and try again after `delay`; else fail."""
     if code in FIXABLE_OUTSIDE:
+        said = f": {message.strip().rstrip('.')}" if message and message.strip() else ""
         text = (
-            f"Waiting for a fix: the cloud rejected the reinstall ({code}): {FIXABLE_OUTSIDE[code]}. The resource "
-            "goes on by itself once it is fixed"
+            f"Waiting for a fix: the cloud rejected the reinstall ({code}{said}): {FIXABLE_OUTSIDE[code]}. The "
+            "resource goes on by itself once it is fixed"
         )
         return on_not_submitted(ctx, status, Reason.INVALID_INPUT, text, delay)
     text = f"The cloud rejected the reinstall: {message}"

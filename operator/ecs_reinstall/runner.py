@@ -243,10 +243,12 @@ class Runner:
                         continue
                     transition, basis = decided
                 written = await self._apply(transition, basis)
+                if written and self._release_due(self.body):
+                    # the answer is written: release the resource now, not after the next poll's delay
+                    written = await self._set_finalizer(self.body, held=False)
                 if written and not self._release_due(self.body):
-                    self.sending = (
-                        False  # the answer of our POST, if any, is written (and the finalizer gone)
-                    )
+                    # the answer of our POST, if any, is written, and the finalizer gone
+                    self.sending = False
                 if not written:
                     continue  # someone else moved it: decide again from what is there now
                 if rc.next_step(self.status) == rc.Step.DONE and not has_finalizer(self.body):

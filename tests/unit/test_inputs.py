@@ -2,7 +2,8 @@
 
 import pytest
 
-from ecs_reinstall.inputs import MissingInput, resolve_inputs
+from ecs_reinstall.inputs import MissingInput, resolve_inputs, resolve_target
+from ecs_reinstall.settings import Settings
 from ecs_reinstall.spec import InvalidSpec, parse_spec
 
 SPEC = parse_spec(
@@ -100,3 +101,30 @@ def test_forget_drops_every_object_the_spec_refers_to():
     )
     forget(kube, Settings(), "ns", with_ref)
     assert kube.forgotten == [("Secret", "ns", "mine"), ("Secret", "ns", "uds")]
+
+
+@pytest.mark.parametrize(
+    ("fields", "settings", "endpoint"),
+    [
+        # what the resource says wins over the operator's defaults
+        (
+            {"region": "ap-southeast-9x"},
+            {"endpoint": "http://127.0.0.1:1"},
+            "https://ecs.ap-southeast-9x.myhuaweicloud.com",
+        ),
+        ({"endpoint": "https://ecs.example.test"}, {"region": "ap-southeast-1"}, "https://ecs.example.test"),
+        ({}, {"endpoint": "http://127.0.0.1:1", "region": "ap-southeast-1"}, "http://127.0.0.1:1"),
+        ({}, {"region": "ap-southeast-1"}, "https://ecs.ap-southeast-1.myhuaweicloud.com"),
+    ],
+)
+async def test_the_resources_region_or_endpoint_wins_over_the_operators_defaults(fields, settings, endpoint):
+    spec = parse_spec(
+        {
+            "serverId": "6e2f0c1a-0000-4000-8000-000000000001",
+            "adminPasswordSecretRef": {"name": "pw"},
+            **fields,
+        }
+    )
+    credentials = Secrets({"accessKey": b"AK", "secretKey": b"SK", "projectId": b"0" * 32})
+    target = await resolve_target(credentials, Settings(credentials_secret="creds", **settings), "ns", spec)
+    assert target.endpoint == endpoint

@@ -666,6 +666,17 @@ def test_the_pending_timeout_never_fails_a_resource_whose_request_was_taken():
     ("status", "ttl", "expected"),
     [
         ({"phase": "Succeeded", "completedAt": "2026-05-01T12:00:00Z"}, 60, NOW + timedelta(seconds=60)),
+        (  # the job ended at 12:00 in the cloud; the operator saw it at its poll, 30 s later: counted from then
+            {
+                "phase": "Succeeded",
+                "completedAt": "2026-05-01T12:00:00Z",
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-05-01T12:00:30Z"}
+                ],
+            },
+            5,
+            NOW + timedelta(seconds=35),
+        ),
         ({"phase": "Failed", "completedAt": "2026-05-01T12:00:00Z"}, 0, NOW),
         ({"phase": "Succeeded", "completedAt": "2026-05-01T12:00:00Z"}, None, None),  # no TTL: kept
         ({"phase": "Reinstalling", "jobId": "j"}, 60, None),  # not finished

@@ -1076,3 +1076,18 @@ async def test_a_finished_resource_changed_meanwhile_is_decided_again_and_a_stan
     await asyncio.sleep(0.3)
     assert not kube.deleted and ("delete", body["metadata"]["resourceVersion"]) not in journal
     leader.step_down()
+
+
+async def test_the_finalizer_goes_as_soon_as_the_job_id_is_written_not_after_the_first_poll(monkeypatch):
+    """Deleting a Reinstalling resource must not wait for its next poll (up to pollIntervalSeconds, 600 s)."""
+    monkeypatch.setattr("ecs_reinstall.reconcile.poll_delay", lambda interval, rng=None: 60.0)
+    journal: list = []
+    kube = FakeKube(journal)
+    deps, _ = make(journal, kube, FakeCloud(journal))
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    try:
+        await until(lambda: ("finalizers", []) in journal, "the release after the job ID", timeout=2)
+        assert journal[-2:] == [("patch", "Reinstalling"), ("finalizers", [])]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

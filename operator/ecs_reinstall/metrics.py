@@ -127,7 +127,9 @@ class Metrics:
 
     def _oldest(self, phase: str) -> float:
         now = self._clock()
-        return max((now - since for _, p, since in self._phases.values() if p == phase), default=0.0)
+        # scraped from the metrics server's thread while the event loop changes the dict: iterate a snapshot
+        seen = list(self._phases.values())
+        return max((now - since for _, p, since in seen if p == phase), default=0.0)
 
     def finished_now(self, old_phase: object, status: Mapping, now: datetime) -> None:
         """A status was written; counts it if it just became terminal (with how long since its submission)."""

@@ -390,7 +390,11 @@ def on_wait(
 ) -> Transition:
     """Something is missing or busy: stay Pending, say what we wait for, look again after `delay`. Past the
     pending deadline (spec.pendingTimeoutSeconds) a resource that never had a request taken fails instead."""
-    if ctx.pending_deadline is not None and not status.get("submittedAt") and "jobId" not in status:
+    # never while an earlier request judged not taken (unconfirmedAttempt) may yet be processed late
+    never_taken = (
+        not status.get("submittedAt") and "jobId" not in status and not status.get("unconfirmedAttempt")
+    )
+    if ctx.pending_deadline is not None and never_taken:
         left = (ctx.pending_deadline - ctx.now).total_seconds()
         if left <= 0:
             return _failed(

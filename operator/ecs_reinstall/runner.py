@@ -244,8 +244,9 @@ class Runner:
                     transition, basis = decided
                 written = await self._apply(transition, basis)
                 if written and self._release_due(self.body):
-                    # the answer is written: release the resource now, not after the next poll's delay
-                    written = await self._set_finalizer(self.body, held=False)
+                    # the answer is written: release the resource now, not after the transition's delay (which
+                    # is still waited: a refusal's Retry-After holds whatever the release met)
+                    await self._set_finalizer(self.body, held=False)
                 if written and not self._release_due(self.body):
                     # the answer of our POST, if any, is written, and the finalizer gone
                     self.sending = False
@@ -457,9 +458,9 @@ class Runner:
                 server = await self.deps.cloud.get_server(resolved.target, spec.server_id)
             except TerminalError as exc:
                 if exc.http_status in AUTH_STATUSES:
-                    return self._credentials_refused(ctx, status, spec, exc), basis
+                    return self._credentials_refused(ctx, status, spec, exc, sent=False), basis
                 self._forget_inputs(spec)
-                return rc.on_submit_rejected(ctx, status, exc.code or "", str(exc)), basis
+                return rc.on_submit_rejected(ctx, status, exc.code or "", str(exc), self._backoff()), basis
             except CloudError as exc:
                 return self._cloud_wait(ctx, status, exc), basis
             # An earlier request judged not taken shows up after all: follow it, never send again.
@@ -480,14 +481,26 @@ class Runner:
             if blocker is not None:
                 return rc.on_invalid(ctx, status, blocker[1], code=blocker[0]), basis
 
+            # The rate limiter first: waiting there must hold no finalizer (a stop meanwhile would leave it).
+            await self.deps.cloud.acquire_send_slot(resolved.target)
             # Deleting the resource now waits until the request's answer is written (see needs_finalizer).
             if not has_finalizer(basis):
-                if not await self._set_finalizer(basis, held=True):
-                    return None  # moved meanwhile (deleted?): decide again
+                try:
+                    if not await self._set_finalizer(basis, held=True, errors_raise=True):
+                        return None  # moved meanwhile (deleted?): decide again
+                except KubeError as exc:  # forbidden (RBAC without patch?), invalid: say so, hold no slot
+                    return rc.on_wait(
+                        ctx,
+                        status,
+                        rc.Reason.WAITING_FOR_INPUT,
+                        "the Kubernetes API",
+                        f"Could not add the finalizer {FINALIZER} ({exc}): the operator needs the patch verb on "
+                        "ecsreinstalls; retrying",
+                        self._backoff(),
+                    ), basis
                 basis = self.body
             # Timed now, after the server was read idle and the rate limiter let the request go (it leaves right
             # after the intent is written): the settle time and the action log count from here.
-            await self.deps.cloud.acquire_send_slot(resolved.target)
             now = self.deps.now()
             in_cloud = self.deps.cloud.clock.to_cloud(resolved.target.endpoint, now)
             cloud_now = in_cloud[0] - timedelta(seconds=in_cloud[1]) if in_cloud else None
@@ -546,7 +559,7 @@ class Runner:
                 return self._learn(
                     status,
                     "the cloud refused the credentials",
-                    lambda ctx, status, exc=exc: self._credentials_refused(ctx, status, spec, exc),
+                    lambda ctx, status, exc=exc: self._credentials_refused(ctx, status, spec, exc, sent=True),
                 )
             self._forget_inputs(spec)
             # a fix in the cloud (a key pair) is waited for less eagerly than one in a Secret: each look is a POST
@@ -591,13 +604,20 @@ class Runner:
         return transition(self._context(self._spec_or_none(self.body)), status)
 
     def _credentials_refused(
-        self, ctx: rc.Context, status: Mapping, spec: spec_model.ReinstallSpec, exc: CloudError
+        self, ctx: rc.Context, status: Mapping, spec: spec_model.ReinstallSpec, exc: CloudError, *, sent: bool
     ) -> rc.Transition:
+        """Refused credentials wait for the Secret (or the policy) to be fixed; a refused POST (`sent`: each look
+        is another intent, POST and Events) looks again at most every minute, a refused read within seconds."""
         forget_credentials(self.deps.kube, self.deps.settings, self.namespace, spec)
         self._target = None
         source = credentials_source(self.deps.settings, self.namespace, spec)
         code = exc.code or f"HTTP {exc.http_status}"
-        return rc.on_invalid_credentials(ctx, status, source, code, self._input_recheck())
+        delay = (
+            min(self._backoff(), 12 * self.deps.settings.input_recheck_seconds)
+            if sent
+            else self._input_recheck()
+        )
+        return rc.on_invalid_credentials(ctx, status, source, code, delay)
 
     def _forget_inputs(self, spec: spec_model.ReinstallSpec) -> None:
         """What this resource read failed it: other resources read those objects afresh (see kube.ReadCache)."""
@@ -767,9 +787,10 @@ class Runner:
         self.body = body
         self.deps.note(body)
 
-    async def _set_finalizer(self, basis: Mapping, *, held: bool) -> bool:
+    async def _set_finalizer(self, basis: Mapping, *, held: bool, errors_raise: bool = False) -> bool:
         """Adds or removes our finalizer, conditionally on `basis` like every write. False when the resource moved
-        meanwhile (it was re-read: decide again)."""
+        meanwhile (it was re-read: decide again). Another refusal (forbidden...) is raised with `errors_raise`,
+        else waited out here."""
         meta = basis.get("metadata") or {}
         others = [f for f in meta.get("finalizers") or () if f != FINALIZER]
         wanted = [*others, FINALIZER] if held else others
@@ -786,9 +807,9 @@ class Runner:
         except NotFound:
             await self._reload()  # gone: Gone, or a ghost if a request of it may run
             return False
-        except (
-            KubeError
-        ) as exc:  # forbidden (RBAC without patch on ecsreinstalls?), invalid...: try again later
+        except KubeError as exc:  # forbidden (RBAC without patch on ecsreinstalls?), invalid...
+            if errors_raise:
+                raise
             delay = self._backoff()
             self.log.error(
                 "%s the finalizer %s failed (%s); the operator needs the patch verb on ecsreinstalls; "
@@ -805,6 +826,8 @@ class Runner:
             # Its last finalizer gone, the object was deleted as it was stored: the answer still lists ours.
             meta = updated.setdefault("metadata", {})
             meta["finalizers"] = [f for f in meta.get("finalizers") or () if f != FINALIZER]
+        if self.ghost:  # deleted while the write was on its way: nothing more to learn from it
+            return True
         self.body = updated
         self.deps.note(updated)
         return True
@@ -1031,6 +1054,11 @@ class Supervisor:
         bodies = [body for body in bodies if self._note(body) or body["metadata"]["uid"] in self._newest]
         self.deps.ownership.replace_all(bodies, listed_at)
         listed = {body["metadata"]["uid"] for body in bodies}
+        # gone before the LIST without a DELETED event (a watch gap): what was learnt of them goes too (metrics)
+        for uid in [u for u, rv in self._newest.items() if u not in listed and rv <= listed_at]:
+            if uid not in self._runners:
+                self._newest.pop(uid, None)
+                self.deps.forget(uid)
         for uid, (runner, task) in list(self._runners.items()):
             if uid not in listed and not runner.ghost and _rv(runner.body) <= listed_at:
                 task.cancel()  # its resource is gone and no request of it runs (else it would be a ghost)

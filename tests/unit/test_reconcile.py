@@ -698,3 +698,12 @@ def test_a_finished_resource_expires_its_ttl_after_it_finished(status, ttl, expe
     if status.get("failure", {}).get("code") == "Timeout":
         assert rc.next_step(status) == rc.Step.FOLLOW_AFTER_TIMEOUT, "the table's premise"
     assert rc.expires_at(status, ttl) == expected
+
+
+def test_the_pending_timeout_never_fails_a_resource_whose_earlier_request_may_yet_be_taken():
+    """Judged not taken after the settle time, an earlier request may still be processed late: failing now would
+    tell the user "nothing was submitted" and free the server for a second reinstall."""
+    ctx = rc.Context(generation=1, now=NOW, pending_deadline=NOW - timedelta(seconds=1))
+    status = {"phase": "Pending", "unconfirmedAttempt": {"id": "a", "startedAt": "2026-05-01T11:00:00Z"}}
+    t = rc.on_wait(ctx, status, rc.Reason.SERVER_BUSY, "server s", "Waiting: server s is busy", 5.0)
+    assert (t.patch or {}).get("phase") != "Failed"

@@ -1091,3 +1091,23 @@ async def test_the_finalizer_goes_as_soon_as_the_job_id_is_written_not_after_the
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_resource_deleted_during_a_watch_gap_leaves_the_metrics_at_the_next_list():
+    """No DELETED event came (a 410 and a new LIST): the resync's LIST tells, and the gauges forget it."""
+    journal: list = []
+    kube = FakeKube(journal)
+    listed: list[dict] = [copy.deepcopy(kube.body)]
+
+    async def list_all():
+        return [copy.deepcopy(b) for b in listed], 100
+
+    deps, _ = make(journal, kube, FakeCloud(journal))
+    supervisor = Supervisor(deps, list_all=list_all)
+    supervisor.prime([copy.deepcopy(kube.body)])
+    pending = ("ecs_reinstall_resources", {"namespace": "ns", "phase": "Pending"})
+    assert deps.metrics.registry.get_sample_value(*pending) == 1
+    listed.clear()  # deleted, unseen
+    supervisor.leading = True
+    await supervisor.resync()
+    assert deps.metrics.registry.get_sample_value(*pending) == 0

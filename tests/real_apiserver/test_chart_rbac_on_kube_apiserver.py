@@ -284,6 +284,8 @@ def run_operator(deployment: Deployment, stop_when_denied: bool) -> OperatorRun:
     for index, doc in enumerate(by_kind(docs, "EcsReinstall")):
         server = f"5a1d0c3e-0000-4000-8000-{run_id:06d}{index:06d}"
         doc["spec"]["serverId"] = server
+        if index == 0:  # deleted by the operator once finished: the delete verb is used too
+            doc["spec"]["ttlSecondsAfterFinished"] = 2  # seen Succeeded (polled every 0.3 s), then gone
         httpx.post(
             f"{deployment.ecs_url}/_emulator/servers", json={"id": server, "status": "ACTIVE"}, timeout=10
         ).raise_for_status()
@@ -314,9 +316,18 @@ def run_operator(deployment: Deployment, stop_when_denied: bool) -> OperatorRun:
                     status, body = deployment.kube.request(
                         "GET", f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{ns}/ecsreinstalls/{name}"
                     )
-                    assert status == 200 and isinstance(body, dict), body
+                    if status == 404 and doc["spec"].get("ttlSecondsAfterFinished") is not None:
+                        last = (run.reinstalls.get(f"{ns}/{name}") or {}).get("status") or {}
+                        body = {"status": {**last, "deletedAfterTTL": True}}
+                    else:
+                        assert status == 200 and isinstance(body, dict), body
                     run.reinstalls[f"{ns}/{name}"] = body
-                if set(run.phases().values()) <= {"Succeeded", "Failed"}:
+                ttl_done = all(
+                    (v.get("status") or {}).get("deletedAfterTTL")
+                    for v, d in zip(run.reinstalls.values(), by_kind(docs, "EcsReinstall"), strict=True)
+                    if d["spec"].get("ttlSecondsAfterFinished") is not None
+                )
+                if set(run.phases().values()) <= {"Succeeded", "Failed"} and ttl_done:
                     break
                 run.audit = [
                     e for e in deployment.kube.audit_events()[audit_before:] if _by_service_account(e)

@@ -103,6 +103,9 @@ class Metrics:
         # uid -> (namespace, phase, monotonic time it was first seen in that phase)
         self._phases: dict[str, tuple[str, str, float]] = {}
         self._clock: Callable[[], float] = time.monotonic
+        # Only the process that runs reinstalls re-lists the resources (Supervisor.resync), so only its ages are
+        # sure to forget a resource deleted unseen (a watch gap): a standby reports 0 (alerts take the max).
+        self.working = False
         for phase in UNFINISHED:
             self.oldest.labels(phase).set_function(lambda phase=phase: self._oldest(phase))
         for result in ("Succeeded", "Failed"):
@@ -126,6 +129,8 @@ class Metrics:
             self.resources.labels(namespace, phase).inc()
 
     def _oldest(self, phase: str) -> float:
+        if not self.working:
+            return 0.0
         now = self._clock()
         # scraped from the metrics server's thread while the event loop changes the dict: iterate a snapshot
         seen = list(self._phases.values())

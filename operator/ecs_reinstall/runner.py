@@ -1038,6 +1038,7 @@ class Supervisor:
         """This process leads from now on: runners start for what the watch brings, and for every unfinished
         resource of a fresh LIST; the LIST is taken again every `RESYNC_SECONDS` while leading."""
         self.leading = True
+        self.deps.metrics.working = True
         await self.resync()
         if self.leading and self._list_all is not None and self._resyncing is None:
             self._resyncing = asyncio.create_task(self._resync_forever(), name="resync")
@@ -1152,6 +1153,7 @@ class Supervisor:
     def step_down(self) -> None:
         """Stops every runner at once (leadership lost): nothing more is written or sent by this process."""
         self.leading = False
+        self.deps.metrics.working = False
         self._cancel_expiries()
         if self._resyncing is not None:
             self._resyncing.cancel()

@@ -32,6 +32,7 @@ def test_resources_are_counted_per_namespace_and_phase_and_forgotten_when_gone()
 
 def test_the_oldest_in_each_unfinished_phase_is_timed_from_when_it_entered_it():
     m = Metrics()
+    m.working = True  # the process that runs reinstalls (a standby reports 0: see below)
     clock = [100.0]
     m._clock = lambda: clock[0]
     m.observe_phase("u1", "ns", "Pending")
@@ -77,3 +78,14 @@ def test_a_terminal_write_counts_once_with_its_duration_from_submission():
     m.finished_now("Pending", {"phase": "Failed", "failure": {"code": "InvalidSpec"}}, NOW)  # never submitted
     assert sample(m, "ecs_reinstall_finished_total", result="Failed", code="InvalidSpec") == 1
     assert sample(m, "ecs_reinstall_duration_seconds_count", result="Failed") == 1
+
+
+def test_a_standby_reports_no_age_so_that_a_resource_it_missed_the_deletion_of_fires_no_alert():
+    m = Metrics()
+    clock = [100.0]
+    m._clock = lambda: clock[0]
+    m.observe_phase("u1", "ns", "Pending")
+    clock[0] = 5000.0
+    assert sample(m, "ecs_reinstall_phase_oldest_seconds", phase="Pending") == 0
+    m.working = True
+    assert sample(m, "ecs_reinstall_phase_oldest_seconds", phase="Pending") == 4900

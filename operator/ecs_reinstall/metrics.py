@@ -15,6 +15,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .reconcile import parse_timestamp
+
 PHASES = ("Pending", "Submitting", "Reinstalling", "Succeeded", "Failed")
 UNFINISHED = ("Pending", "Submitting", "Reinstalling")
 # A failure code as a label: the cloud's (`Ecs.0100`, `APIGW.0301`) or the operator's (`Timeout`); free text never.
@@ -142,7 +144,7 @@ class Metrics:
         if phase not in ("Succeeded", "Failed") or old_phase == phase:
             return
         self.finished.labels(phase, code_label(status)).inc()
-        submitted = _parse_time(status.get("submittedAt"))
+        submitted = parse_timestamp(status.get("submittedAt"))
         if submitted is not None:
             self.duration.labels(phase).observe(max(0.0, (now - submitted).total_seconds()))
 
@@ -180,12 +182,3 @@ class Metrics:
         if server is not None:
             server.shutdown()
             server.server_close()
-
-
-def _parse_time(text: object) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -302,7 +302,8 @@ def test_deleting_a_namespace_deletes_its_objects(api: client.ApiClient) -> None
     assert _custom(api).list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"] == []
 
 
-def test_dependents_are_garbage_collected_with_their_owner(api: client.ApiClient, namespace: str) -> None:
+def _owner_and_child(api: client.ApiClient, namespace: str) -> client.CoreV1Api:
+    """A Widget "owner" and a ConfigMap "child" that names it in its ownerReferences."""
     owner = _custom(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("owner"))
     core = client.CoreV1Api(api)
     reference = client.V1OwnerReference(
@@ -312,6 +313,11 @@ def test_dependents_are_garbage_collected_with_their_owner(api: client.ApiClient
         namespace,
         client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[reference])),
     )
+    return core
+
+
+def test_dependents_are_garbage_collected_with_their_owner(api: client.ApiClient, namespace: str) -> None:
+    core = _owner_and_child(api, namespace)
     _custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "owner")
 
     def child_gone() -> bool:
@@ -327,15 +333,7 @@ def test_foreground_deletion_waits_for_the_dependents_and_orphan_keeps_them(
     """Foreground: the owner is held by the `foregroundDeletion` finalizer until its dependents are gone, then
     goes. Orphan: the dependents stay, their reference to the owner removed."""
     custom = _custom(api)
-    owner = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("owner"))
-    core = client.CoreV1Api(api)
-    reference = client.V1OwnerReference(
-        api_version=f"{GROUP}/{VERSION}", kind="Widget", name="owner", uid=owner["metadata"]["uid"]
-    )
-    core.create_namespaced_config_map(
-        namespace,
-        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[reference])),
-    )
+    core = _owner_and_child(api, namespace)
     answer = custom.delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "owner", propagation_policy=policy
     )

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -87,8 +88,34 @@ def skip_if_older_than_marked(node, server_version: str) -> None:
         )
 
 
+_HANDED_OUT: list[int] = []
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A free port for a server that binds it later, outside the kernel's ephemeral range: a port the kernel
+    handed out (bind to 0) may be given again to an outgoing connection (etcd's clients, say) before the server
+    binds it, and kube-apiserver then fails with "address already in use" (seen once in CI)."""
+    low, _ = _ephemeral_ports()
+    candidates = [p for p in range(10000, max(10001, low)) if p not in _HANDED_OUT]
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _HANDED_OUT.append(port)  # not handed out twice before its server binds it
+            del _HANDED_OUT[:-256]
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no range below: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

@@ -635,6 +635,7 @@ class Operator:
             "endpoint": ecs_url,
             "operator-namespace": OPERATOR_NAMESPACE,
             "credentials-secret": CREDENTIALS_SECRET,
+            "default-credentials-namespaces": NAMESPACE,  # the resources' namespace may use them
             "log-format": "json",
             "metrics-port": self.metrics_port,
             "health-port": self.health_port,

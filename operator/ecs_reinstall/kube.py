@@ -262,6 +262,19 @@ class Kube:
         """The next read of this Secret or ConfigMap goes to the API."""
         self.cache.forget((kind, namespace, name))
 
+    async def namespaces_matching(self, selector: str) -> frozenset[str]:
+        """Names of the namespaces whose labels match `selector` (at most `cache_seconds` old): the API server
+        evaluates it, so its meaning is exactly Kubernetes'. Needs list on namespaces."""
+        found = await self.cache.get(
+            ("Namespaces", "", selector), lambda: self._namespaces_matching(selector)
+        )
+        return frozenset(found)
+
+    async def _namespaces_matching(self, selector: str) -> dict[str, bytes]:
+        found = await self._request("GET", "/api/v1/namespaces?labelSelector=" + _q(selector))
+        # name -> nothing: the cache holds maps of bytes
+        return {item["metadata"]["name"]: b"" for item in found.get("items") or ()}
+
     async def _read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
         secret = await self._request("GET", f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}")
         return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}

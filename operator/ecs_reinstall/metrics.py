@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .reconcile import parse_timestamp
+from .tenancy import CODES as REFUSALS
 
 PHASES = ("Pending", "Submitting", "Reinstalling", "Succeeded", "Failed")
 UNFINISHED = ("Pending", "Submitting", "Reinstalling")
@@ -62,6 +63,14 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.refused = Counter(
+            "ecs_reinstall_refused_total",
+            "Resources refused by the tenancy rules before anything was sent, by rule",
+            ["reason"],
+            registry=r,
+        )
+        for reason in sorted(REFUSALS):
+            self.refused.labels(reason)
         self.submissions = Counter(
             "ecs_reinstall_submissions_total", "Reinstall requests accepted by the cloud", registry=r
         )
@@ -144,6 +153,9 @@ class Metrics:
         if phase not in ("Succeeded", "Failed") or old_phase == phase:
             return
         self.finished.labels(phase, code_label(status)).inc()
+        code = str((status.get("failure") or {}).get("code") or "")
+        if phase == "Failed" and code in REFUSALS:
+            self.refused.labels(code).inc()
         submitted = parse_timestamp(status.get("submittedAt"))
         if submitted is not None:
             self.duration.labels(phase).observe(max(0.0, (now - submitted).total_seconds()))

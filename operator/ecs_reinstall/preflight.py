@@ -7,12 +7,15 @@ Also the one log line that states the effective settings (names and numbers only
 from __future__ import annotations
 
 import errno
+import json
 import socket
 
 import kubernetes
+import urllib3
 
 from .kube import load_config
 from .settings import Settings
+from .tenancy import describe as describe_tenancy
 
 
 class StartupError(Exception):
@@ -21,16 +24,50 @@ class StartupError(Exception):
 
 def check(settings: Settings, kubeconfig: str | None) -> None:
     try:
-        load_config(kubeconfig).close()
+        client = load_config(kubeconfig)
     except (kubernetes.config.ConfigException, OSError) as exc:
         where = kubeconfig or "KUBECONFIG / ~/.kube/config"
         raise StartupError(
             f"no Kubernetes configuration: not in a Pod, and {where} gives none ({_first_line(exc)}); "
             "set --kubeconfig or KUBECONFIG"
         ) from None
+    with client:
+        if settings.default_credentials_namespace_selector:
+            _check_selector(client, settings.default_credentials_namespace_selector)
     for flag, port in (("--metrics-port", settings.metrics_port), ("--health-port", settings.health_port)):
         if port:
             _check_port(flag, port)
+
+
+def _check_selector(client: kubernetes.client.ApiClient, selector: str) -> None:
+    """The API server parses the namespace selector and grants its list: refuse what it refuses, now, rather than
+    every resource that would use the default credentials later. An API server out of reach is no verdict."""
+    flag = "--default-credentials-namespace-selector"
+    try:
+        kubernetes.client.CoreV1Api(client).list_namespace(
+            label_selector=selector, limit=1, _request_timeout=10
+        )
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 400:
+            raise StartupError(
+                f"{flag} {selector!r} is not a label selector ({_api_message(exc)}): write it as for kubectl -l, "
+                "e.g. ecs.reinstall.dev/default-credentials=allowed"
+            ) from None
+        if exc.status == 403:
+            raise StartupError(
+                f"{flag} needs list on namespaces, which the operator's service account lacks: grant it (the "
+                "chart does when credentials.allowedNamespaceSelector is set), or list the namespaces in "
+                "--default-credentials-namespaces instead"
+            ) from None
+    except (OSError, ValueError, urllib3.exceptions.HTTPError):
+        pass  # out of reach now: the operator waits for the API server like for anything else
+
+
+def _api_message(exc: kubernetes.client.ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 def _check_port(flag: str, port: int) -> None:
@@ -64,7 +101,8 @@ def describe(settings: Settings) -> str:
         f"watching {namespaces}; leader election {election}; "
         f"qps {settings.qps:g}, burst {settings.burst}, concurrency {settings.max_concurrency}; "
         f"request timeout {settings.request_timeout:g}s, outcome settle {settings.outcome_settle_seconds:g}s; "
-        f"metrics port {settings.metrics_port or 'off'}, health port {settings.health_port or 'off'}"
+        f"metrics port {settings.metrics_port or 'off'}, health port {settings.health_port or 'off'}; "
+        + "; ".join(f"{what} {value}" for what, value in describe_tenancy(settings).items())
     )
 
 

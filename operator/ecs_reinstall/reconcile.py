@@ -88,6 +88,9 @@ class Reason(enum.StrEnum):
     INVALID_INPUT = "InvalidInput"
     # failure.code of a resource that waited past spec.pendingTimeoutSeconds (its Stalled reason: the last wait's)
     PENDING_TIMEOUT = "PendingTimeout"
+    # Tenancy (tenancy.py) refused the resource: default credentials its namespace may not use, or a server tagged
+    # for another namespace. failure.code says which.
+    FORBIDDEN = "Forbidden"
 
 
 # Server states in which a job-less reinstall (job ID lost) is taken as finished.
@@ -383,6 +386,11 @@ def on_invalid(ctx: Context, status: Mapping, message: str, *, code: str = Reaso
     in failure.code; the condition and Event reason is then ServerNotReady): terminal, saying what to fix."""
     reason = code if code in Reason.__members__.values() else Reason.SERVER_NOT_READY
     return _failed(ctx, status, reason, message, code=code, submitted=False, waitingFor=None)
+
+
+def on_forbidden(ctx: Context, status: Mapping, code: str, message: str) -> Transition:
+    """A tenancy refusal (tenancy.Forbidden): terminal, nothing sent; failure.code names the rule."""
+    return _failed(ctx, status, Reason.FORBIDDEN, message, code=code, submitted=False, waitingFor=None)
 
 
 def on_wait(

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from . import reconcile as rc
 from . import spec as spec_model
-from . import witnesses
+from . import tenancy, witnesses
 from .cloud.clock import CloudClock
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
 from .cloud.models import CloudTarget, InstanceAction, Job, Server
@@ -407,8 +407,12 @@ class Runner:
         ctx = self._context(spec)
         status = basis.get("status") or {}
         try:
+            # before anything is read with them: may this namespace use the default credentials at all?
+            await tenancy.check_default_credentials(self.deps.kube, self.deps.settings, self.namespace, spec)
             resolved = await resolve(self.deps.kube, self.deps.settings, self.namespace, spec)
             spec_model.check_resolved(spec, resolved.inputs, namespace=self.namespace)
+        except tenancy.Forbidden as exc:
+            return rc.on_forbidden(ctx, status, exc.code, str(exc)), basis
         except MissingInput as missing:
             message = f"Waiting for {missing.what}{missing.hint}"
             wait = rc.on_wait(
@@ -467,6 +471,10 @@ class Runner:
             late = await self._late_acceptance(ctx, status, resolved.target, server)
             if late is not None:
                 return late, basis
+            try:  # a server tagged for another namespace is refused, busy or not
+                tenancy.check_owner(self.deps.settings, self.namespace, server)
+            except tenancy.Forbidden as exc:
+                return rc.on_forbidden(ctx, status, exc.code, str(exc)), basis
             if server.busy:
                 return rc.on_wait(
                     ctx,

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
+from .cloud import tags
+
 ENV_PREFIX = "ECS_REINSTALL_"
 
 
@@ -21,6 +23,12 @@ class Settings:
     project_id: str | None = None
     endpoint: str | None = None
     credentials_secret: str | None = None  # default credentials Secret, in the operator's namespace
+    # Who may use it besides the operator's namespace (see tenancy.py): names ("*": all), a namespace selector.
+    default_credentials_namespaces: tuple[str, ...] = ()
+    default_credentials_namespace_selector: str | None = None
+    # Server ownership: a resource in namespace N reinstalls only servers tagged owner_tag_key=N (or a listed value)
+    owner_tag_key: str | None = None
+    owner_tag_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
     operator_namespace: str = "default"
     ca_bundle: str | None = None
     qps: float = 10.0
@@ -63,12 +71,53 @@ def boolean(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean")
 
 
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped, sorted without duplicates."""
+    return tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+
+
+def owner_values(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`team-a=web-a|shared,team-b=b` -> (("team-a", ("web-a", "shared")), ("team-b", ("b",))). Tag values
+    contain none of "," "=" "|", namespace names neither: the separators are unambiguous."""
+    pairs: dict[str, tuple[str, ...]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        namespace, sep, listed = (part.strip() for part in item.partition("="))
+        if not sep or not namespace:
+            raise ValueError(f"{item!r} is not namespace=value1|value2")
+        values = tuple(value.strip() for value in listed.split("|"))
+        for value in values:
+            problem = tags.problem(value, key=False) or ("is empty" if not value else None)
+            if problem:
+                raise ValueError(f"the owner tag value {value!r} listed for {namespace!r} {problem}")
+        pairs[namespace] = pairs.get(namespace, ()) + values
+    return tuple(sorted(pairs.items()))
+
+
 # name -> (flag help, converter). The order is the order of `run --help`.
 _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "region": ("default region, e.g. ap-southeast-1, for resources without spec.region", str),
     "project_id": ("default project ID, for resources and credentials without one", str),
     "endpoint": ("default ECS endpoint URL (default: https://ecs.{region}.myhuaweicloud.com)", str),
     "credentials_secret": ("name of the default credentials Secret in the operator's namespace", str),
+    "default_credentials_namespaces": (
+        "namespaces (comma-separated; * for all) whose resources may use the default credentials, besides the "
+        "operator's own",
+        names,
+    ),
+    "default_credentials_namespace_selector": (
+        "label selector of more namespaces whose resources may use the default credentials (cluster-wide mode "
+        "only: needs list on namespaces)",
+        str,
+    ),
+    "owner_tag_key": (
+        "server tag key naming the namespace that owns a server: a resource in namespace N reinstalls only "
+        "servers tagged KEY=N (unset: no check)",
+        str,
+    ),
+    "owner_tag_values": (
+        "more owner tag values per namespace: ns=value1|value2,ns2=value3",
+        owner_values,
+    ),
     "operator_namespace": ("the operator's own namespace (downward API)", str),
     "ca_bundle": ("CA bundle file to verify the ECS endpoint's TLS certificate", str),
     "qps": ("cloud API calls per second, per endpoint and project", float),
@@ -144,7 +193,9 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
             continue
         try:
             values[name] = convert(raw)
-        except ValueError:
+        except ValueError as exc:
+            if convert is owner_values:  # its message says what is wrong
+                raise ValueError(f"{source}={raw!r}: {exc}") from None
             expected = "boolean (true or false)" if convert is boolean else convert.__name__
             raise ValueError(f"{source}={raw!r} is not a valid {expected}") from None
     namespaces: Sequence[str] | None = given.get("namespaces")
@@ -189,6 +240,7 @@ def _check(s: Settings) -> None:
                 f"watched namespace {namespace!r} is not a namespace name: list the namespaces exactly "
                 "(lowercase letters, digits and '-', no patterns)"
             )
+    _check_tenancy(s)
     if s.max_concurrency < 1:
         raise ValueError("max concurrency must be >= 1")
     _check_leader_election(s)
@@ -196,6 +248,30 @@ def _check(s: Settings) -> None:
         raise ValueError(
             f"endpoint {s.endpoint!r} must start with https:// (or http:// for a local emulator)"
         )
+
+
+def _check_tenancy(s: Settings) -> None:
+    for namespace in s.default_credentials_namespaces:
+        if namespace != "*" and (len(namespace) > 63 or not _NAMESPACE_NAME.fullmatch(namespace)):
+            raise ValueError(
+                f"default credentials namespace {namespace!r} is not a namespace name: list names exactly, or * "
+                "for every namespace (a label selector goes in --default-credentials-namespace-selector)"
+            )
+    if s.default_credentials_namespace_selector and not s.clusterwide:
+        raise ValueError(
+            "--default-credentials-namespace-selector needs list on namespaces, a cluster-scoped grant that a "
+            "namespaced operator (--namespace) does without: list the namespaces in "
+            "--default-credentials-namespaces instead"
+        )
+    if s.owner_tag_key is not None:
+        problem = tags.problem(s.owner_tag_key, key=True)
+        if problem:
+            raise ValueError(
+                f"owner tag key {s.owner_tag_key!r} {problem}: Huawei tag keys hold 1-36 characters, for example "
+                "ecs-reinstall-namespace"
+            )
+    if s.owner_tag_values and not s.owner_tag_key:
+        raise ValueError("owner tag values are listed but no --owner-tag-key is set: set both, or neither")
 
 
 def _check_leader_election(s: Settings) -> None:

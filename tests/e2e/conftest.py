@@ -185,6 +185,12 @@ def process_env(values: Mapping[str, Any]) -> dict[str, str]:
             continue
         if name == "namespaces":
             env[settings_module.ENV_PREFIX + "WATCH_NAMESPACES"] = ",".join(value)
+        elif name == "owner_tag_values":
+            env[settings_module.ENV_PREFIX + "OWNER_TAG_VALUES"] = ",".join(
+                f"{ns}={'|'.join(v)}" for ns, v in value
+            )
+        elif isinstance(value, tuple):
+            env[settings_module.ENV_PREFIX + name.upper()] = ",".join(value)
         elif isinstance(value, bool):
             env[settings_module.ENV_PREFIX + name.upper()] = "true" if value else "false"
         else:
@@ -211,6 +217,8 @@ class Harness:
     operators: dict[str, OperatorThread] = dataclasses.field(default_factory=dict)
     metrics_ports: dict[str, int] = dataclasses.field(default_factory=dict)
     processes: dict[str, OperatorProcess] = dataclasses.field(default_factory=dict)
+    # Namespace selectors the operators of this test were given: the recording says so (they list namespaces)
+    namespace_selectors: set[str] = dataclasses.field(default_factory=set)
 
     # --- clients --------------------------------------------------------------------------------------------
     @property
@@ -233,6 +241,8 @@ class Harness:
             endpoint=self.ecs.url,
             operator_namespace=OPERATOR_NAMESPACE,
             credentials_secret="default-credentials",
+            # every test namespace may use them, as before tenancy (test_tenancy.py runs the secure default)
+            default_credentials_namespaces=("*",),
             qps=200.0,
             burst=50,
             log_format="text",
@@ -256,7 +266,10 @@ class Harness:
         if name not in self.metrics_ports:
             self.metrics_ports[name] = self.metrics_port if name == "main" else free_port()
         overrides.setdefault("metrics_port", self.metrics_ports[name])
-        operator = OperatorThread(self.settings(**overrides), str(self.kube.kubeconfig), name)
+        settings = self.settings(**overrides)
+        if settings.default_credentials_namespace_selector:
+            self.namespace_selectors.add(settings.default_credentials_namespace_selector)
+        operator = OperatorThread(settings, str(self.kube.kubeconfig), name)
         self.operators[name] = operator
         try:
             await asyncio.to_thread(operator.start_and_wait)
@@ -502,9 +515,10 @@ def api_recording() -> Path:
     return RECORDING
 
 
-def record_operator_calls(path: Path, snapshot: Mapping[str, Any]) -> None:
+def record_operator_calls(path: Path, snapshot: Mapping[str, Any], selectors: set[str] = frozenset()) -> None:
     """Merges the operator's calls of one emulator into the recording (written after every test, so that a
-    module running later in the same session reads it)."""
+    module running later in the same session reads it). `selectors`: the default credentials namespace selectors
+    the test's operators had (the chart grants list on namespaces only with one)."""
     data = (
         json.loads(path.read_text())
         if path.exists()
@@ -515,6 +529,8 @@ def record_operator_calls(path: Path, snapshot: Mapping[str, Any]) -> None:
             "requests": [],
         }
     )
+    if selectors:
+        data["defaultCredentialsNamespaceSelector"] = sorted(selectors)[0]
     counts: dict[tuple, int] = {}
     for item in data["requests"] + [
         r for r in snapshot["requests"] if r.get("userAgent") in OPERATOR_CLIENTS
@@ -581,7 +597,7 @@ async def harness(
                 await h.stop_all_operators()
                 await asyncio.to_thread(api.close)
                 if not isinstance(kube, RealKubeHandle):
-                    record_operator_calls(api_recording, kube.requests.snapshot())
+                    record_operator_calls(api_recording, kube.requests.snapshot(), h.namespace_selectors)
     finally:
         root.removeHandler(logs)
         root.setLevel(old_level)

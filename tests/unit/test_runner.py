@@ -169,6 +169,7 @@ def make(journal, kube, cloud, **overrides):
     settings = {
         "endpoint": "http://127.0.0.1:1",
         "credentials_secret": "creds",
+        "default_credentials_namespaces": ("*",),  # tenancy has its own tests (test_tenancy.py)
         "retry_base_seconds": 0.01,
         "retry_max_seconds": 0.02,
         "outcome_settle_seconds": 0.0,

@@ -668,7 +668,18 @@ def parse_server(data: Mapping[str, Any]) -> Server:
         updated=parse_time(server.get("updated")),
         launched_at=parse_time(server.get("OS-SRV-USG:launched_at")),
         has_system_disk=_has_system_disk(server),
+        tags=_tags(server.get("tags")),
     )
+
+
+def _tags(tags: Any) -> tuple[tuple[str, str], ...]:
+    """Details list tags as "key=value" strings (a tag key never contains "="; a value may be empty)."""
+    pairs = []
+    for item in tags if isinstance(tags, list) else ():
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            pairs.append((key, value))
+    return tuple(pairs)
 
 
 def _has_system_disk(server: Mapping[str, Any]) -> bool:

@@ -65,6 +65,11 @@ class Server:
     # (Nova's behaviour), so it tells a finished reinstall from a failed one when the job ID is lost.
     launched_at: datetime | None = None
     has_system_disk: bool = True
+    # The server's tags (details' `tags`, "key=value" strings), as (key, value) pairs: read for the owner check.
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tag(self, key: str) -> str | None:
+        return next((value for k, value in self.tags if k == key), None)
 
     @property
     def busy(self) -> bool:

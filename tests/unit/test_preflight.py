@@ -60,3 +60,29 @@ def test_the_effective_settings_in_one_line():
     )
     assert "https://ecs.ap-southeast-1.myhuaweicloud.com" in line and "watching team-a" in line
     assert "leader election off" in line and "default credentials hwc in default" in line
+
+
+def test_the_namespace_selector_is_checked_by_the_api_server_at_start(tmp_path):
+    """A selector the API server refuses, or a list it forbids, stops `run` with the fix; a good one passes."""
+    from kube_emulator.faults import FaultRule
+    from kube_emulator.testing import kube_emulator_in_thread
+
+    with kube_emulator_in_thread(tmp_path) as kube:
+        kubeconfig = str(kube.kubeconfig)
+
+        def check(selector: str) -> None:
+            settings = Settings(
+                metrics_port=0, health_port=0, default_credentials_namespace_selector=selector
+            )
+            preflight.check(settings, kubeconfig)
+
+        check("tenancy/default-credentials in (allowed, yes)")
+        with pytest.raises(preflight.StartupError, match=r"'tier=in=x' is not a label selector \(.+\)"):
+            check("tier=in=x")
+        kube.faults.add(
+            FaultRule(verbs=frozenset({"list"}), path_prefix="/api/v1/namespaces", error_code=403)
+        )
+        with pytest.raises(
+            preflight.StartupError, match="needs list on namespaces, which the operator's service"
+        ):
+            check("tier=shared")

@@ -8,6 +8,10 @@ API (signed with AK/SK exactly as the gateway checks it; accepts the official SD
   ``job_retention_seconds``), ``GET /v1/{project_id}/cloudservers/{server_id}`` (``get_server``)
 - ``GET /v2.1/{project_id}/servers/{server_id}/os-instance-actions`` (``list_actions``) and
   ``.../os-instance-actions/{request_id}`` (``get_action``): the server's action log (Nova's)
+- ``GET /v1/{project_id}/cloudservers/detail`` (``list_servers``: paged details, ``offset`` a page number,
+  ``limit`` <= 1000, ``marker``, ``name``, ``status``, ``flavor``, ``tags``, ``not-tags``), ``GET
+  .../cloudservers/{server_id}/tags`` (``get_server_tags``) and ``POST .../tags/action`` (``tag_server``:
+  create / delete, the documented key/value rules and at most 10 tags, 204)
 - ``X-Client-Token`` on both reinstall APIs (replay / ``Ecs.0122`` / ``Ecs.0123`` / ``Ecs.0124``); a ``Date``
   header in the cloud's time on every answer
 
@@ -26,8 +30,9 @@ Admin API under ``/_emulator`` (no signature, JSON; 400 ``{"error": "..."}`` on 
   accept_any_security_token, max_clock_skew_seconds, job_retention_seconds, clock_offset_seconds,
   action_log enabled|404|403, action_request_id response|generated, action_time_resolution second|microsecond,
   reinstall_stop_action, client_token honoured|ignored, client_token_ttl_seconds}
-- ``POST /faults`` {operation reinstall|reinstall_v1|get_job|get_server|list_actions|get_action|*, status?, body?, retry_after?,
-  latency_ms?, drop_connection before|after|null, count?, probability?} -> 201 {id, ...};
+- ``POST /faults`` {operation reinstall|reinstall_v1|get_job|get_server|list_actions|get_action|list_servers|
+  get_server_tags|tag_server|*, status?, body?, retry_after?, latency_ms?, drop_connection before|after|null,
+  count?, probability?} -> 201 {id, ...};
   ``GET /faults``, ``DELETE /faults`` (all), ``DELETE /faults/{id}``
 - ``GET /counters`` -> {requests {"operation:status": n}, accepted_reinstalls {server_id: n},
   replayed_reinstalls {server_id: n}, operations {action: n}, expired_job_lookups, throttled, faults_hit,
@@ -37,7 +42,8 @@ Admin API under ``/_emulator`` (no signature, JSON; 400 ``{"error": "..."}`` on 
 - ``POST /reset``; ``POST /clock/advance`` {seconds}
 
 Modules: `state` (servers, jobs, lazy clock-driven progress, counters), `actions` (the action log), `operations`
-(someone else's stop/start/...), `tokens` (X-Client-Token), `validation` (the reinstall body rules),
+(someone else's stop/start/...), `tokens` (X-Client-Token), `validation` (the reinstall body rules), `tags`
+(the tag API's rules), `listing` (the server list's query, filters and pages),
 `auth` (the gateway's signature check), `faults` (fault injection, rate limit), `errors` (the error shapes
 and the codes), `app` / `admin` (routes), `server` (listen), `testing` (`running_emulator`), and
 `__main__` (the ``ecs-emulator`` CLI). Details in README.md beside this file.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -28,8 +28,11 @@ from ecs_emulator.errors import (
     json_response,
 )
 from ecs_emulator.faults import Drop, Fault
+from ecs_emulator.listing import parse_list_query, select
 from ecs_emulator.state import EmulatorState
+from ecs_emulator.tags import apply_tags, parse_tag_body
 from ecs_emulator.validation import parse_reinstall_body
+from ecs_reinstall.cloud.signing import parse_query_string
 
 STATE_KEY = web.AppKey("ecs_emulator_state", EmulatorState)
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -39,10 +42,10 @@ ACTION_LOG_OPERATIONS = frozenset({"list_actions", "get_action"})
 
 
 class CallContext:
-    """What an operation needs about the call: path parameters, body, the signer's AK, the request ID and
-    the request headers."""
+    """What an operation needs about the call: path parameters, body, the signer's AK, the request ID, the
+    request headers and the query (decoded as it was signed: RFC 3986, ``+`` is a plus)."""
 
-    __slots__ = ("access_key", "body", "headers", "match", "request_id")
+    __slots__ = ("access_key", "body", "headers", "match", "query", "request_id")
 
     def __init__(
         self,
@@ -51,12 +54,14 @@ class CallContext:
         access_key: str,
         request_id: str,
         headers: Mapping[str, str] | None = None,
+        query: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.match = match
         self.body = body
         self.access_key = access_key
         self.request_id = request_id
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.query = query
 
 
 Operation = Callable[[EmulatorState, CallContext], web.Response]
@@ -130,6 +135,35 @@ def _get_action(state: EmulatorState, call: CallContext) -> web.Response:
 def _get_server(state: EmulatorState, call: CallContext) -> web.Response:
     server = state.find_server(call.match["project_id"], call.match["server_id"])
     return json_response({"server": server.api_json()})
+
+
+def _list_servers(state: EmulatorState, call: CallContext) -> web.Response:
+    """``GET /v1/{project_id}/cloudservers/detail``: a page of server details (`listing`)."""
+    query = parse_list_query(call.query)
+    project_id = call.match["project_id"]
+    servers = [server for server in state.servers.values() if server.project_id == project_id]
+    for server in servers:
+        state.refresh(server)
+    count, page = select(servers, query)
+    return json_response({"count": count, "servers": [server.api_json() for server in page]})
+
+
+def _get_server_tags(state: EmulatorState, call: CallContext) -> web.Response:
+    """``GET /v1/{project_id}/cloudservers/{server_id}/tags``: ``{"tags": [{"key", "value"}]}`` by key."""
+    server = state.find_server(call.match["project_id"], call.match["server_id"])
+    return json_response({"tags": [{"key": k, "value": v} for k, v in sorted(server.tags.items())]})
+
+
+def _tag_server(state: EmulatorState, call: CallContext) -> web.Response:
+    """``POST /v1/{project_id}/cloudservers/{server_id}/tags/action``: create / delete tags (`tags`); 204."""
+    server = state.find_server(call.match["project_id"], call.match["server_id"])
+    try:
+        body = json.loads(call.body) if call.body else None
+    except ValueError:
+        raise invalid_request("the body is not valid JSON") from None
+    server.tags = apply_tags(server.tags, parse_tag_body(body), server.id)
+    server.updated = max(server.updated, state.now())  # as the admin "tag" operation: no action written
+    return web.Response(status=204)
 
 
 def _drop(request: web.Request) -> web.Response:
@@ -228,7 +262,10 @@ def _process(
                 429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit",
                 retry_after=retry_after,
             )  # fmt: skip
-        return operation(state, CallContext(match, body, credential.access_key, request_id, request.headers))
+        call = CallContext(
+            match, body, credential.access_key, request_id, request.headers, parse_query_string(raw_query)
+        )
+        return operation(state, call)
     except ApiError as error:
         return error.to_response(request_id)
 
@@ -266,9 +303,16 @@ def create_app(state: EmulatorState) -> web.Application:
         "/v1/{project_id}/cloudservers/{server_id}/reinstallos", _gateway("reinstall_v1", _reinstall("v1"))
     )
     app.router.add_get("/v1/{project_id}/jobs/{job_id}", _gateway("get_job", _get_job), allow_head=False)
+    # "detail" first: the list answers GET .../cloudservers/detail, never a server named "detail"
+    app.router.add_get(
+        "/v1/{project_id}/cloudservers/detail", _gateway("list_servers", _list_servers), allow_head=False
+    )
     app.router.add_get(
         "/v1/{project_id}/cloudservers/{server_id}", _gateway("get_server", _get_server), allow_head=False
     )
+    tags = "/v1/{project_id}/cloudservers/{server_id}/tags"
+    app.router.add_get(tags, _gateway("get_server_tags", _get_server_tags), allow_head=False)
+    app.router.add_post(tags + "/action", _gateway("tag_server", _tag_server))
     actions = "/v2.1/{project_id}/servers/{server_id}/os-instance-actions"
     app.router.add_get(actions, _gateway("list_actions", _list_actions), allow_head=False)
     app.router.add_get(actions + "/{request_id}", _gateway("get_action", _get_action), allow_head=False)

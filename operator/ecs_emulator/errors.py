@@ -18,7 +18,8 @@ APIGW.0302            403     X-Project-Id differs from the path's project, or t
 APIGW.0303            401     X-Sdk-Date more than 15 minutes away from the server time
 APIGW.0308            429     throttled (rate limit or injected fault), with ``Retry-After``
 APIGW.0202 / 0203     502/504 injected backend unavailable / timeout faults
-Ecs.0005              400     invalid request (body shape, field types, adminpass with keyname, ...)
+Ecs.0005              400     invalid request (body shape, field types, adminpass with keyname, ...;
+                              a tag breaking the rules or the 10-tag limit; a bad list query)
 Ecs.0011              400     adminpass breaks the password rules
 Ecs.0090              400     BYOL not supported (configurable)
 Ecs.0100              409     server running and no ``mode: withStopServer``

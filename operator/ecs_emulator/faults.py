@@ -1,11 +1,12 @@
 """Injected faults and the cloud-side rate limit.
 
 A fault applies to one operation (``reinstall``, ``reinstall_v1``, ``get_job``, ``get_server``,
-``list_actions``, ``get_action``) or to all (``*``). When a request matches, in order: ``latency_ms`` delays it; ``drop_connection: "before"`` closes the
-connection without processing; ``status`` answers with that status (``body`` if given, else a realistic error
-body for the status, see `errors.default_fault_error`); ``drop_connection: "after"`` processes the request
-normally (a reinstall is accepted and counted) and then closes the connection without answering. ``count``
-limits how many requests the fault hits (then it is removed); ``probability`` makes it hit at random.
+``list_actions``, ``get_action``, ``list_servers``, ``get_server_tags``, ``tag_server``) or to all (``*``).
+When a request matches, in order: ``latency_ms`` delays it; ``drop_connection: "before"`` closes the connection
+without processing; ``status`` answers with that status (``body`` if given, else a realistic error body for the
+status, see `errors.default_fault_error`); ``drop_connection: "after"`` processes the request normally (a
+reinstall is accepted and counted) and then closes the connection without answering. ``count`` limits how many
+requests the fault hits (then it is removed); ``probability`` makes it hit at random.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-OPERATIONS = ("reinstall", "reinstall_v1", "get_job", "get_server", "list_actions", "get_action")
+OPERATIONS = (
+    "reinstall", "reinstall_v1", "get_job", "get_server", "list_actions", "get_action", "list_servers",
+    "get_server_tags", "tag_server",
+)  # fmt: skip
 
 
 class Drop(StrEnum):

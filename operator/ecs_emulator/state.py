@@ -333,6 +333,11 @@ class Server:
         return self.job is not None or self.status == ServerStatus.REBUILD or bool(self.task_state)
 
     @property
+    def vm_state(self) -> str:
+        """``OS-EXT-STS:vm_state``: what the ``status`` filters ACTIVE / SHUTOFF / ERROR of a list select on."""
+        return _VM_STATE.get(self.status, "active")
+
+    @property
     def launched(self) -> float:
         return self.created if self.launched_at is None else self.launched_at
 
@@ -387,7 +392,7 @@ class Server:
             "OS-DCF:diskConfig": "MANUAL",
             "OS-EXT-AZ:availability_zone": "emulated-az1",
             "OS-EXT-STS:task_state": self.task_state,
-            "OS-EXT-STS:vm_state": _VM_STATE.get(self.status, "active"),
+            "OS-EXT-STS:vm_state": self.vm_state,
             "OS-EXT-STS:power_state": _POWER_STATE.get(self.status, 4),
             "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda" if self.has_system_disk else "",
             # the real API writes microseconds and no zone: 2019-05-22T03:23:59.000000

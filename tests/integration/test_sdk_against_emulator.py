@@ -18,7 +18,13 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkecs.v2 import (
+    BatchAddServerTag,
+    BatchCreateServerTagsRequest,
+    BatchCreateServerTagsRequestBody,
+    BatchDeleteServerTagsRequest,
+    BatchDeleteServerTagsRequestBody,
     EcsClient,
+    ListServersDetailsRequest,
     ReinstallServerWithCloudInitOption,
     ReinstallServerWithCloudInitRequest,
     ReinstallServerWithCloudInitRequestBody,
@@ -26,8 +32,10 @@ from huaweicloudsdkecs.v2 import (
     ReinstallServerWithoutCloudInitRequest,
     ReinstallServerWithoutCloudInitRequestBody,
     ReinstallSeverMetadata,
+    ServerTag,
     ShowJobRequest,
     ShowServerRequest,
+    ShowServerTagsRequest,
 )
 
 from ecs_emulator.testing import EmulatorHandle
@@ -156,3 +164,87 @@ async def test_sdk_parses_ecs_errors(ecs_emulator: EmulatorHandle) -> None:
         await in_thread(lambda: reinstall_v2(client, "srv-1"))
     assert (busy.value.status_code, busy.value.error_code) == (501, "Ecs.0603")
     assert (await ecs_emulator.admin.counters())["accepted_reinstalls"] == {}
+
+
+# --- server tags and the server list (BatchCreateServerTags, ShowServerTags, BatchDeleteServerTags,
+# ListServersDetails), unchanged --------------------------------------------------------------------------
+
+
+def create_tags(client: EcsClient, server_id: str, tags: dict[str, str]) -> None:
+    body = BatchCreateServerTagsRequestBody(
+        action="create", tags=[BatchAddServerTag(key=key, value=value) for key, value in tags.items()]
+    )
+    client.batch_create_server_tags(BatchCreateServerTagsRequest(server_id=server_id, body=body))
+
+
+def show_tags(client: EcsClient, server_id: str) -> dict[str, str]:
+    response = client.show_server_tags(ShowServerTagsRequest(server_id=server_id))
+    return {tag.key: tag.value for tag in response.tags}
+
+
+async def test_sdk_server_tags_create_show_delete(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-tags")
+    client = sdk_client(ecs_emulator)
+
+    await in_thread(lambda: create_tags(client, "srv-tags", {"owner": "team-a", "env": "prod"}))
+    assert await in_thread(lambda: show_tags(client, "srv-tags")) == {"env": "prod", "owner": "team-a"}
+    await in_thread(lambda: create_tags(client, "srv-tags", {"env": "staging"}))
+    assert await in_thread(lambda: show_tags(client, "srv-tags")) == {"env": "staging", "owner": "team-a"}
+
+    body = BatchDeleteServerTagsRequestBody(action="delete", tags=[ServerTag(key="env", value="staging")])
+    request = BatchDeleteServerTagsRequest(server_id="srv-tags", body=body)
+    await in_thread(lambda: client.batch_delete_server_tags(request))
+    assert await in_thread(lambda: show_tags(client, "srv-tags")) == {"owner": "team-a"}
+    server = (await in_thread(lambda: client.show_server(ShowServerRequest(server_id="srv-tags")))).server
+    assert server.tags == ["owner=team-a"]
+
+    counters = await ecs_emulator.admin.counters()
+    assert counters["requests"]["tag_server:204"] == 3
+
+
+async def test_sdk_sees_the_tag_limits(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-tags")
+    client = sdk_client(ecs_emulator)
+    await in_thread(lambda: create_tags(client, "srv-tags", {f"k{i}": str(i) for i in range(10)}))
+    with pytest.raises(ClientRequestException) as full:
+        await in_thread(lambda: create_tags(client, "srv-tags", {"k10": "x"}))
+    assert (full.value.status_code, full.value.error_code) == (400, "Ecs.0005")
+    assert "at most 10 tags" in full.value.error_msg
+    with pytest.raises(ClientRequestException) as bad:
+        await in_thread(lambda: create_tags(client, "srv-tags", {"a/b": "x"}))
+    assert 'tags[0].key "a/b" contains "/"' in bad.value.error_msg
+    with pytest.raises(ClientRequestException) as missing:
+        await in_thread(lambda: show_tags(client, "nope"))
+    assert (missing.value.status_code, missing.value.error_code) == (404, "Ecs.0114")
+
+
+async def test_sdk_lists_servers_with_a_tag_filter_and_pages(ecs_emulator: EmulatorHandle) -> None:
+    for i in range(12):
+        await ecs_emulator.admin.add_server(f"srv-{i:02d}", created=f"2024-05-01T12:00:{i:02d}Z")
+    client = sdk_client(ecs_emulator)
+    for i in range(0, 12, 3):
+        await in_thread(lambda i=i: create_tags(client, f"srv-{i:02d}", {"fleet": "blue"}))
+
+    response = await in_thread(
+        lambda: client.list_servers_details(ListServersDetailsRequest(tags="fleet=blue", limit=10))
+    )
+    assert response.count == 4
+    assert [server.id for server in response.servers] == ["srv-09", "srv-06", "srv-03", "srv-00"]
+    assert all(server.tags == ["fleet=blue"] for server in response.servers)
+    assert response.servers[0].os_extended_volumesvolumes_attached[0].boot_index == "0"
+
+    second = await in_thread(
+        lambda: client.list_servers_details(
+            ListServersDetailsRequest(not_tags="fleet=blue", limit=5, offset=2, status="ACTIVE")
+        )
+    )
+    assert second.count == 8
+    assert [server.id for server in second.servers] == [
+        "srv-04",
+        "srv-02",
+        "srv-01",
+    ]  # page 2 of 11,10,8,7,5|4,2,1
+
+    with pytest.raises(ClientRequestException) as too_many:
+        await in_thread(lambda: client.list_servers_details(ListServersDetailsRequest(limit=1001)))
+    assert (too_many.value.status_code, too_many.value.error_code) == (400, "Ecs.0005")

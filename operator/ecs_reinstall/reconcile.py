@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from . import conditions as cond
@@ -486,10 +486,22 @@ def whole_attempt(attempt: Mapping) -> dict:
     return {"refused": None, **attempt}
 
 
-def on_intent(ctx: Context, status: Mapping, attempt: Mapping, server_id: str) -> Transition:
+def on_intent(
+    ctx: Context,
+    status: Mapping,
+    attempt: Mapping,
+    server_id: str,
+    *,
+    image_before: str | None = None,
+    image: str | None = None,
+) -> Transition:
     """Written just before the POST (conditionally, like every write): if we die after this, the next runner
-    probes."""
-    message = f"Submitting the reinstall of server {server_id}"
+    probes. `image_before`: the server's image as just read; `image`: the one a change of OS moves it to."""
+    if image:
+        message = f"Submitting the change of server {server_id}'s OS to image {image}"
+    else:
+        message = f"Submitting the reinstall of server {server_id}"
+    images = {"imageBefore": image_before} if image_before else {}
     patch = _status(
         ctx,
         status,
@@ -500,8 +512,16 @@ def on_intent(ctx: Context, status: Mapping, attempt: Mapping, server_id: str) -
         attempt=whole_attempt(attempt),
         waitingFor=None,
         failure=None,
+        **images,
     )
     return Transition(patch=patch, event=Event("Normal", "Submitting", message))
+
+
+def with_image_after(transition: Transition, image_after: str | None) -> Transition:
+    """A change of OS that just succeeded, with the image the server reports now (status.imageAfter)."""
+    if not image_after:
+        return transition
+    return replace(transition, patch={**transition.patch, "imageAfter": image_after})
 
 
 # --- Submitting --------------------------------------------------------------------------------------------------

@@ -371,12 +371,35 @@ class Runner:
             assert parsed is not None
             return await self._prepare(parsed, basis)
         if step == rc.Step.PROBE_OUTCOME:
-            return await self._probe_outcome(parsed, status), basis
-        if step == rc.Step.POLL_JOB:
-            return await self._poll_job(parsed, status), basis
-        if step == rc.Step.FOLLOW_AFTER_TIMEOUT:
-            return await self._follow_after_timeout(parsed, status), basis
-        return await self._poll_server(parsed, status), basis
+            transition = await self._probe_outcome(parsed, status)
+        elif step == rc.Step.POLL_JOB:
+            transition = await self._poll_job(parsed, status)
+        elif step == rc.Step.FOLLOW_AFTER_TIMEOUT:
+            transition = await self._follow_after_timeout(parsed, status)
+        else:
+            transition = await self._poll_server(parsed, status)
+        return await self._image_after(parsed, transition), basis
+
+    async def _image_after(
+        self, spec: spec_model.ReinstallSpec | None, transition: rc.Transition
+    ) -> rc.Transition:
+        """A change of OS that just succeeded, by whichever witness, records the server's image now: one read,
+        only then (a reinstall keeps its image). A read that fails leaves imageAfter out; the outcome stands."""
+        if spec is None or not spec.image_id or transition.patch.get("phase") != "Succeeded":
+            return transition
+        try:
+            server = await self.deps.cloud.get_server(await self._ensure_target(spec), self.server_id)
+        except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
+            self.log.warning("could not read the server's image after the change of OS (%s)", _short(exc))
+            return transition
+        if server.image_id != spec.image_id:
+            self.log.warning(
+                "the change of OS succeeded, but server %s reports image %s, not %s",
+                self.server_id,
+                server.image_id,
+                spec.image_id,
+            )
+        return rc.with_image_after(transition, server.image_id)
 
     async def _follow_after_timeout(
         self, spec: spec_model.ReinstallSpec | None, status: Mapping
@@ -514,7 +537,10 @@ class Runner:
             cloud_now = in_cloud[0] - timedelta(seconds=in_cloud[1]) if in_cloud else None
             # The attempt's ID is a UUID: it is also the request's X-Client-Token.
             attempt = rc.new_attempt(str(uuid.uuid4()), server, spec_model.api_version(spec), now, cloud_now)
-            if not await self._apply(rc.on_intent(ctx, status, attempt, spec.server_id), basis):
+            intent = rc.on_intent(
+                ctx, status, attempt, spec.server_id, image_before=server.image_id, image=spec.image_id
+            )
+            if not await self._apply(intent, basis):
                 return None  # someone wrote in between (another operator instance?): decide again, never POST
             if self.ghost:
                 return None  # deleted meanwhile: a deleted resource never sends a request

@@ -84,6 +84,7 @@ FIELD_PATHS: Mapping[str, str] = {
     "user_data": "spec.userData",
     "byol": "spec.byol",
     "kms_key_id": "spec.systemDiskEncryption.kmsKeyId",
+    "image_id": "spec.imageId",
     "cloud_init": "spec.cloudInit",
     "poll_interval_seconds": "spec.pollIntervalSeconds",
     "timeout_seconds": "spec.timeoutSeconds",
@@ -214,6 +215,9 @@ class ReinstallSpec:
     user_data: UserDataSource | None = None
     byol: bool = False
     kms_key_id: str | None = None
+    image_id: str | None = (
+        None  # set: change the OS to this image (the change-OS API) instead of reinstalling
+    )
     cloud_init: bool = True
     poll_interval_seconds: int = DEFAULT_POLL_INTERVAL_SECONDS
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
@@ -270,6 +274,7 @@ _SPEC_KEYS = (
     "userData",
     "byol",
     "systemDiskEncryption",
+    "imageId",
     "cloudInit",
     "pollIntervalSeconds",
     "timeoutSeconds",
@@ -478,6 +483,14 @@ def parse_spec(raw: Mapping[str, Any]) -> ReinstallSpec:
                 required="the ID of the KMS key that encrypts the system disk",
             )
 
+    image_id = reader.string(
+        spec,
+        "imageId",
+        "spec.imageId",
+        pattern=UUID_PATTERN,
+        expected="an image ID: a lowercase UUID of 36 characters such as 67f433d8-ed0e-4321-a8a2-a71838539e09 (the "
+        "image's ID, not its name)",
+    )
     stop_server = reader.boolean(spec, "stopServer", "spec.stopServer", False)
     byol = reader.boolean(spec, "byol", "spec.byol", False)
     cloud_init = reader.boolean(spec, "cloudInit", "spec.cloudInit", True)
@@ -527,6 +540,7 @@ def parse_spec(raw: Mapping[str, Any]) -> ReinstallSpec:
         user_data=user_data,
         byol=byol,
         kms_key_id=kms_key_id,
+        image_id=image_id,
         cloud_init=cloud_init,
         poll_interval_seconds=poll_interval,
         timeout_seconds=timeout,
@@ -753,7 +767,8 @@ def _user_data_size_message(where: str, size: int) -> str:
 def build_reinstall_body(
     spec: ReinstallSpec, resolved: ResolvedInputs, *, namespace: str | None = None
 ) -> dict[str, Any]:
-    """The body of POST /{v2|v1}/{project_id}/cloudservers/{server_id}/reinstallos, empty fields left out.
+    """The body of POST /{v2|v1}/{project_id}/cloudservers/{server_id}/reinstallos, empty fields left out; with
+    spec.imageId, of .../changeos instead: the same fields plus `imageid`, under "os-change".
 
     Checks the resolved values first (check_resolved), so an invalid body is never built. The result holds the
     password and user data: it goes to the HTTP client and nowhere else (never log it).
@@ -780,6 +795,8 @@ def build_reinstall_body(
         metadata["__system__cmkid"] = spec.kms_key_id
     if metadata:
         option["metadata"] = metadata
+    if spec.image_id:
+        return {"os-change": {**option, "imageid": spec.image_id}}
     return {"os-reinstall": option}
 
 
@@ -801,6 +818,7 @@ def describe(spec: ReinstallSpec) -> dict[str, Any]:
         "userData": _user_data_fact(spec.user_data),
         "byol": spec.byol,
         "systemDiskEncrypted": spec.kms_key_id is not None,
+        "image": spec.image_id,
     }
     return {name: value for name, value in facts.items() if value is not None}
 

@@ -208,6 +208,7 @@ def test_printer_columns():
         ("JOB", ".status.jobId", "string", 0),
         ("READY", '.status.conditions[?(@.type=="Ready")].status', "string", 0),
         ("AGE", ".metadata.creationTimestamp", "date", 0),
+        ("IMAGE", ".spec.imageId", "string", 1),
         ("MESSAGE", ".status.message", "string", 1),
     ]
 
@@ -350,6 +351,8 @@ FULL_STATUS = {
     "jobEndTime": "",
     "submittedAt": "2024-05-06T07:08:09Z",
     "completedAt": "2024-05-06T07:18:09.5+00:00",
+    "imageBefore": "0b4a6d2e-1f3c-4e5a-9b7d-2c8e6f0a1b3d",
+    "imageAfter": "67f433d8-ed0e-4321-a8a2-a71838539e09",
     "subJobs": [
         {
             "jobId": "ff80808288d41e1b018a4b5a6e3a2c20",

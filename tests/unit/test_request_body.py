@@ -262,3 +262,51 @@ def test_an_invalid_password_stops_the_body():
 def test_user_data_only_needs_content():
     with pytest.raises(InvalidSpec):
         body_for({"userData": SECRET_USER_DATA}, ResolvedInputs(user_data=b""))
+
+
+IMAGE = "67f433d8-ed0e-4321-a8a2-a71838539e09"
+
+
+def test_a_change_of_os_is_the_same_body_under_os_change_with_the_image_as_the_sdk_sends_it():
+    from huaweicloudsdkecs.v2 import (
+        ChangeServerOsWithCloudInitOption,
+        ChangeServerOsWithCloudInitRequestBody,
+        ChangeServerOsWithoutCloudInitOption,
+        ChangeServerOsWithoutCloudInitRequestBody,
+        ChangeSeversOsMetadata,
+    )
+
+    ours = body_for(
+        {
+            "imageId": IMAGE,
+            "adminPasswordSecretRef": PASSWORD_REF,
+            "userId": USER,
+            "stopServer": True,
+            "byol": True,
+            "systemDiskEncryption": {"kmsKeyId": KMS},
+            "userData": {"value": "#cloud-config\n"},
+        },
+        ResolvedInputs(admin_password=PASSWORD),
+    )
+    metadata = ChangeSeversOsMetadata(
+        system__encrypted="1",
+        system__cmkid=KMS,
+        user_data=base64.b64encode(b"#cloud-config\n").decode(),
+        byol="true",
+    )
+    option = ChangeServerOsWithCloudInitOption(
+        adminpass=PASSWORD, userid=USER, imageid=IMAGE, mode="withStopServer", metadata=metadata
+    )
+    assert ours == sanitize_for_serialization(ChangeServerOsWithCloudInitRequestBody(os_change=option))
+
+    v1 = body_for(
+        {"imageId": IMAGE, "cloudInit": False, "keyName": "kp-1", "userId": USER},
+    )
+    option_v1 = ChangeServerOsWithoutCloudInitOption(keyname="kp-1", userid=USER, imageid=IMAGE)
+    assert v1 == sanitize_for_serialization(ChangeServerOsWithoutCloudInitRequestBody(os_change=option_v1))
+
+
+@pytest.mark.parametrize("image", ["ubuntu-22.04", IMAGE.upper(), IMAGE[:-1], ""])
+def test_an_image_id_that_is_not_an_id_says_what_to_write(image):
+    with pytest.raises(InvalidSpec, match=r"spec\.imageId: .*(is not valid; expected|is empty;) an image ID"):
+        parse_spec({"serverId": SERVER, "keyName": "kp", "userId": USER, "imageId": image})

@@ -187,14 +187,19 @@ class EcsClient:
         client_token: str | None = None,
         slot_taken: bool = False,
     ) -> str:
-        """Submit the reinstall; return the cloud job ID. `body` is the whole request: {"os-reinstall": {}}.
+        """Submit the reinstall; return the cloud job ID. `body` is the whole request: {"os-reinstall": {}}, or
+        {"os-change": {... "imageid"}} to change the OS to another image (the sibling API, same answer).
         `client_token` goes out as `X-Client-Token` (a UUID): a cloud that honours it answers a repeat with the
         first answer; whether the reinstall API does is not documented, so nothing here relies on it."""
         secrets = _body_secrets(body) + _credential_secrets(target)
-        operation = Operation.REINSTALL if cloud_init else Operation.REINSTALL_V1
+        change = "os-change" in body
+        if change:
+            operation = Operation.CHANGE_OS if cloud_init else Operation.CHANGE_OS_V1
+        else:
+            operation = Operation.REINSTALL if cloud_init else Operation.REINSTALL_V1
         version = "v2" if cloud_init else "v1"
         project, server = _segment(target.project_id, "project_id"), _segment(server_id, "server_id")
-        path = f"/{version}/{project}/cloudservers/{server}/reinstallos"
+        path = f"/{version}/{project}/cloudservers/{server}/{'changeos' if change else 'reinstallos'}"
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
         # With the rate-limit slot taken by the caller (`acquire_send_slot`), the request leaves at once and is
@@ -510,12 +515,14 @@ def _segment(value: str, name: str) -> str:
 
 def _body_secrets(body: Mapping[str, Any]) -> tuple[str, ...]:
     """Check the body's shape and collect the values no error may ever show (the password and user data)."""
-    if not isinstance(body, Mapping) or not isinstance(body.get("os-reinstall"), Mapping) or len(body) != 1:
+    key = next(iter(body), None) if isinstance(body, Mapping) and len(body) == 1 else None
+    if key not in ("os-reinstall", "os-change") or not isinstance(body[key], Mapping):
         keys = sorted(body) if isinstance(body, Mapping) else type(body).__name__
         raise ValueError(
-            f'the reinstall body must be {{"os-reinstall": {{...}}}} and nothing else; got keys {keys}'
+            'the reinstall body must be {"os-reinstall": {...}} (or {"os-change": {...}}) and nothing else; got '
+            f"keys {keys}"
         )
-    fields = body["os-reinstall"]
+    fields = body[key]
     metadata = fields.get("metadata")
     user_data = metadata.get("user_data") if isinstance(metadata, Mapping) else None
     secrets = [fields.get("adminpass"), user_data]
@@ -669,6 +676,9 @@ def parse_server(data: Mapping[str, Any]) -> Server:
         launched_at=parse_time(server.get("OS-SRV-USG:launched_at")),
         has_system_disk=_has_system_disk(server),
         tags=_tags(server.get("tags")),
+        image_id=_text(
+            (server.get("image") or {}).get("id") if isinstance(server.get("image"), Mapping) else None
+        ),
     )
 
 

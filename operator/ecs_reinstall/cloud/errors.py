@@ -39,6 +39,8 @@ class Operation(enum.StrEnum):
 
     REINSTALL = "reinstall"  # POST /v2/{project}/cloudservers/{server}/reinstallos (Cloud-Init images)
     REINSTALL_V1 = "reinstall_v1"  # POST /v1/{project}/cloudservers/{server}/reinstallos (no Cloud-Init)
+    CHANGE_OS = "change_os"  # POST /v2/{project}/cloudservers/{server}/changeos (spec.imageId, Cloud-Init)
+    CHANGE_OS_V1 = "change_os_v1"  # POST /v1/{project}/cloudservers/{server}/changeos (no Cloud-Init)
     GET_JOB = "get_job"  # GET /v1/{project}/jobs/{job}
     GET_SERVER = "get_server"  # GET /v1/{project}/cloudservers/{server}
     LIST_ACTIONS = "list_actions"  # GET /v2.1/{project}/servers/{server}/os-instance-actions
@@ -47,7 +49,12 @@ class Operation(enum.StrEnum):
     @property
     def mutating(self) -> bool:
         """A mutating call has effects in the cloud: it must not be repeated while its outcome is unknown."""
-        return self in (Operation.REINSTALL, Operation.REINSTALL_V1)
+        return self in (
+            Operation.REINSTALL,
+            Operation.REINSTALL_V1,
+            Operation.CHANGE_OS,
+            Operation.CHANGE_OS_V1,
+        )
 
 
 # Rate limiting by the API gateway or the service: the request was refused before any work was done.

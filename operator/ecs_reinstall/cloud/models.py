@@ -67,6 +67,7 @@ class Server:
     has_system_disk: bool = True
     # The server's tags (details' `tags`, "key=value" strings), as (key, value) pairs: read for the owner check.
     tags: tuple[tuple[str, str], ...] = ()
+    image_id: str | None = None  # the image its system disk was made from (details' image.id)
 
     def tag(self, key: str) -> str | None:
         return next((value for k, value in self.tags if k == key), None)

@@ -91,6 +91,8 @@ class Reason(enum.StrEnum):
     # Tenancy (tenancy.py) refused the resource: default credentials its namespace may not use, or a server tagged
     # for another namespace. failure.code says which.
     FORBIDDEN = "Forbidden"
+    # The server already carries spec.revisionTag (its EcsReinstallSet's revision was done): nothing was sent.
+    ALREADY_AT_REVISION = "AlreadyAtRevision"
 
 
 # Server states in which a job-less reinstall (job ID lost) is taken as finished.
@@ -515,6 +517,31 @@ def on_intent(
         **images,
     )
     return Transition(patch=patch, event=Event("Normal", "Submitting", message))
+
+
+def on_already_at_revision(ctx: Context, status: Mapping, server_id: str, tag: tuple[str, str]) -> Transition:
+    """The server's tag records that this revision was done already (by a set, a re-created one, another
+    cluster): Succeeded without a request."""
+    message = (
+        f"Server {server_id} already carries the tag {tag[0]}={tag[1]} (spec.revisionTag): this revision was done "
+        "already; nothing was sent"
+    )
+    patch = _status(
+        ctx,
+        status,
+        Phase.SUCCEEDED,
+        Reason.ALREADY_AT_REVISION,
+        message,
+        submitted=False,
+        completedAt=timestamp(ctx.now),
+        waitingFor=None,
+    )
+    return Transition(patch=patch, event=Event("Normal", str(Reason.ALREADY_AT_REVISION), message))
+
+
+def with_revision_tag(transition: Transition, written: bool) -> Transition:
+    """A success whose spec.revisionTag was (or could not be) written on the server: status.revisionTagged."""
+    return replace(transition, patch={**transition.patch, "revisionTagged": written})
 
 
 def with_image_after(transition: Transition, image_after: str | None) -> Transition:

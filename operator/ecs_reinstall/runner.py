@@ -83,6 +83,8 @@ class CloudApi(Protocol):
 
     async def get_server(self, target: CloudTarget, server_id: str) -> Server: ...
 
+    async def tag_server(self, target: CloudTarget, server_id: str, tags: Mapping[str, str]) -> None: ...
+
     async def list_actions(self, target: CloudTarget, server_id: str) -> list[InstanceAction]: ...
 
     async def get_action(self, target: CloudTarget, server_id: str, request_id: str) -> InstanceAction: ...
@@ -378,14 +380,43 @@ class Runner:
             transition = await self._follow_after_timeout(parsed, status)
         else:
             transition = await self._poll_server(parsed, status)
-        return await self._image_after(parsed, transition), basis
+        return await self._after_success(parsed, transition), basis
 
-    async def _image_after(
+    async def _after_success(
         self, spec: spec_model.ReinstallSpec | None, transition: rc.Transition
     ) -> rc.Transition:
+        """What a success records besides its witness: the revision tag on the server, the image after a change."""
+        if spec is None or transition.patch.get("phase") != "Succeeded":
+            return transition
+        if spec.revision_tag:
+            transition = rc.with_revision_tag(transition, await self._write_revision_tag(spec))
+        return await self._image_after(spec, transition)
+
+    async def _write_revision_tag(self, spec: spec_model.ReinstallSpec) -> bool:
+        """The durable record that this revision is done, on the server itself: a set (or a re-created one, or
+        one in another cluster) never reinstalls it again for that revision. No compare-and-swap exists on tags;
+        creating one is idempotent."""
+        assert spec.revision_tag is not None
+        key, value = spec.revision_tag
+        try:
+            target = await self._ensure_target(spec)
+            await self.deps.cloud.tag_server(target, self.server_id, {key: value})
+        except (MissingInput, spec_model.InvalidSpec, CloudError, KubeError) as exc:
+            self.log.warning(
+                "the reinstall succeeded, but the tag %s=%s could not be written on server %s (%s): a new set for "
+                "the same revision would reinstall it again",
+                key,
+                value,
+                self.server_id,
+                _short(exc),
+            )
+            return False
+        return True
+
+    async def _image_after(self, spec: spec_model.ReinstallSpec, transition: rc.Transition) -> rc.Transition:
         """A change of OS that just succeeded, by whichever witness, records the server's image now: one read,
         only then (a reinstall keeps its image). A read that fails leaves imageAfter out; the outcome stands."""
-        if spec is None or not spec.image_id or transition.patch.get("phase") != "Succeeded":
+        if not spec.image_id:
             return transition
         try:
             server = await self.deps.cloud.get_server(await self._ensure_target(spec), self.server_id)
@@ -498,6 +529,8 @@ class Runner:
                 tenancy.check_owner(self.deps.settings, self.namespace, server)
             except tenancy.Forbidden as exc:
                 return rc.on_forbidden(ctx, status, exc.code, str(exc)), basis
+            if spec.revision_tag and server.tag(spec.revision_tag[0]) == spec.revision_tag[1]:
+                return rc.on_already_at_revision(ctx, status, spec.server_id, spec.revision_tag), basis
             if server.busy:
                 return rc.on_wait(
                     ctx,

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cloud import tags
+
 # --- formats: the same patterns as the CRD (tests/unit/test_crd.py keeps them equal) ---
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -85,6 +87,7 @@ FIELD_PATHS: Mapping[str, str] = {
     "byol": "spec.byol",
     "kms_key_id": "spec.systemDiskEncryption.kmsKeyId",
     "image_id": "spec.imageId",
+    "revision_tag": "spec.revisionTag",
     "cloud_init": "spec.cloudInit",
     "poll_interval_seconds": "spec.pollIntervalSeconds",
     "timeout_seconds": "spec.timeoutSeconds",
@@ -223,6 +226,9 @@ class ReinstallSpec:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     pending_timeout_seconds: int | None = None  # never submitted for this long: fail (off by default)
     ttl_seconds_after_finished: int | None = None  # finished for this long: deleted (off by default)
+    # (key, value) of the server tag that records this reinstall (an EcsReinstallSet's revision): a server that
+    # carries it is not reinstalled again (AlreadyAtRevision), and it is written once the reinstall succeeded
+    revision_tag: tuple[str, str] | None = None
 
     @property
     def api_version(self) -> ApiVersion:
@@ -280,6 +286,7 @@ _SPEC_KEYS = (
     "timeoutSeconds",
     "pendingTimeoutSeconds",
     "ttlSecondsAfterFinished",
+    "revisionTag",
 )
 
 
@@ -508,6 +515,7 @@ def parse_spec(raw: Mapping[str, Any]) -> ReinstallSpec:
         spec, "pendingTimeoutSeconds", "spec.pendingTimeoutSeconds", PENDING_TIMEOUT_RANGE
     )
     ttl = reader.optional_integer(spec, "ttlSecondsAfterFinished", "spec.ttlSecondsAfterFinished", TTL_RANGE)
+    revision_tag = _read_revision_tag(reader, spec.get("revisionTag"))
 
     has_password, has_key, has_user_data = (
         "adminPasswordSecretRef" in spec and spec["adminPasswordSecretRef"] is not None,
@@ -546,7 +554,27 @@ def parse_spec(raw: Mapping[str, Any]) -> ReinstallSpec:
         timeout_seconds=timeout,
         pending_timeout_seconds=pending_timeout,
         ttl_seconds_after_finished=ttl,
+        revision_tag=revision_tag,
     )
+
+
+def _read_revision_tag(reader: _Reader, raw: Any) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    tag = reader.mapping(raw, "spec.revisionTag", ("key", "value"))
+    if tag is None:
+        return None
+    found = []
+    for name in ("key", "value"):
+        value = reader.string(tag, name, f"spec.revisionTag.{name}", required=f"the server tag's {name}")
+        problem = tags.problem(value, key=name == "key") if isinstance(value, str) and value else None
+        if problem:
+            reader.fail(
+                f"spec.revisionTag.{name}", f"{problem}: Huawei tag keys hold 1-36 characters, values 1-43"
+            )
+        found.append(value)
+    key, value = found
+    return (key, value) if key and value else None
 
 
 def _read_user_data(reader: _Reader, raw: Any) -> UserDataSource | None:

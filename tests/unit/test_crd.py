@@ -353,6 +353,7 @@ FULL_STATUS = {
     "completedAt": "2024-05-06T07:18:09.5+00:00",
     "imageBefore": "0b4a6d2e-1f3c-4e5a-9b7d-2c8e6f0a1b3d",
     "imageAfter": "67f433d8-ed0e-4321-a8a2-a71838539e09",
+    "revisionTagged": True,
     "subJobs": [
         {
             "jobId": "ff80808288d41e1b018a4b5a6e3a2c20",

@@ -26,6 +26,7 @@ import json
 import logging
 import ssl
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -239,6 +240,44 @@ class EcsClient:
             f"/v1/{_segment(target.project_id, 'project_id')}/cloudservers/{_segment(server_id, 'server_id')}"
         )
         return await self._read(Operation.GET_SERVER, target, path, parse_server)
+
+    async def list_servers(
+        self, target: CloudTarget, *, tags: Mapping[str, str] | None = None
+    ) -> list[Server]:
+        """Every server of the project (with all of `tags`), full details, in pages of 1000: one call stands for
+        up to a thousand single-server reads."""
+        project = _segment(target.project_id, "project_id")
+        found: list[Server] = []
+        page = 1
+        while True:
+            query = [("limit", str(LIST_PAGE)), ("offset", str(page))]
+            if tags:
+                query.append(("tags", ",".join(f"{k}={v}" for k, v in sorted(tags.items()))))
+            path = f"/v1/{project}/cloudservers/detail?" + urllib.parse.urlencode(query)
+            count, servers = await self._read(Operation.LIST_SERVERS, target, path, parse_server_page)
+            found.extend(servers)
+            if not servers or len(servers) < LIST_PAGE or len(found) >= count:
+                return found
+            page += 1
+
+    async def tag_server(self, target: CloudTarget, server_id: str, tags: Mapping[str, str]) -> None:
+        """Adds (or overwrites) tags on the server. Creating a tag is idempotent, so it is retried like a read."""
+        path = (
+            f"/v1/{_segment(target.project_id, 'project_id')}/cloudservers/{_segment(server_id, 'server_id')}"
+            "/tags/action"
+        )
+        body = {"action": "create", "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]}
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        secrets = _credential_secrets(target)
+        for attempt in range(self.config.max_get_attempts):
+            try:
+                await self._attempt(Operation.TAG_SERVER, target, "POST", path, content, secrets)
+                return
+            except (ThrottledError, TransientError) as error:
+                delay = self._retry_delay(attempt, self.config.max_get_attempts, error)
+                if delay is None:
+                    raise
+                await self._sleep(delay)
 
     async def acquire_send_slot(self, target: CloudTarget) -> None:
         """Waits for the rate limit's token of a request to be sent next (`reinstall(..., slot_taken=True)`): a
@@ -679,7 +718,19 @@ def parse_server(data: Mapping[str, Any]) -> Server:
         image_id=_text(
             (server.get("image") or {}).get("id") if isinstance(server.get("image"), Mapping) else None
         ),
+        zone=_text(server.get("OS-EXT-AZ:availability_zone")),
     )
+
+
+LIST_PAGE = 1000  # the list API's largest page
+
+
+def parse_server_page(data: Mapping[str, Any]) -> tuple[int, list[Server]]:
+    """(count of all matching servers, this page's servers) from GET /v1/{project}/cloudservers/detail."""
+    servers = data.get("servers") if isinstance(data, Mapping) else None
+    if not isinstance(servers, list):
+        raise UnexpectedResponse("the server list answer has no servers list")
+    return int(data.get("count") or 0), [parse_server({"server": item}) for item in servers]
 
 
 def _tags(tags: Any) -> tuple[tuple[str, str], ...]:

@@ -42,6 +42,8 @@ class Operation(enum.StrEnum):
     CHANGE_OS = "change_os"  # POST /v2/{project}/cloudservers/{server}/changeos (spec.imageId, Cloud-Init)
     CHANGE_OS_V1 = "change_os_v1"  # POST /v1/{project}/cloudservers/{server}/changeos (no Cloud-Init)
     GET_JOB = "get_job"  # GET /v1/{project}/jobs/{job}
+    LIST_SERVERS = "list_servers"  # GET /v1/{project}/cloudservers/detail (pages, tag filters)
+    TAG_SERVER = "tag_server"  # POST /v1/{project}/cloudservers/{server}/tags/action (create: idempotent)
     GET_SERVER = "get_server"  # GET /v1/{project}/cloudservers/{server}
     LIST_ACTIONS = "list_actions"  # GET /v2.1/{project}/servers/{server}/os-instance-actions
     GET_ACTION = "get_action"  # GET /v2.1/{project}/servers/{server}/os-instance-actions/{request_id}

@@ -68,6 +68,7 @@ class Server:
     # The server's tags (details' `tags`, "key=value" strings), as (key, value) pairs: read for the owner check.
     tags: tuple[tuple[str, str], ...] = ()
     image_id: str | None = None  # the image its system disk was made from (details' image.id)
+    zone: str | None = None  # OS-EXT-AZ:availability_zone
 
     def tag(self, key: str) -> str | None:
         return next((value for k, value in self.tags if k == key), None)

@@ -30,6 +30,8 @@ from deploy_support import (
     service_account_grants,
 )
 
+from ecs_reinstall import settings as operator_settings
+
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
 LEASE_NAME = DEFAULT_RELEASE  # the release's full name
 # Leader election: exactly the Lease verbs the elector uses, on its own Lease (create cannot name it), in the
@@ -107,6 +109,35 @@ MATRIX = [
     Case(
         "custom-image",
         installable({"image": {"repository": "registry.example.com/ops/ecs", "tag": "1.2.3-rc.1"}}),
+    ),
+    Case(
+        "tenancy",
+        installable(
+            {
+                "credentials": {
+                    "allowedNamespaces": ["team-a", "team-b"],
+                    "allowedNamespaceSelector": "ecs.reinstall.dev/default-credentials=allowed",
+                },
+                "serverOwnership": {
+                    "tagKey": "ecs-reinstall-namespace",
+                    "extraValues": {"team-b": ["web-b", "shared"], "team-a": ["web-a"]},
+                },
+            }
+        ),
+    ),
+    Case(
+        "namespaced-tenancy",
+        installable(
+            {
+                "watchNamespaces": ["team-a", "team-b"],
+                "credentials": {"allowedNamespaces": ["team-a"]},
+                "serverOwnership": {"tagKey": "ecs-reinstall-namespace"},
+            }
+        ),
+    ),
+    Case(
+        "every-namespace-may-use-default-credentials",
+        installable({"credentials": {"allowedNamespaces": ["*"]}}),
     ),
     Case("one-replica", installable({"replicaCount": 1})),
     Case("three-replicas", installable({"replicaCount": 3})),
@@ -489,6 +520,35 @@ def test_cluster_scoped_names_include_the_release_namespace(helm: Helm, tmp_path
         ({"extraEnv": [{"value": "x"}]}, "/extraEnv/0"),
         ({"resources": {"request": {"cpu": "1"}}}, "request"),
         ({"requireDefaults": "no"}, "/requireDefaults"),
+        ({"credentials": {"allowedNamespaces": ["Team_A"]}}, "/credentials/allowedNamespaces/0"),
+        ({"credentials": {"allowedNamespaces": ["team-*"]}}, "/credentials/allowedNamespaces/0"),
+        ({"credentials": {"allowedNamespaces": ["team-a", "team-a"]}}, "/credentials/allowedNamespaces"),
+        ({"credentials": {"allowedNamespaces": "*"}}, "/credentials/allowedNamespaces"),
+        ({"credentials": {"allowedNamespaceSelector": ["a=b"]}}, "/credentials/allowedNamespaceSelector"),
+        ({"credentials": {"allowedNamespaceSelector": "a=b\nc=d"}}, "/credentials/allowedNamespaceSelector"),
+        ({"serverOwnership": {"tagKey": "team/owner"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "k" * 37}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "owner=namespace"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "owner,namespace"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "owner|namespace"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "owner\\namespace"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "owner*"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "<owner>"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": "owner\tnamespace"}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"tagKey": 1}}, "/serverOwnership/tagKey"),
+        ({"serverOwnership": {"extraValues": {"team-a": "web-a"}}}, "/serverOwnership/extraValues/team-a"),
+        ({"serverOwnership": {"extraValues": {"team-a": []}}}, "/serverOwnership/extraValues/team-a"),
+        (
+            {"serverOwnership": {"extraValues": {"team-a": ["web|a"]}}},
+            "/serverOwnership/extraValues/team-a/0",
+        ),
+        ({"serverOwnership": {"extraValues": {"team-a": [""]}}}, "/serverOwnership/extraValues/team-a/0"),
+        (
+            {"serverOwnership": {"extraValues": {"team-a": ["v" * 44]}}},
+            "/serverOwnership/extraValues/team-a/0",
+        ),
+        ({"serverOwnership": {"extraValues": {"Team_A": ["web-a"]}}}, "Team_A"),
+        ({"serverOwnership": {"ownerTag": "x"}}, "ownerTag"),
     ],
     ids=lambda v: str(v)[:40] if isinstance(v, dict) else None,
 )
@@ -583,6 +643,23 @@ def test_notes(helm: Helm, tmp_path: Path) -> None:
     scoped = notes(installable({"watchNamespaces": ["team-a", "team-b"]}))
     assert "serves EcsReinstall resources in: team-a, team-b" in scoped
     assert "create secret generic hwc" in scoped
+    # Who may use the default credentials: the release namespace only, unless more are allowed.
+    who = "EcsReinstall resources without spec.credentialsSecretRef may use them in these namespaces only:\n"
+    elsewhere = "\nElsewhere such a resource fails (reason Forbidden, code DefaultCredentialsNotAllowed)"
+    assert f"{who}  {DEFAULT_NAMESPACE} (the release namespace){elsewhere}" in default
+    assert "credentials.allowedNamespaces or credentials.allowedNamespaceSelector." in default
+    assert "credentials.allowedNamespaceSelector" not in scoped, "namespaced mode cannot have a selector"
+    assert "Server ownership" not in default
+    tenancy = notes(next(c for c in MATRIX if c.id == "tenancy").values)
+    assert (
+        f"{who}  {DEFAULT_NAMESPACE} (the release namespace)\n  team-a\n  team-b\n"
+        "  and every namespace whose labels match: ecs.reinstall.dev/default-credentials=allowed"
+        f"{elsewhere}"
+    ) in tenancy
+    assert "may only reinstall a server tagged ecs-reinstall-namespace=N (or one of the values" in tenancy
+    everyone = notes(installable({"credentials": {"allowedNamespaces": ["*"]}}))
+    assert "may use them in every namespace" in everyone and who not in everyone
+    assert "may use them" not in own, "no default credentials, nobody uses them"
     monitor = installable({"metrics": {"serviceMonitor": {"enabled": True}}})
     assert "no ServiceMonitor was created" in notes(monitor)
     assert "ServiceMonitor" not in default
@@ -596,6 +673,153 @@ def test_argocd_example_values_fit_the_chart(helm: Helm, tmp_path: Path) -> None
     helm.lint(values, tmp_path=tmp_path)
     docs = helm.render(values, tmp_path=tmp_path, namespace=application["spec"]["destination"]["namespace"])
     assert container(only(docs, "Deployment"))["image"].startswith(values["image"]["repository"] + ":")
+
+
+# --- Tenancy: who may use the default credentials, which servers belong to a namespace ---------------------------
+
+SELECTOR = "ecs.reinstall.dev/default-credentials=allowed"
+NAMESPACES_ENV = "ECS_REINSTALL_DEFAULT_CREDENTIALS_NAMESPACES"
+SELECTOR_ENV = "ECS_REINSTALL_DEFAULT_CREDENTIALS_NAMESPACE_SELECTOR"
+TAG_KEY_ENV = "ECS_REINSTALL_OWNER_TAG_KEY"
+TAG_VALUES_ENV = "ECS_REINSTALL_OWNER_TAG_VALUES"
+TENANCY_ENV = (NAMESPACES_ENV, SELECTOR_ENV, TAG_KEY_ENV, TAG_VALUES_ENV)
+LIST_NAMESPACES = Grant("", "", "namespaces", "list")
+SELECTOR_IN_NAMESPACED_MODE = (
+    "credentials.allowedNamespaceSelector needs list on namespaces, a cluster-scoped grant that namespaced mode "
+    "(watchNamespaces) does without: list the namespaces in credentials.allowedNamespaces instead"
+)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, {}),
+        (
+            {"credentials": {"allowedNamespaces": []}, "serverOwnership": {"tagKey": "", "extraValues": {}}},
+            {},
+        ),
+        ({"credentials": {"allowedNamespaces": ["team-b", "team-a"]}}, {NAMESPACES_ENV: "team-b,team-a"}),
+        ({"credentials": {"allowedNamespaces": ["*"]}}, {NAMESPACES_ENV: "*"}),
+        ({"credentials": {"allowedNamespaceSelector": SELECTOR}}, {SELECTOR_ENV: SELECTOR}),
+        (
+            {"credentials": {"allowedNamespaceSelector": "env in (dev, test),!locked"}},
+            {SELECTOR_ENV: "env in (dev, test),!locked"},
+        ),
+        (
+            {"serverOwnership": {"tagKey": "ecs-reinstall-namespace"}},
+            {TAG_KEY_ENV: "ecs-reinstall-namespace"},
+        ),
+        (
+            {
+                "serverOwnership": {
+                    "tagKey": "owner",
+                    "extraValues": {"team-b": ["web-b"], "team-a": ["web-a", "shared"]},
+                }
+            },
+            {TAG_KEY_ENV: "owner", TAG_VALUES_ENV: "team-a=web-a|shared,team-b=web-b"},
+        ),
+    ],
+    ids=[
+        "unset",
+        "empty",
+        "namespaces",
+        "every-namespace",
+        "selector",
+        "set-based-selector",
+        "tag-key",
+        "tag-values",
+    ],
+)
+def test_tenancy_values_become_environment_variables_only_when_set(
+    helm: Helm, tmp_path: Path, values: dict[str, Any], expected: dict[str, str]
+) -> None:
+    env = env_of(only(helm.render(installable(values), tmp_path=tmp_path), "Deployment"))
+    assert {name: value for name, value in env.items() if name in TENANCY_ENV} == expected
+
+
+@pytest.mark.parametrize(
+    "case_id", ["tenancy", "namespaced-tenancy", "every-namespace-may-use-default-credentials"]
+)
+def test_the_operator_reads_the_rendered_tenancy_settings(helm: Helm, tmp_path: Path, case_id: str) -> None:
+    """The rendered environment, read by the operator's own settings loader: the formats agree."""
+    case = next(c for c in MATRIX if c.id == case_id)
+    env = env_of(only(render(helm, case, tmp_path), "Deployment"))
+    loaded = operator_settings.load(environ={k: v for k, v in env.items() if isinstance(v, str)})
+    credentials = case.values["credentials"]
+    ownership = case.values.get("serverOwnership", {})
+    assert loaded.default_credentials_namespaces == tuple(sorted(credentials.get("allowedNamespaces", [])))
+    assert loaded.default_credentials_namespace_selector == (
+        credentials.get("allowedNamespaceSelector") or None
+    )
+    assert loaded.owner_tag_key == (ownership.get("tagKey") or None)
+    extra = ownership.get("extraValues", {})
+    assert loaded.owner_tag_values == tuple((ns, tuple(extra[ns])) for ns in sorted(extra))
+
+
+def test_only_a_namespace_selector_grants_list_on_namespaces(helm: Helm, tmp_path: Path) -> None:
+    """Namespaces allowed by name (or "*") and the owner tag need no API call; a selector needs list on
+    namespaces: one more rule in the ClusterRole, and nothing else changes."""
+    plain_docs = helm.render(installable(), tmp_path=tmp_path)
+    plain = service_account_grants(plain_docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE)
+    by_name = installable(
+        {
+            "credentials": {"allowedNamespaces": ["team-a", "*"]},
+            "serverOwnership": {"tagKey": "owner", "extraValues": {"team-a": ["web-a"]}},
+        }
+    )
+    assert (
+        service_account_grants(helm.render(by_name, tmp_path=tmp_path), DEFAULT_NAMESPACE, DEFAULT_RELEASE)
+        == plain
+    )
+    assert not any(g.resource == "namespaces" for g in plain)
+    selector_values = installable({"credentials": {"allowedNamespaceSelector": SELECTOR}})
+    selector_docs = helm.render(selector_values, tmp_path=tmp_path)
+    assert service_account_grants(selector_docs, DEFAULT_NAMESPACE, DEFAULT_RELEASE) == plain | {
+        LIST_NAMESPACES
+    }
+    cluster_role = only(selector_docs, "ClusterRole")
+    assert cluster_role["rules"] == [
+        *only(plain_docs, "ClusterRole")["rules"],
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+    ]
+    text = helm.template(selector_values, tmp_path=tmp_path).stdout
+    rule_comment = text.split('resources: ["events"]', 1)[1].split('resources: ["namespaces"]', 1)[0]
+    assert "# credentials.allowedNamespaceSelector:" in rule_comment, "the rule says why it is there"
+
+
+@pytest.mark.parametrize("verb", ["template", "install"])
+def test_namespaced_mode_refuses_a_namespace_selector(helm: Helm, tmp_path: Path, verb: str) -> None:
+    values = installable(
+        {"watchNamespaces": ["team-a"], "credentials": {"allowedNamespaceSelector": SELECTOR}}
+    )
+    result = run_chart(helm, verb, values, tmp_path)
+    assert result.returncode != 0, "accepted"
+    assert SELECTOR_IN_NAMESPACED_MODE in result.stderr, result.stderr
+    # The way out the message names: namespaced mode with the namespaces listed, still nothing cluster-scoped.
+    listed = installable({"watchNamespaces": ["team-a"], "credentials": {"allowedNamespaces": ["team-a"]}})
+    assert run_chart(helm, verb, listed, tmp_path).returncode == 0
+    docs = helm.render(listed, tmp_path=tmp_path)
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    assert env_of(only(docs, "Deployment"))[NAMESPACES_ENV] == "team-a"
+
+
+def test_owner_tag_values_need_a_tag_key(helm: Helm, tmp_path: Path) -> None:
+    values = installable({"serverOwnership": {"extraValues": {"team-a": ["web-a"]}}})
+    result = helm.template(values, tmp_path=tmp_path, check=False)
+    assert result.returncode != 0, "accepted"
+    assert (
+        "serverOwnership.extraValues lists owner tag values but serverOwnership.tagKey is empty"
+        in result.stderr
+    ), result.stderr
+
+
+def test_the_schema_accepts_tag_keys_and_values_up_to_huaweis_limits(helm: Helm, tmp_path: Path) -> None:
+    key, value = "k" * 36, "v" * 43
+    values = installable(
+        {"serverOwnership": {"tagKey": key, "extraValues": {"team-a": [value, "Web_A.1:x@y"]}}}
+    )
+    env = env_of(only(helm.render(values, tmp_path=tmp_path), "Deployment"))
+    assert (env[TAG_KEY_ENV], env[TAG_VALUES_ENV]) == (key, f"team-a={value}|Web_A.1:x@y")
 
 
 # --- The defaults every install needs ------------------------------------------------------------------------
@@ -921,7 +1145,8 @@ def test_values_that_look_like_yaml_booleans_numbers_or_null_stay_strings(helm: 
             "fullnameOverride": "yes",
             "nameOverride": "on",
             "serviceAccount": {"create": True, "name": "no", "annotations": {"example.com/a": "y"}},
-            "credentials": {"existingSecret": "off"},
+            "credentials": {"existingSecret": "off", "allowedNamespaces": ["no", "0123"]},
+            "serverOwnership": {"tagKey": "yes", "extraValues": {"on": ["1e3"]}},
             "watchNamespaces": ["true", "0123"],
             "caBundle": {"configMap": "null", "key": "1e3"},
             "priorityClassName": "false",
@@ -949,6 +1174,7 @@ def test_values_that_look_like_yaml_booleans_numbers_or_null_stay_strings(helm: 
     env = env_of(deployment)
     assert env["ECS_REINSTALL_CREDENTIALS_SECRET"] == "off"
     assert env["ECS_REINSTALL_WATCH_NAMESPACES"] == "true,0123"
+    assert (env[NAMESPACES_ENV], env[TAG_KEY_ENV], env[TAG_VALUES_ENV]) == ("no,0123", "yes", "on=1e3")
     assert env["ODD"] == "0123"
     assert only(docs, "ServiceAccount")["metadata"]["annotations"] == {"example.com/a": "y"}
     assert only(docs, "Service")["metadata"]["annotations"] == {"example.com/c": "on"}

@@ -4,6 +4,7 @@ same RBAC rules, same pod (security, args, probes, ports, volumes) and the same 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from deploy_support import (
     run_tool,
     service_account_grants,
 )
+
+from ecs_reinstall import settings as operator_settings
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +141,27 @@ def test_same_metrics_service(kustomized: list[dict[str, Any]], chart_default: l
     ours, chart = only(kustomized, "Service"), only(chart_default, "Service")
     assert ours["metadata"]["name"] == chart["metadata"]["name"]
     assert ours["spec"] == chart["spec"]
+
+
+TENANCY_SETTINGS = {
+    "ECS_REINSTALL_DEFAULT_CREDENTIALS_NAMESPACES",
+    "ECS_REINSTALL_DEFAULT_CREDENTIALS_NAMESPACE_SELECTOR",
+    "ECS_REINSTALL_OWNER_TAG_KEY",
+    "ECS_REINSTALL_OWNER_TAG_VALUES",
+}
+
+
+def test_tenancy_settings_are_unset_with_examples_the_operator_accepts(
+    kustomized: list[dict[str, Any]],
+) -> None:
+    """Like the chart's defaults, the base allows the default credentials in the operator's namespace only and
+    checks no owner tag; settings.env shows each tenancy setting as a commented example, valid as written."""
+    assert not TENANCY_SETTINGS & effective_env(kustomized).keys()
+    lines = (MANIFESTS_DIR / "settings.env").read_text().splitlines()
+    examples = dict(line[2:].split("=", 1) for line in lines if re.match(r"# ECS_REINSTALL_\w+=", line))
+    assert examples.keys() == TENANCY_SETTINGS
+    loaded = operator_settings.load(environ=examples)
+    assert loaded.default_credentials_namespaces == ("team-a", "team-b")
+    assert loaded.default_credentials_namespace_selector == "ecs.reinstall.dev/default-credentials=allowed"
+    assert loaded.owner_tag_key == "ecs-reinstall-namespace"
+    assert loaded.owner_tag_values == (("team-a", ("web-a", "shared")), ("team-b", ("web-b",)))

@@ -1,7 +1,8 @@
 """The chart's manifests on a Kubernetes API (kube_emulator) with real kubectl, then the operator run exactly as
 the rendered Deployment runs it, reconciling samples against the ECS emulator; and the proof of least privilege.
 
-For each RBAC mode (cluster-wide; two watched namespaces) one scenario:
+For each RBAC mode (cluster-wide; two watched namespaces; cluster-wide with a namespace selector for the default
+credentials) one scenario:
 1. both emulators start as processes on free loopback ports (they print their URL first, like in `make demo`);
 2. the chart is rendered with helm (CRD included) and applied with `kubectl apply --server-side`; the samples
    (Secrets, a ConfigMap, two EcsReinstalls) are applied the same way;
@@ -9,9 +10,12 @@ For each RBAC mode (cluster-wide; two watched namespaces) one scenario:
    container's environment (the downward-API namespace resolved) plus KUBECONFIG, since outside a pod there is no
    in-cluster service account;
 4. in the cluster-wide scenario one status write meets an injected 409 Conflict, so the operator re-reads; in
-   both, the operator first takes the leader Lease (as the chart's replicas do), renews it, and releases it when
+   each, the operator first takes the leader Lease (as the chart's replicas do), renews it, and releases it when
    stopped;
-5. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
+5. the sample using the default credentials is in a namespace other than the operator's: allowed by
+   `credentials.allowedNamespaces`, or in the selector scenario by a namespace label matching
+   `credentials.allowedNamespaceSelector` (the operator then lists namespaces, which only that chart grants);
+6. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
    operator's API calls: every one must be allowed by the rendered RBAC for the operator's ServiceAccount, and
    every grant of the chart must be used by some call (here or in the e2e suite's recording).
 """
@@ -52,6 +56,12 @@ OPERATOR_NAMESPACE = "ecs-reinstall-system"
 RELEASE = "ecs-reinstall-operator"
 POD_NAME = f"{RELEASE}-5f7c9d8b4-q2x7z"  # what the downward API would give the operator's Pod
 TEAM_NAMESPACES = ("team-a", "team-b")
+# The samples' namespace whose EcsReinstall uses the operator's default credentials (see `samples`): it must be
+# allowed to (credentials.allowedNamespaces, or a label the selector matches).
+DEFAULT_CREDENTIALS_NAMESPACE = TEAM_NAMESPACES[0]
+NAMESPACE_SELECTOR = "ecs.reinstall.dev/default-credentials=allowed"
+NAMESPACE_SELECTOR_LABELS = {"ecs.reinstall.dev/default-credentials": "allowed"}
+LIST_NAMESPACES = ApiCall("list", "", "namespaces")
 DEFAULT_CREDENTIALS = "hwc-credentials"
 ACCESS_KEY = "DEPLOYTESTAK00000001"
 SECRET_KEY = "deploy-test-sk-not-a-real-key-000000001"
@@ -237,8 +247,27 @@ def samples(namespaces: tuple[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def namespace_doc(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+def namespace_doc(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if labels:
+        metadata["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def default_credentials_values(mode: str) -> dict[str, Any]:
+    """How each scenario lets the default-credentials sample's namespace use them: by name, or (selector) by a
+    label that the namespace gets in `namespace_labels`."""
+    if mode == "selector":
+        return {"allowedNamespaceSelector": NAMESPACE_SELECTOR}
+    return {"allowedNamespaces": [DEFAULT_CREDENTIALS_NAMESPACE]}
+
+
+def namespace_labels(mode: str, namespace: str) -> dict[str, str]:
+    return (
+        dict(NAMESPACE_SELECTOR_LABELS)
+        if mode == "selector" and namespace == DEFAULT_CREDENTIALS_NAMESPACE
+        else {}
+    )
 
 
 def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scenario:
@@ -263,7 +292,7 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
             "region": "ap-southeast-1",
             "projectId": PROJECT_ID,
             "endpoint": ecs_url,
-            "credentials": {"existingSecret": DEFAULT_CREDENTIALS},
+            "credentials": {"existingSecret": DEFAULT_CREDENTIALS, **default_credentials_values(mode)},
             "logFormat": "text",
             "metrics": {"port": free_port()},
             "health": {"port": free_port()},
@@ -278,7 +307,8 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
         # What `helm install --create-namespace` does, with kubectl: the namespaces, the CRD, then the rest.
         kubectl = Kubectl(kubectl_binary, kubeconfig)
         kubectl.apply(
-            [namespace_doc(n) for n in (OPERATOR_NAMESPACE, *TEAM_NAMESPACES)], work / "namespaces.yaml"
+            [namespace_doc(n, namespace_labels(mode, n)) for n in (OPERATOR_NAMESPACE, *TEAM_NAMESPACES)],
+            work / "namespaces.yaml",
         )
         crds = by_kind(docs, "CustomResourceDefinition")
         kubectl.apply(crds, work / "crds.yaml")
@@ -368,11 +398,11 @@ def scenarios(
 ) -> dict[str, Scenario]:
     return {
         mode: run_scenario(mode, helm, kubectl_binary, tmp_path_factory.mktemp(f"scenario-{mode}"))
-        for mode in ("clusterwide", "namespaced")
+        for mode in MODES
     }
 
 
-MODES = ["clusterwide", "namespaced"]
+MODES = ["clusterwide", "namespaced", "selector"]
 
 
 def log_tail(scenario: Scenario) -> str:
@@ -457,6 +487,7 @@ class E2eRecording:
     """What the e2e suite leaves in E2E_RECORDING (JSON): the operator's own calls, not the test driver's.
 
     {"watchNamespaces": [...], "operatorNamespace": "...", "credentialsSecret": "..." (optional),
+     "defaultCredentialsNamespaceSelector": "..." (optional: the operators had one, so they listed namespaces),
      "requests": [items as in GET /_emulator/requests: verb, group, resource, subresource, namespace, count]}
     """
 
@@ -464,6 +495,7 @@ class E2eRecording:
     operator_namespace: str
     credentials_secret: str
     calls: set[ApiCall]
+    namespace_selector: str = ""
 
 
 def e2e_recording() -> E2eRecording | None:
@@ -475,6 +507,7 @@ def e2e_recording() -> E2eRecording | None:
         operator_namespace=data.get("operatorNamespace", OPERATOR_NAMESPACE),
         credentials_secret=data.get("credentialsSecret", ""),
         calls=set(counts_from_snapshot(data)),
+        namespace_selector=data.get("defaultCredentialsNamespaceSelector", ""),
     )
 
 
@@ -488,7 +521,10 @@ def test_e2e_recording_is_granted(helm: Helm, tmp_path: Path) -> None:
         )
     values = {
         "watchNamespaces": recording.watch_namespaces,
-        "credentials": {"existingSecret": recording.credentials_secret},
+        "credentials": {
+            "existingSecret": recording.credentials_secret,
+            "allowedNamespaceSelector": recording.namespace_selector,
+        },
     }
     docs = helm.render(values, tmp_path=tmp_path, namespace=recording.operator_namespace)
     grants = service_account_grants(docs, recording.operator_namespace, RELEASE)
@@ -537,3 +573,28 @@ def test_the_operator_leads_with_its_lease_and_releases_it_on_sigterm(
     )
     assert {c.verb for c in scenario.operator_calls if c.resource == "leases"} == {"get", "create", "update"}
     assert {c.namespace for c in scenario.operator_calls if c.resource == "leases"} == {OPERATOR_NAMESPACE}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_namespaces_are_listed_and_granted_only_with_a_selector(
+    scenarios: dict[str, Scenario], mode: str
+) -> None:
+    """The default credentials allowed by name need no API call; allowed by a namespace selector, the operator
+    lists the namespaces that match it (at start-up, with limit=1, to check the selector; then to decide), and
+    only then does the chart grant list on namespaces, cluster-wide, and nothing else on them."""
+    scenario = scenarios[mode]
+    namespace_calls = {c for c in scenario.operator_calls if c.resource == "namespaces"}
+    namespace_grants = {g for g in scenario.grants if g.resource == "namespaces"}
+    if mode == "selector":
+        assert namespace_calls == {LIST_NAMESPACES}, log_tail(scenario)
+        assert namespace_grants == {Grant("", "", "namespaces", "list")}
+    else:
+        assert not namespace_calls, log_tail(scenario)
+        assert not namespace_grants
+    env = container_environment(only(scenario.docs, "Deployment"), OPERATOR_NAMESPACE)
+    assert env.get("ECS_REINSTALL_DEFAULT_CREDENTIALS_NAMESPACE_SELECTOR") == (
+        NAMESPACE_SELECTOR if mode == "selector" else None
+    )
+    assert env.get("ECS_REINSTALL_DEFAULT_CREDENTIALS_NAMESPACES") == (
+        None if mode == "selector" else DEFAULT_CREDENTIALS_NAMESPACE
+    )

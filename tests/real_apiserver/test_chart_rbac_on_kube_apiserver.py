@@ -1,13 +1,16 @@
 """The chart's RBAC on a real kube-apiserver (1.20.2, RBAC authorizer) with a real ServiceAccount token.
 
-For each mode (cluster-wide; `watchNamespaces`) a fresh server (tests/realkube.py) gets the rendered chart applied
-with kubectl, as `helm install` would, and the operator runs as the rendered Deployment runs it, with a token of
-the chart's ServiceAccount from the TokenRequest API (what `kubectl create token` does). The server's audit log
-tells every request the operator made and what the authorizer answered:
+For each mode (cluster-wide; `watchNamespaces`; cluster-wide with `credentials.allowedNamespaceSelector`) a fresh
+server (tests/realkube.py) gets the rendered chart applied with kubectl, as `helm install` would, and the operator
+runs as the rendered Deployment runs it, with a token of the chart's ServiceAccount from the TokenRequest API (what
+`kubectl create token` does). The server's audit log tells every request the operator made and what the
+authorizer answered:
 
 1. with the chart's RBAC as rendered, both samples reach Succeeded and no request of the ServiceAccount is denied;
 2. for each grant of the chart (one verb on one resource, one resourceName where the chart names one), a run with
    that grant removed meets a 403 on exactly that verb and resource: every grant is needed by the real authorizer.
+   The selector mode's ClusterRole is the cluster-wide mode's plus list on namespaces: only that grant is taken
+   out there (the others are proven in the cluster-wide mode).
 
 The ECS side is the ECS emulator, started as a process like in tests/deploy/test_operator_on_kube_emulator.py,
 whose helpers (samples, the container environment) these tests share.
@@ -34,6 +37,7 @@ from deploy_support import Grant, Helm, by_kind, container, service_account_gran
 from test_operator_on_kube_emulator import (
     ACCESS_KEY,
     DEFAULT_CREDENTIALS,
+    LIST_NAMESPACES,
     OPERATOR_NAMESPACE,
     PROJECT_ID,
     RELEASE,
@@ -41,8 +45,10 @@ from test_operator_on_kube_emulator import (
     TEAM_NAMESPACES,
     Kubectl,
     container_environment,
+    default_credentials_values,
     free_port,
     namespace_doc,
+    namespace_labels,
     samples,
     serving,
     stop_process,
@@ -50,7 +56,7 @@ from test_operator_on_kube_emulator import (
 
 from realkube import RealKube, running_real_kube, unavailable_reason
 
-MODES = ["clusterwide", "namespaced"]
+MODES = ["clusterwide", "namespaced", "selector"]
 SERVICE_ACCOUNT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
 RUN_SECONDS = 30  # until both samples are terminal (positive run) or the 403 is met (a grant removed)
 
@@ -211,7 +217,7 @@ def deployed(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Iterator
             "region": "ap-southeast-1",
             "projectId": PROJECT_ID,
             "endpoint": ecs_url,
-            "credentials": {"existingSecret": DEFAULT_CREDENTIALS},
+            "credentials": {"existingSecret": DEFAULT_CREDENTIALS, **default_credentials_values(mode)},
             "logFormat": "text",
             "metrics": {"port": free_port()},
             "health": {"port": free_port()},
@@ -222,7 +228,8 @@ def deployed(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Iterator
         docs = helm.render(values, tmp_path=work, namespace=OPERATOR_NAMESPACE, include_crds=True)
         kubectl = Kubectl(kubectl_binary, kube.kubeconfig)
         kubectl.apply(
-            [namespace_doc(n) for n in (OPERATOR_NAMESPACE, *TEAM_NAMESPACES)], work / "namespaces.yaml"
+            [namespace_doc(n, namespace_labels(mode, n)) for n in (OPERATOR_NAMESPACE, *TEAM_NAMESPACES)],
+            work / "namespaces.yaml",
         )
         # 1.20 knows no x-kubernetes-validations: kubectl's client-side check would refuse the CRD; the server
         # drops the rules (the CEL checks then are the operator's own)
@@ -361,6 +368,8 @@ def rbac_runs(helm: Helm, kubectl_binary: str, tmp_path_factory: pytest.TempPath
             full = run_operator(deployment, stop_when_denied=False)
             reduced: dict[Rule, OperatorRun] = {}
             for rule in rules:
+                if mode == "selector" and rule.resource != "namespaces":
+                    continue  # the cluster-wide mode's rule, proven there
                 apply_rbac(deployment, without(deployment.docs, rule), f"without-{len(reduced)}")
                 try:
                     reduced[rule] = run_operator(deployment, stop_when_denied=True)
@@ -423,3 +432,25 @@ def test_the_rules_are_what_the_least_privilege_model_expects(rbac_runs: dict[st
         (r.group, r.resource, r.verb, r.resource_name) for r in rules
     }
     print(json.dumps([str(r) for r in rules], indent=1))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_namespaces_are_listed_only_with_a_selector(rbac_runs: dict[str, Any], mode: str) -> None:
+    """Default credentials allowed by name need no namespace request; by a selector, the operator lists the
+    namespaces (the real API server evaluating the selector), and the chart's one namespace rule allows it."""
+    run: OperatorRun = rbac_runs[mode]["full"]
+    requests = set()
+    for event in run.audit:
+        ref = event.get("objectRef") or {}
+        if ref.get("resource") == "namespaces":
+            requests.add((event["verb"], ref.get("apiGroup", ""), ref["resource"], ref.get("namespace", "")))
+    rules = {(r.group, r.resource, r.verb) for r in rbac_runs[mode]["rules"] if r.resource == "namespaces"}
+    if mode == "selector":
+        assert requests == {(LIST_NAMESPACES.verb, "", "namespaces", "")}, _tail(run)
+        assert rules == {("", "namespaces", "list")}
+        assert [str(rule) for rule in rbac_runs[mode]["reduced"]] == [
+            str(r) for r in rbac_runs[mode]["rules"] if r.resource == "namespaces"
+        ]
+    else:
+        assert not requests, _tail(run)
+        assert not rules

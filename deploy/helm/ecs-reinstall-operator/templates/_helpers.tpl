@@ -88,6 +88,36 @@ recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_
 {{- end }}
 
 
+{{/*
+The namespace rule that credentials.allowedNamespaceSelector needs (cluster-wide mode only, see checkTenancy): the
+operator asks the API server which namespaces match the selector (GET /api/v1/namespaces?labelSelector=..., and
+once at start-up with limit=1 to check it), so that the API server's own label selector semantics decide.
+*/}}
+{{- define "ecs-reinstall-operator.namespaceSelectorRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list"]
+{{- end }}
+
+{{/* serverOwnership.extraValues as the operator reads it: namespace=value1|value2,namespace2=value3 (sorted). */}}
+{{- define "ecs-reinstall-operator.ownerTagValues" -}}
+{{- $pairs := list }}
+{{- range $namespace, $values := .Values.serverOwnership.extraValues }}
+{{- $pairs = append $pairs (printf "%s=%s" $namespace (join "|" $values)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/* Tenancy settings that the schema cannot check: fail the render with the reason. */}}
+{{- define "ecs-reinstall-operator.checkTenancy" -}}
+{{- if and .Values.credentials.allowedNamespaceSelector .Values.watchNamespaces }}
+{{- fail "credentials.allowedNamespaceSelector needs list on namespaces, a cluster-scoped grant that namespaced mode (watchNamespaces) does without: list the namespaces in credentials.allowedNamespaces instead" }}
+{{- end }}
+{{- if and .Values.serverOwnership.extraValues (not .Values.serverOwnership.tagKey) }}
+{{- fail "serverOwnership.extraValues lists owner tag values but serverOwnership.tagKey is empty: set the tag key (e.g. ecs-reinstall-namespace), or leave extraValues empty" }}
+{{- end }}
+{{- end }}
+
 {{/* The leader election Lease, in the release namespace: one per release, so releases never share a leader. */}}
 {{- define "ecs-reinstall-operator.leaseName" -}}
 {{- include "ecs-reinstall-operator.fullname" . }}

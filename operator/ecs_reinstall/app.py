@@ -19,6 +19,7 @@ from .kube import GROUP, PLURAL, VERSION, Kube, NotFound, load_config, until_ava
 from .leader import LeaderElector, default_identity
 from .metrics import Metrics
 from .runner import Deps, Supervisor
+from .sets import SetSupervisor
 from .settings import Settings
 
 log = logging.getLogger("ecs_reinstall.app")
@@ -84,6 +85,7 @@ class App:
     cloud: EcsClient
     metrics: Metrics
     supervisor: Supervisor
+    sets: SetSupervisor
     elector: LeaderElector | None = None  # None: leader election off, this process leads from the start
     events: KopfEvents = field(default_factory=KopfEvents)
     _electing: asyncio.Task | None = field(default=None, init=False, repr=False)
@@ -94,19 +96,24 @@ class App:
         operator then exits, to restart as a standby)."""
         if self.elector is None:
             self.metrics.leader.set(1)
-            await self.supervisor.lead()
+            await self._lead()
             return
         self._electing = asyncio.create_task(self._elect(self.elector, on_lost), name="leader election")
+
+    async def _lead(self) -> None:
+        await self.supervisor.lead()
+        await self.sets.lead()
 
     async def _elect(self, elector: LeaderElector, on_lost: Callable[[str], None]) -> None:
         lost = f"lost the leader lease {elector.where} (holder identity {elector.identity})"
 
         def stopped() -> None:
             self.supervisor.step_down()  # first of all: every runner cancelled, synchronously
+            self.sets.step_down()
             on_lost(lost)
 
         try:
-            await elector.run(self.supervisor.lead, stopped)
+            await elector.run(self._lead, stopped)
         except Exception:  # run has stepped down already (`stopped` ran); the operator stops all the same
             log.exception("leader election failed")
             on_lost(lost)
@@ -115,6 +122,7 @@ class App:
         # The runners stop first, while the Lease is still renewed: a POST on its way may take a while to have its
         # answer written (Supervisor.stop), and no standby may take over meanwhile. Losing the Lease during that
         # time stops them at once, as always.
+        await self.sets.stop()  # a set pass writes its decision before it creates: stopping anywhere is safe
         await self.supervisor.stop()
         if self._electing is not None:
             self._electing.cancel()  # no more renewals; the Lease stays ours until released below
@@ -142,10 +150,9 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         observer=metrics,
     )
     events = KopfEvents()
-    supervisor = Supervisor(
-        Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=events),
-        list_all=lambda: kube.list_reinstalls_at(settings.namespaces),
-    )
+    deps = Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=events)
+    supervisor = Supervisor(deps, list_all=lambda: kube.list_reinstalls_at(settings.namespaces))
+    sets = SetSupervisor(deps, settings.namespaces)
     # What every resource records, before any runner starts (a standby keeps it current from the watch); this
     # LIST also stops the operator at once when the CRD is missing.
     supervisor.prime(await _list_reinstalls(kube, settings))
@@ -167,6 +174,7 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         cloud=cloud,
         metrics=metrics,
         supervisor=supervisor,
+        sets=sets,
         elector=elector,
         events=events,
     )

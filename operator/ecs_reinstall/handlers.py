@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from . import app as app_module
-from .kube import GROUP, PLURAL, VERSION
+from .kube import GROUP, PLURAL, SET_PLURAL, VERSION
 
 EVENT_COMPONENT = "ecs-reinstall-operator"
 
@@ -86,6 +86,14 @@ async def stop(memo: kopf.Memo, **_: object) -> None:
 async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
     memo.app.events.learn()  # kopf's Event queue, for runners started outside a watch event (see app.KopfEvents)
     memo.app.supervisor.observe(event.get("type"), event["object"])
+    memo.app.sets.child_changed(event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, SET_PLURAL, id="track-sets")
+async def track_sets(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
+    """EcsReinstallSet events (served only when its CRD is applied at start: kopf does not scan for it later)."""
+    memo.app.events.learn()
+    memo.app.sets.observe(event.get("type"), event["object"])
 
 
 @kopf.on.probe(id="runners")

@@ -34,6 +34,8 @@ from . import __version__
 GROUP = "ecs.reinstall.dev"
 VERSION = "v1alpha1"
 PLURAL = "ecsreinstalls"
+SET_PLURAL = "ecsreinstallsets"
+SET_KIND = "EcsReinstallSet"
 # Held only while a request of the resource may be on its way to the cloud (see reconcile.needs_finalizer).
 FINALIZER = f"{GROUP}/request-in-flight"
 KIND = "EcsReinstall"
@@ -354,6 +356,45 @@ class Kube:
         }
         await self._request("DELETE", _reinstall_path(namespace, name), body, "application/json")
 
+    # --- EcsReinstallSet and its children ----------------------------------------------------------------------
+
+    async def list_sets(self, namespaces: tuple[str, ...] = ()) -> list[dict]:
+        paths = (
+            [f"/apis/{GROUP}/{VERSION}/{SET_PLURAL}"]
+            if not namespaces
+            else [f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{SET_PLURAL}" for ns in namespaces]
+        )
+        items: list[dict] = []
+        for path in paths:
+            items.extend((await self._request("GET", path)).get("items") or [])
+        return items
+
+    async def get_set(self, namespace: str, name: str) -> dict:
+        return await self._request("GET", _set_path(namespace, name))
+
+    async def patch_set_status(
+        self, namespace: str, name: str, status: Mapping, *, resource_version: str, uid: str
+    ) -> dict:
+        """Like `patch_status`, for a set: conditional on the version decided from (else Conflict). What the set
+        admits is written this way before any child is created: the in-flight cap rests on it."""
+        if not resource_version or not uid:
+            raise ValueError("a status write needs the resourceVersion and uid it was decided from")
+        body = {"metadata": {"resourceVersion": resource_version, "uid": uid}, "status": dict(status)}
+        return await self._request(
+            "PATCH", _set_path(namespace, name) + "/status", body, "application/merge-patch+json"
+        )
+
+    async def list_children(self, namespace: str, set_uid: str) -> list[dict]:
+        """The EcsReinstalls a set created (by the set's uid label)."""
+        selector = _q(f"{GROUP}/set={set_uid}")
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}?labelSelector={selector}"
+        return (await self._request("GET", path)).get("items") or []
+
+    async def create_reinstall(self, namespace: str, body: Mapping) -> dict:
+        """Creates an EcsReinstall; Conflict (409 AlreadyExists) when one has that name."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}"
+        return await self._request("POST", path, dict(body), "application/json")
+
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
@@ -391,6 +432,10 @@ def _q(segment: str) -> str:
 
 def _reinstall_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}/{_q(name)}"
+
+
+def _set_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{SET_PLURAL}/{_q(name)}"
 
 
 def has_finalizer(body: Mapping) -> bool:

@@ -37,6 +37,7 @@ from kube_emulator.testing import KubeEmulatorHandle
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "ecsreinstalls.ecs.reinstall.dev.yaml"
+SET_CRD = REPO / "crds" / "ecsreinstallsets.ecs.reinstall.dev.yaml"
 GROUP, VERSION, PLURAL = "ecs.reinstall.dev", "v1alpha1", "ecsreinstalls"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for e2e_support (pytest uses importlib mode)
@@ -557,7 +558,7 @@ async def harness(
     set_log_levels("DEBUG")  # the operator's own logging rules, at its most talkative level
     try:
         async with (
-            running_kube_backend(request.param, tmp_path, crds=[CRD]) as kube,
+            running_kube_backend(request.param, tmp_path, crds=[CRD, SET_CRD]) as kube,
             running_emulator(
                 access_key=ACCESS_KEY,
                 secret_key=SECRET_KEY,

@@ -1,0 +1,241 @@
+"""EcsReinstallSet end to end: a selection by cloud tags rolled out at most maxInFlight at once (proved from the
+cloud's own times), the failure budget, pause and abort, a new revision, dryRun, and the per-server revision tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+GROUP, VERSION, SET_PLURAL = "ecs.reinstall.dev", "v1alpha1", "ecsreinstallsets"
+TEMPLATE = {"adminPasswordSecretRef": {"name": "root-password"}, "stopServer": True, "pollIntervalSeconds": 2}
+
+
+def server(n: int) -> str:
+    return f"9c3d0c1a-0000-4000-8000-{n:012d}"
+
+
+async def add_servers(harness, numbers, *, tags=None, **attributes):
+    for n in numbers:
+        await harness.ecs.admin.add_server(server(n), status="SHUTOFF", **attributes)
+        if tags:
+            await harness.ecs.admin.tag(server(n), tags=tags)
+
+
+async def create_set(harness, name: str, spec: dict) -> dict:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EcsReinstallSet",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return await harness.call(
+        harness.custom.create_namespaced_custom_object, GROUP, VERSION, harness.namespace, SET_PLURAL, body
+    )
+
+
+async def get_set(harness, name: str) -> dict:
+    return await harness.call(
+        harness.custom.get_namespaced_custom_object, GROUP, VERSION, harness.namespace, SET_PLURAL, name
+    )
+
+
+async def patch_set(harness, name: str, patch: dict) -> dict:
+    return await harness.call(
+        harness.custom.patch_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        harness.namespace,
+        SET_PLURAL,
+        name,
+        patch,
+    )
+
+
+async def wait_set(harness, name: str, predicate, *, timeout: float = 120, what: str = "condition") -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = await get_set(harness, name)
+        if predicate(body.get("status") or {}):
+            return body
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"set {name}: {what} not reached in {timeout}s; status: {body.get('status')}")
+
+
+def peak_concurrency(records: list[dict]) -> int:
+    """Most reinstalls running at once in the cloud: from each accepted request's time to its job's end."""
+    edges = sorted(
+        [(r["at_epoch"], 1) for r in records] + [(r["end_at_epoch"], -1) for r in records],
+        key=lambda edge: (edge[0], edge[1]),
+    )
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def test_a_tagged_fleet_rolls_out_never_more_than_max_in_flight_at_once(harness):
+    await add_servers(harness, range(1, 201), tags={"role": "web"})
+    await add_servers(harness, range(201, 206), tags={"role": "db"})  # not selected
+    await harness.start_operator()
+    await create_set(
+        harness,
+        "web",
+        {
+            "selector": {"tags": {"role": "web"}},
+            "template": TEMPLATE,
+            "revision": "golden-1",
+            "strategy": {"maxInFlight": 10},
+        },
+    )
+    body = await wait_set(
+        harness, "web", lambda s: s.get("phase") == "Completed", timeout=240, what="Completed"
+    )
+    status = body["status"]
+    assert status["done"] == 200 and status["failedCount"] == 0 and status["progress"] == "200/200"
+    ready = {c["type"]: c["status"] for c in status["conditions"]}
+    assert ready == {"Ready": "True", "Reconciling": "False", "Stalled": "False"}
+    records = await harness.ecs.admin.reinstalls()
+    assert sorted(r["server_id"] for r in records) == sorted(server(n) for n in range(1, 201))  # once each
+    assert peak_concurrency(records) <= 10
+    assert peak_concurrency(records) >= 5  # it did run in parallel
+    tag = status["revisionTag"]
+    details = await harness.ecs.admin.get_server(server(7))
+    assert details["tags"][tag["key"]] == "golden-1"
+
+
+async def test_the_failure_budget_pauses_and_a_resume_goes_on(harness):
+    await add_servers(harness, range(1, 4), tags={"role": "api"}, outcome="FAIL", fail_code="Ecs.9999")
+    await add_servers(harness, range(4, 10), tags={"role": "api"})
+    await harness.start_operator()
+    await create_set(
+        harness,
+        "api",
+        {
+            "selector": {"serverIds": [server(n) for n in range(1, 10)]},
+            "template": TEMPLATE,
+            "revision": "r1",
+            "strategy": {"maxInFlight": 3, "maxFailures": 1},
+        },
+    )
+    body = await wait_set(harness, "api", lambda s: s.get("phase") == "Stalled", what="Stalled")
+    status = body["status"]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "FailureBudgetExceeded"
+    assert "kubectl ecsr resume" in stalled["message"]
+    assert {f["code"] for f in status["failed"]} == {"Ecs.9999"} and len(status["failed"]) >= 2
+    await asyncio.sleep(3)  # stays paused: nothing new admitted
+    assert len((await get_set(harness, "api"))["status"]["admitted"]) == len(status["admitted"])
+
+    # resume: the failures so far are acknowledged, the budget counts from here
+    failed = (await get_set(harness, "api"))["status"]["failedCount"]
+    await patch_set(
+        harness,
+        "api",
+        {"metadata": {"annotations": {"ecs.reinstall.dev/failures-acknowledged": str(failed)}}},
+    )
+    body = await wait_set(
+        harness, "api", lambda s: s.get("phase") in ("Completed", "Stalled") and s.get("done", 0) >= 6
+    )
+    assert body["status"]["done"] == 6 and body["status"]["failedCount"] == 3
+    assert len(await harness.ecs.admin.reinstalls()) == 9
+
+
+async def test_pause_abort_and_a_new_revision(harness):
+    await add_servers(harness, range(1, 13), tags={"role": "batch"})
+    await harness.ecs.admin.set_config(job_seconds=2.0)
+    await harness.start_operator()
+    await create_set(
+        harness,
+        "batch",
+        {"selector": {"tags": {"role": "batch"}}, "template": TEMPLATE, "revision": "a", "paused": True},
+    )
+    await wait_set(harness, "batch", lambda s: s.get("phase") == "Paused", what="Paused")
+    assert await harness.ecs.admin.reinstalls() == []
+    await patch_set(harness, "batch", {"spec": {"paused": False, "strategy": {"maxInFlight": 2}}})
+    await wait_set(harness, "batch", lambda s: s.get("done", 0) >= 2, what="2 done")
+    await patch_set(harness, "batch", {"spec": {"abort": True}})
+    body = await wait_set(
+        harness, "batch", lambda s: s.get("phase") == "Aborted" and s.get("inFlight") == 0, what="Aborted"
+    )
+    aborted_done = body["status"]["done"]
+    assert aborted_done < 12
+    await asyncio.sleep(2)
+    assert len(await harness.ecs.admin.reinstalls()) == aborted_done  # nothing new after the abort
+
+    # a new revision starts over every server (once each), the abort belonged to the old one
+    await patch_set(
+        harness, "batch", {"spec": {"abort": False, "revision": "b", "strategy": {"maxInFlight": 6}}}
+    )
+    body = await wait_set(
+        harness, "batch", lambda s: s.get("revision") == "b" and s.get("phase") == "Completed", timeout=120
+    )
+    assert body["status"]["done"] == 12
+    per_server: dict[str, int] = {}
+    for record in await harness.ecs.admin.reinstalls():
+        per_server[record["server_id"]] = per_server.get(record["server_id"], 0) + 1
+    assert sum(per_server.values()) == aborted_done + 12 and max(per_server.values()) <= 2
+
+
+async def test_dry_run_plans_without_any_request(harness):
+    await add_servers(harness, range(1, 5), tags={"role": "edge"})
+    await harness.ecs.admin.add_server(server(5), status="ACTIVE")
+    await harness.ecs.admin.tag(server(5), tags={"role": "edge"})
+    await harness.ecs.admin.add_server(server(6), status="SHUTOFF", locked=True)
+    await harness.ecs.admin.tag(server(6), tags={"role": "edge"})
+    await harness.start_operator()
+    template = {**TEMPLATE, "stopServer": False}
+    await create_set(
+        harness,
+        "edge",
+        {
+            "selector": {"tags": {"role": "edge"}},
+            "template": template,
+            "revision": "plan",
+            "dryRun": True,
+            "strategy": {"maxInFlight": 2},
+        },
+    )
+    body = await wait_set(harness, "edge", lambda s: s.get("phase") == "Planned", what="Planned")
+    plan = body["status"]["plan"]
+    assert plan["servers"] == 6 and plan["ready"] == 4 and plan["waves"] == 2
+    blocked = {b["serverId"]: b["reason"] for b in plan["blockers"]}
+    assert set(blocked) == {server(5), server(6)}
+    assert "running" in blocked[server(5)] and "locked" in blocked[server(6)]
+    assert plan["estimatedCloudCalls"] > 0 and plan["estimatedSeconds"] > 0
+    counters = await harness.ecs.admin.counters()
+    assert not any(key.startswith("reinstall") for key in counters["requests"]), counters["requests"]
+    children = await harness.all_reinstalls()
+    assert children == []
+
+
+async def test_a_re_created_set_never_reinstalls_a_server_twice_for_one_revision(harness):
+    await add_servers(harness, range(1, 9), tags={"role": "cache"})
+    await harness.start_operator()
+    spec = {
+        "selector": {"tags": {"role": "cache"}},
+        "template": TEMPLATE,
+        "revision": "same",
+        "strategy": {"maxInFlight": 4},
+    }
+    await create_set(harness, "cache", spec)
+    await wait_set(harness, "cache", lambda s: s.get("phase") == "Completed", what="Completed")
+    await harness.call(
+        harness.custom.delete_namespaced_custom_object, GROUP, VERSION, harness.namespace, SET_PLURAL, "cache"
+    )
+    await asyncio.sleep(1)
+    for (
+        child
+    ) in await harness.all_reinstalls():  # no garbage collector in every backend: delete them as GC would
+        await harness.delete(child["metadata"]["name"])
+    await create_set(harness, "cache", spec)
+    body = await wait_set(harness, "cache", lambda s: s.get("phase") == "Completed", what="Completed again")
+    assert body["status"]["done"] == 8
+    assert len(await harness.ecs.admin.reinstalls()) == 8  # the tags said: already at this revision
+    reasons = {
+        next(c["reason"] for c in child["status"]["conditions"] if c["type"] == "Ready")
+        for child in await harness.all_reinstalls()
+    }
+    assert reasons == {"AlreadyAtRevision"}

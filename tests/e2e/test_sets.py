@@ -239,3 +239,58 @@ async def test_a_re_created_set_never_reinstalls_a_server_twice_for_one_revision
         for child in await harness.all_reinstalls()
     }
     assert reasons == {"AlreadyAtRevision"}
+
+
+LEASE = "ecs-reinstall-sets-test"
+
+
+def elected(pod: str) -> dict:
+    return dict(
+        leader_election=True,
+        leader_election_lease_seconds=4,
+        leader_election_renew_deadline_seconds=3,
+        leader_election_retry_period_seconds=1,
+        leader_election_lease_name=LEASE,
+        pod_name=pod,
+    )
+
+
+async def test_the_cap_holds_while_operators_are_killed_and_the_leader_changes(harness):
+    """Two operator processes with leader election; the leader is SIGKILLed five times mid-rollout (and started
+    again as a standby). The cloud's own times show at most maxInFlight reinstalls at once, and every server is
+    reinstalled exactly once for the revision."""
+    await add_servers(harness, range(1, 61), tags={"role": "kv"})
+    await harness.ecs.admin.set_config(job_seconds=1.5)
+    procs = {pod: harness.start_operator_process(pod, **elected(pod)) for pod in ("op-a", "op-b")}
+    await create_set(
+        harness,
+        "kv",
+        {
+            "selector": {"tags": {"role": "kv"}},
+            "template": TEMPLATE,
+            "revision": "k1",
+            "strategy": {"maxInFlight": 5},
+        },
+    )
+    kills = 0
+    deadline = time.monotonic() + 240
+    while kills < 5 and time.monotonic() < deadline:
+        await asyncio.sleep(3)
+        lease = await harness.read_lease(LEASE)
+        holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+        status = (await get_set(harness, "kv")).get("status") or {}
+        if holder in procs and 0 < status.get("done", 0) < 55:
+            procs[holder].kill()
+            kills += 1
+            procs[holder].start()  # back as a standby, as its Pod would restart
+    assert kills == 5, f"only {kills} kills happened before the rollout ended"
+    body = await wait_set(
+        harness, "kv", lambda s: s.get("phase") == "Completed", timeout=240, what="Completed"
+    )
+    assert body["status"]["done"] == 60
+    records = await harness.ecs.admin.reinstalls()
+    per_server: dict[str, int] = {}
+    for record in records:
+        per_server[record["server_id"]] = per_server.get(record["server_id"], 0) + 1
+    assert len(per_server) == 60 and set(per_server.values()) == {1}, per_server
+    assert peak_concurrency(records) <= 5

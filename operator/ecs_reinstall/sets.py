@@ -44,8 +44,11 @@ class SetRunner:
                 wait = await self._pass()
             except NotFound:
                 return  # the set is gone; its children go with it (ownerReferences)
-            except (KubeError, CloudError) as exc:
+            except (KubeError, CloudError, MissingInput, spec_model.InvalidSpec, tenancy.Forbidden) as exc:
                 self.log.warning("set pass failed (%s); trying again", exc)
+                wait = 5.0
+            except Exception:  # a bug must not stop the rollout for good: say so, and try again
+                self.log.exception("set pass failed; trying again")
                 wait = 5.0
             if wait is None:
                 return

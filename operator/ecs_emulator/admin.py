@@ -1,7 +1,8 @@
-"""The admin API under ``/_emulator/`` (no signature): set up servers, key pairs, credentials, configuration and
-faults; act on servers as someone else would; read counters, accepted reinstalls and action logs; reset. JSON
-in and out; a bad request gets 400 ``{"error": "<what is wrong>"}``, an unknown server or fault 404, an
-operation the server's state refuses 409. See the package docstring for the list.
+"""The admin API under ``/_emulator/`` (no signature): set up servers, images, key pairs, credentials,
+configuration and faults; act on servers as someone else would; read counters, accepted reinstalls (and
+changes of OS) and action logs; reset. JSON in and out; a bad request gets 400 ``{"error": "<what is
+wrong>"}``, an unknown server, image or fault 404, an operation the server's state refuses 409. See the
+package docstring for the list.
 """
 
 from __future__ import annotations
@@ -115,6 +116,37 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
     async def list_keypairs(request: web.Request) -> web.Response:
         return json_response(sorted(state.keypairs))
 
+    async def add_image(request: web.Request) -> web.Response:
+        try:
+            image = state.add_image(await _json(request))
+        except ValueError as error:
+            return _bad_request(str(error))
+        return json_response(image.to_json(), status=201)
+
+    async def list_images(request: web.Request) -> web.Response:
+        return json_response([image.to_json() for image in state.images.values()])
+
+    async def get_image(request: web.Request) -> web.Response:
+        image = state.images.get(request.match_info["image_id"])
+        if image is None:
+            return _not_found(f"no image {request.match_info['image_id']!r}")
+        return json_response(image.to_json())
+
+    async def patch_image(request: web.Request) -> web.Response:
+        image_id = request.match_info["image_id"]
+        try:
+            image = state.patch_image(image_id, await _json(request))
+        except KeyError:
+            return _not_found(f"no image {image_id!r}")
+        except ValueError as error:
+            return _bad_request(str(error))
+        return json_response(image.to_json())
+
+    async def delete_image(request: web.Request) -> web.Response:
+        if state.images.pop(request.match_info["image_id"], None) is None:
+            return _not_found(f"no image {request.match_info['image_id']!r}")
+        return web.Response(status=204)
+
     async def add_credential(request: web.Request) -> web.Response:
         data = await _json(request)
         if not isinstance(data, dict):
@@ -208,6 +240,11 @@ def add_admin_routes(app: web.Application, state: EmulatorState) -> None:
         ("GET", "/servers/{server_id}/actions", server_actions),
         ("POST", "/keypairs", add_keypair),
         ("GET", "/keypairs", list_keypairs),
+        ("POST", "/images", add_image),
+        ("GET", "/images", list_images),
+        ("GET", "/images/{image_id}", get_image),
+        ("PATCH", "/images/{image_id}", patch_image),
+        ("DELETE", "/images/{image_id}", delete_image),
         ("POST", "/credentials", add_credential),
         ("GET", "/config", get_config),
         ("PUT", "/config", put_config),

@@ -31,7 +31,7 @@ from ecs_emulator.faults import Drop, Fault
 from ecs_emulator.listing import parse_list_query, select
 from ecs_emulator.state import EmulatorState
 from ecs_emulator.tags import apply_tags, parse_tag_body
-from ecs_emulator.validation import parse_reinstall_body
+from ecs_emulator.validation import CHANGE_OS, REINSTALL, parse_os_body
 from ecs_reinstall.cloud.signing import parse_query_string
 
 STATE_KEY = web.AppKey("ecs_emulator_state", EmulatorState)
@@ -67,14 +67,21 @@ class CallContext:
 Operation = Callable[[EmulatorState, CallContext], web.Response]
 
 
-def _reinstall(api: str) -> Operation:
+def _os_job(api: str, kind: str = REINSTALL) -> Operation:
+    """A reinstall (``.../reinstallos``) or a change of OS (``.../changeos``, ``kind`` "change_os"): the same
+    pipeline (X-Client-Token, body rules, server checks, job); they differ in the body's root and
+    ``imageid``."""
+    start = {REINSTALL: EmulatorState.reinstall, CHANGE_OS: EmulatorState.change_os}[kind]
+    # the token's fingerprint names the API: a token reused across reinstall and change OS is Ecs.0122
+    token_api = api if kind == REINSTALL else f"changeos/{api}"
+
     def operation(state: EmulatorState, call: CallContext) -> web.Response:
         project_id, server_id = call.match["project_id"], call.match["server_id"]
         token = call.headers.get(tokens.HEADER)
         honoured = token is not None and state.config.client_token == "honoured"  # noqa: S105
         if honoured:
             assert token is not None
-            fingerprint = tokens.fingerprint(project_id, server_id, api, call.body)
+            fingerprint = tokens.fingerprint(project_id, server_id, token_api, call.body)
             now = state.now()
             use = state.client_tokens.check(token, fingerprint, now, state.config.client_token_ttl_seconds)
             if use is not None:
@@ -83,8 +90,9 @@ def _reinstall(api: str) -> Operation:
             body = json.loads(call.body) if call.body else None
         except ValueError:
             raise invalid_request("the body is not valid JSON") from None
-        request = parse_reinstall_body(body, api)
-        job = state.reinstall(
+        request = parse_os_body(body, api, kind)
+        job = start(
+            state,
             project_id,
             server_id,
             request,
@@ -296,12 +304,11 @@ def create_app(state: EmulatorState) -> web.Application:
     app[STATE_KEY] = state
     app.on_response_prepare.append(_stamp_date)
     add_admin_routes(app, state)
-    app.router.add_post(
-        "/v2/{project_id}/cloudservers/{server_id}/reinstallos", _gateway("reinstall", _reinstall("v2"))
-    )
-    app.router.add_post(
-        "/v1/{project_id}/cloudservers/{server_id}/reinstallos", _gateway("reinstall_v1", _reinstall("v1"))
-    )
+    servers = "/{version}/{project_id}/cloudservers/{server_id}"
+    for api, suffix in (("v2", ""), ("v1", "_v1")):
+        path = servers.replace("{version}", api)
+        app.router.add_post(f"{path}/reinstallos", _gateway(f"reinstall{suffix}", _os_job(api)))
+        app.router.add_post(f"{path}/changeos", _gateway(f"change_os{suffix}", _os_job(api, CHANGE_OS)))
     app.router.add_get("/v1/{project_id}/jobs/{job_id}", _gateway("get_job", _get_job), allow_head=False)
     # "detail" first: the list answers GET .../cloudservers/detail, never a server named "detail"
     app.router.add_get(

@@ -20,9 +20,15 @@ APIGW.0308            429     throttled (rate limit or injected fault), with ``R
 APIGW.0202 / 0203     502/504 injected backend unavailable / timeout faults
 Ecs.0005              400     invalid request (body shape, field types, adminpass with keyname, ...;
                               a tag breaking the rules or the 10-tag limit; a bad list query)
+Ecs.0007              400     change OS: the image cannot be used (Windows; no Cloud-Init on the v2 API)
+                              ("Invalid image attributes": the closest documented code, a guess)
 Ecs.0011              400     adminpass breaks the password rules
+Ecs.0031              400     change OS: the image does not exist (unknown or deleted) ("Image [%s] does
+                              not exist.", Huawei's ECS error code list)
+Ecs.0032              400     change OS: the image is not active ("Image [%s] must be active.", same list)
 Ecs.0090              400     BYOL not supported (configurable)
-Ecs.0100              409     server running and no ``mode: withStopServer``
+Ecs.0100              409     server running and no ``mode: withStopServer``; status ERROR; change OS with
+                              ``change_os_requires_stopped``: not stopped and its last job did not fail
 Ecs.0105              400     server has no system disk
 Ecs.0122              400     X-Client-Token reused with other parameters (server, API or body)
 Ecs.0123              400     X-Client-Token not a lower-case UUID (8-4-4-4-12)

@@ -1,7 +1,8 @@
 """Injected faults and the cloud-side rate limit.
 
-A fault applies to one operation (``reinstall``, ``reinstall_v1``, ``get_job``, ``get_server``,
-``list_actions``, ``get_action``, ``list_servers``, ``get_server_tags``, ``tag_server``) or to all (``*``).
+A fault applies to one operation (``reinstall``, ``reinstall_v1``, ``change_os``, ``change_os_v1``,
+``get_job``, ``get_server``, ``list_actions``, ``get_action``, ``list_servers``, ``get_server_tags``,
+``tag_server``) or to all (``*``).
 When a request matches, in order: ``latency_ms`` delays it; ``drop_connection: "before"`` closes the connection
 without processing; ``status`` answers with that status (``body`` if given, else a realistic error body for the
 status, see `errors.default_fault_error`); ``drop_connection: "after"`` processes the request normally (a
@@ -19,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 OPERATIONS = (
-    "reinstall", "reinstall_v1", "get_job", "get_server", "list_actions", "get_action", "list_servers",
-    "get_server_tags", "tag_server",
+    "reinstall", "reinstall_v1", "change_os", "change_os_v1", "get_job", "get_server", "list_actions",
+    "get_action", "list_servers", "get_server_tags", "tag_server",
 )  # fmt: skip
 
 

@@ -21,10 +21,18 @@ Each server keeps its action log (`actions`): ``create`` when it appears, ``rebu
 accepted (its event finishes when `refresh` sees the job end), and the operations of someone else
 (`operations`). A finished job's record answers 404 ``Common.0011`` ``job_retention_seconds`` after its end;
 ``self.jobs`` keeps it for in-process checks. ``X-Client-Token`` uses are kept in `client_tokens` (`tokens`).
+
+A change of OS (``.../changeos``, `change_os`) is a reinstall with another image: the same checks of the
+server (factored in `_check_server`), the same job, phases and ``rebuild`` action (`_start_job`), plus the
+image checks against the catalogue (`images`, `_check_image`); the job's type is ``changeOS`` (sub job
+``changeOSSingleServer``) and on SUCCESS the server's ``image_id`` (and ``os_type``) become the new image's.
+With ``change_os_requires_stopped`` on, only a stopped ECS or one whose last reinstall / change of OS failed
+may change its OS (`_check_server`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
@@ -36,13 +44,20 @@ from ecs_emulator.clock import Clock, SystemClock, iso_action, iso_millis, iso_s
 from ecs_emulator.errors import EcsError
 from ecs_emulator.faults import FaultRegistry, RateLimit, RateLimiter
 from ecs_emulator.tokens import ClientTokens, TokenUse
-from ecs_emulator.validation import ReinstallRequest, check_password
+from ecs_emulator.validation import CHANGE_OS, REINSTALL, ReinstallRequest, check_password
 
 DEFAULT_FAIL_CODE = "Ecs.0000"
 DEFAULT_FAIL_REASON = "Reinstalling the OS failed: the system disk could not be rebuilt (emulated failure)."
+CHANGE_OS_FAIL_REASON = "Changing the OS failed: the system disk could not be rebuilt (emulated failure)."
 JOB_TYPE = "reinstallOS"
 SUB_JOB_TYPE = "reinstallSingleServer"
+# Not documented (neither are the reinstall ones): plausible names in the same style.
+CHANGE_OS_JOB_TYPE = "changeOS"
+CHANGE_OS_SUB_JOB_TYPE = "changeOSSingleServer"
+JOB_TYPES = {REINSTALL: (JOB_TYPE, SUB_JOB_TYPE), CHANGE_OS: (CHANGE_OS_JOB_TYPE, CHANGE_OS_SUB_JOB_TYPE)}
 DEFAULT_FLAVOR = "s6.small.1"
+DEFAULT_IMAGE_ID = "emulated-image-0000"  # a server's image unless given (not in the catalogue)
+IMAGE_STATUSES = ("queued", "saving", "active", "killed", "deleted", "deactivated")  # IMS / Glance
 
 
 class ServerStatus(StrEnum):
@@ -124,6 +139,8 @@ class EmulatorConfig:
     action_request_id: str = "response"  # rebuild's request_id: "response" (X-Request-Id) | "generated"
     action_time_resolution: str = "second"  # "second" (.000000) | "microsecond"
     reinstall_stop_action: bool = False  # a reinstall withStopServer of an ACTIVE server also logs "stop"
+    # change OS: only a stopped ECS or one whose last reinstall / change of OS failed (older docs)
+    change_os_requires_stopped: bool = False
     client_token: str = "honoured"  # noqa: S105 - X-Client-Token on the reinstall APIs: "honoured" | "ignored"
     client_token_ttl_seconds: float = 8 * 3600.0
 
@@ -157,6 +174,7 @@ _RECORD_FIELDS = (
     "action_request_id",
     "action_time_resolution",
     "reinstall_stop_action",
+    "change_os_requires_stopped",
     "client_token",
     "client_token_ttl_seconds",
 )
@@ -203,6 +221,7 @@ def apply_config(config: EmulatorConfig, data: object) -> EmulatorConfig:
         "byol_supported",
         "accept_any_security_token",
         "reinstall_stop_action",
+        "change_os_requires_stopped",
     ):
         if name in data:
             if not isinstance(data[name], bool):
@@ -243,6 +262,63 @@ class Credential:
 
 
 @dataclass
+class Image:
+    """An image of the catalogue: what a change of OS may use (``imageid``)."""
+
+    id: str
+    name: str
+    os_type: str = "Linux"  # "Linux" | "Windows"
+    cloud_init: bool = True  # Cloud-Init / Cloudbase-Init installed: the v2 (with Cloud-Init) API needs it
+    status: str = "active"
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "os_type": self.os_type,
+            "cloud_init": self.cloud_init,
+            "status": self.status,
+        }
+
+
+IMAGE_FIELDS = ("id", "name", "os_type", "cloud_init", "status")
+_IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_image(data: object, existing: Image | None = None) -> Image:
+    """An image from admin JSON (a new one, or ``existing`` with the fields given changed); `ValueError`."""
+    if not isinstance(data, dict):
+        raise ValueError("an image must be a JSON object")
+    allowed = IMAGE_FIELDS if existing is None else IMAGE_FIELDS[1:]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown or read-only image field(s) {unknown}; allowed: {list(allowed)}")
+    if existing is None:
+        image_id = data.get("id")
+        if not isinstance(image_id, str) or not _IMAGE_ID.match(image_id):
+            raise ValueError("id is required: a lower-case UUID (8-4-4-4-12), as IMS image IDs are")
+        existing = Image(id=image_id, name=f"image-{image_id[:8]}")
+    changes: dict = {}
+    if "name" in data:
+        if not isinstance(data["name"], str) or not data["name"]:
+            raise ValueError("name must be a non-empty string")
+        changes["name"] = data["name"]
+    if "os_type" in data:
+        if data["os_type"] not in ("Linux", "Windows"):
+            raise ValueError(f"os_type must be 'Linux' or 'Windows', not {data['os_type']!r}")
+        changes["os_type"] = data["os_type"]
+    if "cloud_init" in data:
+        if not isinstance(data["cloud_init"], bool):
+            raise ValueError("cloud_init must be true or false")
+        changes["cloud_init"] = data["cloud_init"]
+    if "status" in data:
+        if data["status"] not in IMAGE_STATUSES:
+            raise ValueError(f"status must be one of {list(IMAGE_STATUSES)}, not {data['status']!r}")
+        changes["status"] = data["status"]
+    return replace(existing, **changes)
+
+
+@dataclass
 class Job:
     job_id: str
     project_id: str
@@ -254,6 +330,8 @@ class Job:
     behaviour: JobBehaviour
     previous_status: str
     action: Action | None = field(default=None, repr=False)  # the server's "rebuild" action
+    kind: str = REINSTALL  # "reinstall" | "change_os"
+    image: Image | None = None  # change OS: the new image (the server takes its ID and OS type on SUCCESS)
 
     def status_at(self, now: float) -> str:
         if now >= self.end_at:
@@ -279,10 +357,11 @@ class Job:
         finished = now >= self.end_at
         error_code = self.behaviour.fail_code if failed else None
         fail_reason = self.behaviour.fail_reason if failed else None
+        job_type, sub_job_type = JOB_TYPES[self.kind]
         sub_job = {
             "status": status,
             "job_id": self.sub_job_id,
-            "job_type": SUB_JOB_TYPE,
+            "job_type": sub_job_type,
             "begin_time": iso_millis(self.running_at) if status != "INIT" else "",
             "end_time": iso_millis(self.end_at) if finished else "",
             "error_code": error_code,
@@ -292,7 +371,7 @@ class Job:
         return {
             "status": status,
             "job_id": self.job_id,
-            "job_type": JOB_TYPE,
+            "job_type": job_type,
             "begin_time": iso_millis(self.accepted_at),
             "end_time": iso_millis(self.end_at) if finished else "",
             "error_code": error_code,
@@ -303,7 +382,7 @@ class Job:
 
 SERVER_ADMIN_FIELDS = (
     "id", "name", "project_id", "status", "locked", "has_system_disk", "task_state", "os_type", "created",
-    "updated", "launched_at", *JOB_BEHAVIOUR_FIELDS,
+    "updated", "launched_at", "image_id", *JOB_BEHAVIOUR_FIELDS,
 )  # fmt: skip
 
 
@@ -326,6 +405,10 @@ class Server:
     flavor: str = DEFAULT_FLAVOR
     tags: dict[str, str] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list, repr=False)  # the action log, oldest first
+    image_id: str = DEFAULT_IMAGE_ID  # the image of its system disk (a change of OS replaces it)
+    last_job_failed: bool = (
+        False  # its last reinstall / change of OS ended in FAIL (change_os_requires_stopped)
+    )
 
     @property
     def busy(self) -> bool:
@@ -358,6 +441,8 @@ class Server:
             "current_job_id": self.job.job_id if self.job else None,
             "flavor": self.flavor,
             "tags": dict(self.tags),
+            "image_id": self.image_id,
+            "last_job_failed": self.last_job_failed,
         }
 
     def api_json(self) -> dict:
@@ -378,7 +463,7 @@ class Server:
             "user_id": "emulated0user0id0000000000000000",
             "hostId": "emulated-host",
             "key_name": self.key_name,
-            "image": {"id": "emulated-image-0000"},
+            "image": {"id": self.image_id},
             "flavor": {"id": self.flavor, "name": self.flavor, "vcpus": "1", "ram": "1024", "disk": "0"},
             "addresses": {},
             "metadata": {"os_type": self.os_type, "charging_mode": "0"},
@@ -422,6 +507,8 @@ class ReinstallRecord:
     def to_json(self, now: float, retention_seconds: float) -> dict:
         r = self.request
         return {
+            "kind": r.kind,
+            "imageid": r.imageid,
             "server_id": self.server_id,
             "project_id": self.project_id,
             "job_id": self.job_id,
@@ -450,12 +537,14 @@ class ReinstallRecord:
             "adminpass_sha256": r.adminpass_sha256,
             "user_data_sha256": r.user_data_sha256,
             "user_data_size": r.user_data_size,
+            "is_auto_pay": r.is_auto_pay,
         }
 
 
 @dataclass
 class Counters:
     requests: Counter = field(default_factory=Counter)  # "operation:status" -> n
+    # both count reinstalls and changes of OS (each accepted rebuild); `requests` and records tell them apart
     accepted_reinstalls: Counter = field(default_factory=Counter)  # server_id -> n
     replayed_reinstalls: Counter = field(default_factory=Counter)  # server_id -> n (X-Client-Token replays)
     operations: Counter = field(default_factory=Counter)  # admin operations by someone else: action -> n
@@ -515,6 +604,7 @@ class EmulatorState:
         self.servers: dict[str, Server] = {}
         self.jobs: dict[str, Job] = {}
         self.keypairs: set[str] = set()
+        self.images: dict[str, Image] = {}
         self.reinstalls: list[ReinstallRecord] = []
         self.counters = Counters()
         self.faults.clear()
@@ -606,7 +696,7 @@ class EmulatorState:
     def _update_server(self, server: Server, data: dict, *, touch: bool) -> None:
         overrides = parse_job_behaviour(data, self.config.job)
         changes: dict = {}
-        for name, kind in (("name", str), ("project_id", str), ("os_type", str)):
+        for name, kind in (("name", str), ("project_id", str), ("os_type", str), ("image_id", str)):
             if name in data:
                 if not isinstance(data[name], kind) or not data[name]:
                     raise ValueError(f"{name} must be a non-empty string")
@@ -664,9 +754,13 @@ class EmulatorState:
         now = self.now()
         if now >= job.end_at:
             succeeded = job.behaviour.outcome is Outcome.SUCCESS
+            server.last_job_failed = not succeeded
             if succeeded:
                 server.status = ServerStatus.ACTIVE.value
                 server.launched_at = job.end_at
+                if job.image is not None:  # a change of OS: the new system disk is the new image's
+                    server.image_id = job.image.id
+                    server.os_type = job.image.os_type
             elif job.behaviour.fail_status is FailStatus.ERROR:
                 server.status = ServerStatus.ERROR.value
             else:
@@ -683,7 +777,23 @@ class EmulatorState:
             server.task_state = "rebuilding"
             server.updated = max(server.updated, job.accepted_at)
 
-    # --- the reinstall --------------------------------------------------------------------------------------
+    # --- images -------------------------------------------------------------------------------------------
+
+    def add_image(self, data: object) -> Image:
+        image = parse_image(data)
+        if image.id in self.images:
+            raise ValueError(f"image {image.id!r} already exists; PATCH it instead")
+        self.images[image.id] = image
+        return image
+
+    def patch_image(self, image_id: str, data: object) -> Image:
+        image = self.images.get(image_id)
+        if image is None:
+            raise KeyError(image_id)
+        self.images[image_id] = parse_image(data, image)
+        return self.images[image_id]
+
+    # --- the reinstall and the change of OS ---------------------------------------------------------------
 
     def reinstall(
         self,
@@ -700,6 +810,68 @@ class EmulatorState:
         server = self.find_server(project_id, server_id)
         if request.adminpass is not None:
             check_password(request.adminpass, server.os_type)
+        self._check_server(server, "a reinstall", request.mode, stopped_rule=False)
+        self._check_request(request)
+        return self._start_job(server, request, access_key, request_id, client_token)
+
+    def change_os(
+        self,
+        project_id: str,
+        server_id: str,
+        request: ReinstallRequest,
+        *,
+        access_key: str,
+        request_id: str,
+        client_token: str | None = None,
+    ) -> Job:
+        """Check the image, then the server as for a reinstall (with ``change_os_requires_stopped``: stopped,
+        or its last reinstall / change failed), then accept: the reinstall's job with the new image."""
+        server = self.find_server(project_id, server_id)
+        image = self._check_image(request)
+        if request.adminpass is not None:
+            check_password(request.adminpass, image.os_type)  # the new system's administrator
+        self._check_server(
+            server, "a change of OS", request.mode, stopped_rule=self.config.change_os_requires_stopped
+        )
+        self._check_request(request)
+        return self._start_job(server, request, access_key, request_id, client_token, image=image)
+
+    def _check_image(self, request: ReinstallRequest) -> Image:
+        """The change of OS's image: known, active, not Windows, with Cloud-Init on the v2 API.
+
+        Codes: ``Ecs.0031`` "The image does not exist" / ``Ecs.0032`` "The image is not in Active state" from
+        Huawei's ECS error code list ("Image [%s] does not exist." / "Image [%s] must be active."). For an
+        image the API cannot use (Windows; no Cloud-Init on v2) no specific code is documented: ``Ecs.0007``
+        "Invalid image attributes" (same list, 400) is the closest, a guess."""
+        image_id = request.imageid or ""
+        image = self.images.get(image_id)
+        if image is None or image.status == "deleted":
+            raise EcsError(400, "Ecs.0031", f"Image [{image_id}] does not exist.")
+        if image.status != "active":
+            raise EcsError(
+                400, "Ecs.0032", f"Image [{image_id}] must be active (it is {image.status}).",
+            )  # fmt: skip
+        if image.os_type == "Windows":
+            raise EcsError(
+                400, "Ecs.0007",
+                f"Image [{image_id}] is a Windows image: Huawei Cloud no longer provides Windows images, and "
+                "this API cannot change an ECS OS to Windows.",
+            )  # fmt: skip
+        if request.api == "v2" and not image.cloud_init:
+            raise EcsError(
+                400, "Ecs.0007",
+                f"Image [{image_id}] has no Cloud-Init or Cloudbase-Init installed: the v2 API only uses "
+                "images with Cloud-Init; use POST /v1/{project_id}/cloudservers/{server_id}/changeos.",
+            )  # fmt: skip
+        return image
+
+    def _check_server(self, server: Server, what: str, mode: str | None, *, stopped_rule: bool) -> None:
+        """The server's state allows the reinstall / change of OS (``what``), else the reinstall's codes.
+
+        ``stopped_rule`` (change OS with ``change_os_requires_stopped``): only SHUTOFF, or any status after a
+        failed reinstall / change of OS (``last_job_failed``), as the older docs say; ``mode: withStopServer``
+        does not lift it (those docs give no exception)."""
+        server_id = server.id
         if server.locked:
             raise EcsError(409, "Ecs.0605", f"The ECS {server_id} is locked; unlock it first.")
         if server.status == ServerStatus.REBUILD or server.task_state:
@@ -710,33 +882,58 @@ class EmulatorState:
             )
         if not server.has_system_disk:
             raise EcsError(400, "Ecs.0105", f"The ECS {server_id} has no system disk.")
-        if server.status == ServerStatus.ACTIVE and request.mode != "withStopServer":
+        if stopped_rule:
+            if server.status != ServerStatus.SHUTOFF and not server.last_job_failed:
+                raise EcsError(
+                    409, "Ecs.0100",
+                    f"The ECS {server_id} is {server.status}: only a stopped ECS or one on which "
+                    "reinstalling or changing the OS failed supports changing the OS; stop it first.",
+                )  # fmt: skip
+            return
+        if server.status == ServerStatus.ACTIVE and mode != "withStopServer":
             raise EcsError(
                 409, "Ecs.0100",
                 f"The ECS {server_id} is running: stop it first or send mode 'withStopServer'.",
             )  # fmt: skip
         if server.status not in (ServerStatus.ACTIVE, ServerStatus.SHUTOFF):
             raise EcsError(
-                409, "Ecs.0100", f"The ECS {server_id} status {server.status} does not allow a reinstall."
+                409, "Ecs.0100", f"The ECS {server_id} status {server.status} does not allow {what}."
             )
+
+    def _check_request(self, request: ReinstallRequest) -> None:
         if request.keyname is not None and request.keyname not in self.keypairs:
             raise EcsError(400, "Ecs.0314", f"The key pair {request.keyname!r} does not exist.")
         if request.byol == "true" and not self.config.byol_supported:
             raise EcsError(400, "Ecs.0090", "BYOL is not supported in this region.")
 
+    def _start_job(
+        self,
+        server: Server,
+        request: ReinstallRequest,
+        access_key: str,
+        request_id: str,
+        client_token: str | None,
+        *,
+        image: Image | None = None,
+    ) -> Job:
+        """Accept: start the job, mark the server REBUILD, write the ``rebuild`` action, keep the record."""
         now = self.now()
         behaviour = replace(self.config.job, **server.job_overrides)
+        if request.kind == CHANGE_OS and behaviour.fail_reason == DEFAULT_FAIL_REASON:
+            behaviour = replace(behaviour, fail_reason=CHANGE_OS_FAIL_REASON)
         running_at = now + behaviour.init_seconds
         job = Job(
             job_id=uuid.uuid4().hex,
-            project_id=project_id,
-            server_id=server_id,
+            project_id=server.project_id,
+            server_id=server.id,
             sub_job_id=uuid.uuid4().hex,
             accepted_at=now,
             running_at=running_at,
             end_at=running_at + behaviour.job_seconds,
             behaviour=behaviour,
             previous_status=server.status,
+            kind=request.kind,
+            image=image,
         )
         if self.config.reinstall_stop_action and server.status == ServerStatus.ACTIVE:
             self.log_action(server, "stop", at=now).finish(now)
@@ -748,17 +945,17 @@ class EmulatorState:
         if request.keyname is not None:
             server.key_name = request.keyname
         self.refresh(server)
-        self.counters.accepted_reinstalls[server_id] += 1
+        self.counters.accepted_reinstalls[server.id] += 1
         self.reinstalls.append(
             ReinstallRecord(
-                server_id, project_id, job.job_id, request.api, now, access_key, request_id, request,
+                server.id, server.project_id, job.job_id, request.api, now, access_key, request_id, request,
                 job=job, client_token=client_token, action_request_id=action_request_id,
             )
         )  # fmt: skip
         return job
 
     def replay_reinstall(self, use: TokenUse) -> str:
-        """A reinstall POST repeated with its X-Client-Token: nothing starts; the original job ID."""
+        """A reinstall or change-OS POST repeated with its X-Client-Token: nothing starts; its job ID."""
         record = next(r for r in self.reinstalls if r.job_id == use.job_id)
         record.replays += 1
         self.counters.replayed_reinstalls[record.server_id] += 1

@@ -60,8 +60,9 @@ class AdminClient:
         return response.json() if response.content else None
 
     async def add_server(self, server_id: str, **attributes: Any) -> dict:
-        """Create a server: status, locked, has_system_disk, task_state, os_type, name, project_id, created,
-        updated, and job overrides (outcome, fail_code, fail_reason, fail_status, job_seconds, init_seconds)."""
+        """Create a server: status, locked, has_system_disk, task_state, os_type, image_id, name, project_id,
+        created, updated, and job overrides (outcome, fail_code, fail_reason, fail_status, job_seconds,
+        init_seconds)."""
         return await self._call("POST", "/servers", {"id": server_id, **attributes})
 
     async def get_server(self, server_id: str) -> dict:
@@ -122,6 +123,40 @@ class AdminClient:
     async def add_keypair(self, name: str) -> dict:
         return await self._call("POST", "/keypairs", {"name": name})
 
+    # --- the image catalogue (what a change of OS may use) ---
+
+    async def add_image(
+        self,
+        image_id: str,
+        name: str | None = None,
+        os_type: str = "Linux",
+        cloud_init: bool = True,
+        status: str = "active",
+    ) -> dict:
+        """Add an image (``image_id`` a lower-case UUID); ``name`` defaults to ``image-<its first 8>``."""
+        payload: dict[str, Any] = {
+            "id": image_id,
+            "os_type": os_type,
+            "cloud_init": cloud_init,
+            "status": status,
+        }
+        if name is not None:
+            payload["name"] = name
+        return await self._call("POST", "/images", payload)
+
+    async def images(self) -> list[dict]:
+        return await self._call("GET", "/images")
+
+    async def get_image(self, image_id: str) -> dict:
+        return await self._call("GET", f"/images/{image_id}")
+
+    async def patch_image(self, image_id: str, **attributes: Any) -> dict:
+        """Change name, os_type, cloud_init or status (e.g. ``status="deleted"``)."""
+        return await self._call("PATCH", f"/images/{image_id}", attributes)
+
+    async def delete_image(self, image_id: str) -> None:
+        await self._call("DELETE", f"/images/{image_id}")
+
     async def add_credential(
         self,
         access_key: str,
@@ -159,6 +194,7 @@ class AdminClient:
         return await self._call("GET", "/counters")
 
     async def reinstalls(self, server_id: str | None = None) -> list[dict]:
+        """Accepted reinstalls and changes of OS (``kind``, ``imageid``), oldest first."""
         return await self._call("GET", "/reinstalls", server_id=server_id)
 
     async def reset(self) -> None:

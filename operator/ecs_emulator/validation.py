@@ -1,11 +1,17 @@
-"""Checking a reinstall request body the way ECS does (the static part; server state is checked in `state`).
+"""Checking a reinstall or change-OS request body the way ECS does (the static part; the server's state and
+the image are checked in `state`).
 
-Rules (from the API reference):
+Rules (from the API reference; the change-OS body is the reinstall body under ``os-change`` plus ``imageid``):
 
 - body root ``os-reinstall`` (an object); known fields only: adminpass, keyname, userid, mode, metadata;
   metadata fields: user_data (v2 only), __system__encrypted, __system__cmkid, BYOL. All values are strings.
+- change OS: root ``os-change`` instead, the same fields plus ``imageid`` (required, a non-empty string;
+  whether it names a usable image is checked against the image catalogue in `state`) and ``isAutoPay``
+  (optional, "true" or "false": the SDK's ``is_auto_pay``, for yearly/monthly servers; recorded, no effect).
 - v2 (with Cloud-Init): never both adminpass and keyname; with neither, metadata.user_data is required.
 - v1 (without Cloud-Init): exactly one of adminpass and keyname; no user_data.
+- userid: optional. Both APIs document it as required with keyname; that is not enforced (on either), so the
+  two APIs keep the same rules.
 - mode: only ``withStopServer``.
 - user_data: base64; at most 32 KiB (32768 bytes) once decoded.
 - __system__encrypted: "0" or "1"; __system__cmkid only with "1", and in UUID form (36 chars).
@@ -33,13 +39,17 @@ PASSWORD_SPECIALS = "!@$%^-_=+[{}]:,./?"  # noqa: S105 (the allowed special char
 _PASSWORD_ALLOWED = re.compile(r"^[A-Za-z0-9" + re.escape(PASSWORD_SPECIALS) + r"]+$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _OPTION_FIELDS = frozenset({"adminpass", "keyname", "userid", "mode", "metadata"})
+_CHANGE_OS_FIELDS = _OPTION_FIELDS | {"imageid", "isAutoPay"}
+REINSTALL = "reinstall"
+CHANGE_OS = "change_os"
+_ROOTS = {REINSTALL: "os-reinstall", CHANGE_OS: "os-change"}
 _METADATA_FIELDS_V2 = frozenset({"user_data", "__system__encrypted", "__system__cmkid", "BYOL"})
 _METADATA_FIELDS_V1 = _METADATA_FIELDS_V2 - {"user_data"}
 
 
 @dataclass(frozen=True)
 class ReinstallRequest:
-    """A checked reinstall body. ``adminpass`` and ``user_data`` stay out of the repr."""
+    """A checked reinstall or change-OS body. ``adminpass`` and ``user_data`` stay out of the repr."""
 
     api: str  # "v1" | "v2"
     fields: tuple[str, ...]  # present fields, metadata ones as "metadata.<name>"
@@ -53,9 +63,15 @@ class ReinstallRequest:
     user_data_sha256: str | None  # of the decoded content
     user_data_size: int | None
     adminpass: str | None = None
+    kind: str = REINSTALL  # "reinstall" | "change_os"
+    imageid: str | None = None  # change OS: the new image
+    is_auto_pay: str | None = None  # change OS: isAutoPay
 
     def __repr__(self) -> str:
-        return f"ReinstallRequest(api={self.api!r}, fields={self.fields!r}, keyname={self.keyname!r})"
+        return (
+            f"ReinstallRequest(kind={self.kind!r}, api={self.api!r}, fields={self.fields!r}, "
+            f"keyname={self.keyname!r}, imageid={self.imageid!r})"
+        )
 
 
 def _optional_str(container: dict, name: str, where: str) -> str | None:
@@ -69,33 +85,51 @@ def _optional_str(container: dict, name: str, where: str) -> str | None:
 
 def parse_reinstall_body(body: object, api: str) -> ReinstallRequest:
     """Check the body of a v1 or v2 reinstall request; raise ``Ecs.0005`` on the first problem."""
-    if not isinstance(body, dict) or not isinstance(body.get("os-reinstall"), dict):
-        raise invalid_request('the body must be a JSON object with an "os-reinstall" object')
-    if set(body) != {"os-reinstall"}:
-        extra = sorted(set(body) - {"os-reinstall"})
-        raise invalid_request(f"unexpected top-level field(s) {extra}; only os-reinstall is allowed")
-    option: dict = body["os-reinstall"]
-    unknown = sorted(set(option) - _OPTION_FIELDS)
-    if unknown:
-        raise invalid_request(
-            f"os-reinstall has unknown field(s) {unknown}; allowed: {sorted(_OPTION_FIELDS)}"
-        )
+    return parse_os_body(body, api, REINSTALL)
 
-    adminpass = _optional_str(option, "adminpass", "os-reinstall")
-    keyname = _optional_str(option, "keyname", "os-reinstall")
-    userid = _optional_str(option, "userid", "os-reinstall")
-    mode = _optional_str(option, "mode", "os-reinstall")
+
+def parse_change_os_body(body: object, api: str) -> ReinstallRequest:
+    """Check the body of a v1 or v2 change-OS request (``os-change``, with ``imageid``); ``Ecs.0005``."""
+    return parse_os_body(body, api, CHANGE_OS)
+
+
+def parse_os_body(body: object, api: str, kind: str) -> ReinstallRequest:
+    """The rules both bodies share (``kind`` "reinstall" or "change_os"); ``Ecs.0005`` on the first one."""
+    root = _ROOTS[kind]
+    if not isinstance(body, dict) or not isinstance(body.get(root), dict):
+        raise invalid_request(f'the body must be a JSON object with an "{root}" object')
+    if set(body) != {root}:
+        extra = sorted(set(body) - {root})
+        raise invalid_request(f"unexpected top-level field(s) {extra}; only {root} is allowed")
+    option: dict = body[root]
+    allowed = _CHANGE_OS_FIELDS if kind == CHANGE_OS else _OPTION_FIELDS
+    unknown = sorted(set(option) - allowed)
+    if unknown:
+        raise invalid_request(f"{root} has unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+    imageid = is_auto_pay = None
+    if kind == CHANGE_OS:
+        imageid = _optional_str(option, "imageid", root)
+        if not imageid:
+            raise invalid_request(f"{root}.imageid is required: the ID of the new image")
+        is_auto_pay = _optional_str(option, "isAutoPay", root)
+        if is_auto_pay is not None and is_auto_pay not in ("true", "false"):
+            raise invalid_request(f'{root}.isAutoPay must be "true" or "false", not {is_auto_pay!r}')
+    adminpass = _optional_str(option, "adminpass", root)
+    keyname = _optional_str(option, "keyname", root)
+    userid = _optional_str(option, "userid", root)
+    mode = _optional_str(option, "mode", root)
     metadata = option.get("metadata")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise invalid_request("os-reinstall.metadata must be an object")
+        raise invalid_request(f"{root}.metadata must be an object")
     allowed_metadata = _METADATA_FIELDS_V2 if api == "v2" else _METADATA_FIELDS_V1
     unknown = sorted(set(metadata) - allowed_metadata)
     if unknown:
         hint = " (user_data needs the v2 API, for images with Cloud-Init)" if "user_data" in unknown else ""
-        raise invalid_request(f"os-reinstall.metadata has unsupported field(s) {unknown}{hint}")
-    where = "os-reinstall.metadata"
+        raise invalid_request(f"{root}.metadata has unsupported field(s) {unknown}{hint}")
+    where = f"{root}.metadata"
     user_data = _optional_str(metadata, "user_data", where)
     encrypted = _optional_str(metadata, "__system__encrypted", where)
     cmkid = _optional_str(metadata, "__system__cmkid", where)
@@ -108,7 +142,7 @@ def parse_reinstall_body(body: object, api: str) -> ReinstallRequest:
     if api == "v2" and adminpass is None and keyname is None and user_data is None:
         raise invalid_request("give adminpass, keyname or metadata.user_data (one of them is required)")
     if mode is not None and mode != "withStopServer":
-        raise invalid_request(f"os-reinstall.mode must be 'withStopServer', not {mode!r}")
+        raise invalid_request(f"{root}.mode must be 'withStopServer', not {mode!r}")
 
     user_data_sha256 = user_data_size = None
     if user_data is not None:
@@ -141,6 +175,9 @@ def parse_reinstall_body(body: object, api: str) -> ReinstallRequest:
         user_data_sha256=user_data_sha256,
         user_data_size=user_data_size,
         adminpass=adminpass,
+        kind=kind,
+        imageid=imageid,
+        is_auto_pay=is_auto_pay,
     )
 
 

@@ -28,6 +28,8 @@ CRDS = REPO / "crds"
 # The demo credentials match the sample Secret in deploy/examples (fake values, for the emulator only).
 DEMO_PROJECT = "0123456789abcdef0123456789abcdef"
 JOB_SECONDS = 4.0
+FLEET_SIZE = 6  # servers the demo tags for each EcsReinstallSet sample that selects by tags
+FIRST_IMAGE = "1d2e3f40-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # the image the demo's servers start from
 
 
 def _kubectl() -> str:
@@ -77,18 +79,38 @@ def _credentials(docs: list[dict]) -> list[tuple[str, str]]:
 
 
 def _prepare_cloud(admin: httpx.Client, docs: list[dict]) -> list[str]:
+    """The servers, images, key pairs and tags the samples need, in the ECS emulator."""
     servers = []
-    for doc in docs:
-        if doc.get("kind") != "EcsReinstall":
-            continue
-        spec = doc["spec"]
-        servers.append(spec["serverId"])
+    images = {FIRST_IMAGE}
+
+    def add(server_id: str, spec: dict, tags: dict | None = None) -> None:
         status = "ACTIVE" if spec.get("stopServer") else "SHUTOFF"
-        admin.post(
-            "/_emulator/servers", json={"id": spec["serverId"], "status": status, "job_seconds": JOB_SECONDS}
-        ).raise_for_status()
+        server = {"id": server_id, "status": status, "job_seconds": JOB_SECONDS, "image_id": FIRST_IMAGE}
+        admin.post("/_emulator/servers", json=server).raise_for_status()
+        if tags:
+            admin.post(
+                f"/_emulator/servers/{server_id}/operations", json={"action": "tag", "set": tags}
+            ).raise_for_status()
+        servers.append(server_id)
+
+    for doc in docs:
+        if doc.get("kind") == "EcsReinstall":
+            spec = doc["spec"]
+            add(spec["serverId"], spec)
+        elif doc.get("kind") == "EcsReinstallSet":
+            spec = doc["spec"]["template"]
+            selector = doc["spec"]["selector"]
+            for server_id in selector.get("serverIds") or ():
+                add(server_id, spec)
+            for n in range(FLEET_SIZE if selector.get("tags") else 0):
+                add(f"f1ee7000-0000-4000-8000-{n:012d}", spec, selector["tags"])
+        else:
+            continue
+        images.add(spec.get("imageId") or FIRST_IMAGE)
         if spec.get("keyName"):
             admin.post("/_emulator/keypairs", json={"name": spec["keyName"]}).raise_for_status()
+    for image in sorted(images):
+        admin.post("/_emulator/images", json={"id": image, "name": f"demo-{image[:8]}"}).raise_for_status()
     return servers
 
 
@@ -198,6 +220,7 @@ def main(timeout: float = 120.0) -> int:
         subprocess.run([kubectl, "apply", "-f", str(EXAMPLES)], env=env, check=True)
         submitted: dict[str, float] = {}
         last_seen: list = []
+        last_sets: list = []
         deadline = applied_at + timeout
         while time.monotonic() < deadline:
             items = json.loads(_get(kubectl, env, "get", "ecsreinstalls", "-A", "-o", "json"))["items"]
@@ -216,8 +239,18 @@ def main(timeout: float = 120.0) -> int:
                     end="",
                 )
                 last_seen = seen
+            sets = json.loads(_get(kubectl, env, "get", "ecsreinstallsets", "-A", "-o", "json"))["items"]
+            set_phases = [(s.get("status") or {}).get("phase") for s in sets]
+            if set_phases != last_sets:
+                table = _get(kubectl, env, "get", "ecsreinstallsets", "-A")
+                print(
+                    f"\n$ kubectl get ecsreinstallsets -A   (t={time.monotonic() - applied_at:.1f}s)\n{table}",
+                    end="",
+                )
+                last_sets = set_phases
             phases = [(item.get("status") or {}).get("phase") for item in items]
-            if items and all(p in ("Succeeded", "Failed") for p in phases):
+            sets_done = all(p in ("Completed", "Stalled", "Aborted") for p in set_phases)
+            if items and sets_done and all(p in ("Succeeded", "Failed") for p in phases):
                 break
             if operator.poll() is not None:
                 break

@@ -248,3 +248,121 @@ async def test_sdk_lists_servers_with_a_tag_filter_and_pages(ecs_emulator: Emula
     with pytest.raises(ClientRequestException) as too_many:
         await in_thread(lambda: client.list_servers_details(ListServersDetailsRequest(limit=1001)))
     assert (too_many.value.status_code, too_many.value.error_code) == (400, "Ecs.0005")
+
+
+# --- changing the OS (ChangeServerOsWithCloudInit, ChangeServerOsWithoutCloudInit), unchanged --------------
+
+from huaweicloudsdkecs.v2 import (  # noqa: E402  (appended section: its own imports)
+    ChangeServerOsWithCloudInitOption,
+    ChangeServerOsWithCloudInitRequest,
+    ChangeServerOsWithCloudInitRequestBody,
+    ChangeServerOsWithoutCloudInitOption,
+    ChangeServerOsWithoutCloudInitRequest,
+    ChangeServerOsWithoutCloudInitRequestBody,
+    ChangeSeversOsMetadata,
+    ChangeSeversOsMetadataWithoutCloudInitOption,
+)
+
+NEW_IMAGE = "67f433d8-ed0e-4321-a8a2-a71838539e09"
+PLAIN_IMAGE = "2f1a3b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+
+
+async def wait_for_sdk_job(client: EcsClient, job_id: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await in_thread(lambda: client.show_job(ShowJobRequest(job_id=job_id)))
+        if job.status in ("SUCCESS", "FAIL"):
+            return job
+        assert job.status in ("INIT", "RUNNING") and job.end_time == ""
+        assert time.monotonic() < deadline, "the job did not finish"
+        await asyncio.sleep(0.05)
+
+
+async def test_sdk_change_os_with_cloud_init_then_show_job_and_server(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_image(NEW_IMAGE, name="Ubuntu 22.04")
+    await ecs_emulator.admin.add_server("srv-sdk", status="ACTIVE")
+    client = sdk_client(ecs_emulator)
+    option = ChangeServerOsWithCloudInitOption(
+        adminpass=PASSWORD,
+        userid="7e25b1da389f4697a79df3a0e5bd494e",
+        imageid=NEW_IMAGE,
+        mode="withStopServer",
+        metadata=ChangeSeversOsMetadata(
+            user_data=base64.b64encode(USER_DATA).decode(), system__encrypted="0", byol="true"
+        ),
+    )
+    request = ChangeServerOsWithCloudInitRequest(
+        server_id="srv-sdk", body=ChangeServerOsWithCloudInitRequestBody(os_change=option)
+    )
+    response = await in_thread(lambda: client.change_server_os_with_cloud_init(request))
+    job_id = response.job_id
+    assert job_id and len(job_id) == 32
+
+    [record] = await ecs_emulator.admin.reinstalls()
+    assert (record["kind"], record["imageid"], record["api"], record["job_id"]) == (
+        "change_os",
+        NEW_IMAGE,
+        "v2",
+        job_id,
+    )
+    assert record["fields"] == [
+        "adminpass", "imageid", "mode", "userid",
+        "metadata.BYOL", "metadata.__system__encrypted", "metadata.user_data",
+    ]  # fmt: skip
+    assert record["adminpass_sha256"] == hashlib.sha256(PASSWORD.encode()).hexdigest()
+    assert record["user_data_sha256"] == hashlib.sha256(USER_DATA).hexdigest()
+
+    job = await wait_for_sdk_job(client, job_id)
+    assert (job.status, job.job_id, job.job_type) == ("SUCCESS", job_id, "changeOS")
+    assert job.entities.server_id == "srv-sdk" and job.entities.sub_jobs[0].status == "SUCCESS"
+    server = (await in_thread(lambda: client.show_server(ShowServerRequest(server_id="srv-sdk")))).server
+    assert (server.status, server.image.id) == ("ACTIVE", NEW_IMAGE)
+
+
+async def test_sdk_change_os_without_cloud_init(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_image(PLAIN_IMAGE, name="Debian 12 plain", cloud_init=False)
+    await ecs_emulator.admin.add_server("srv-v1", status="SHUTOFF")
+    await ecs_emulator.admin.add_keypair("KeyPair-350b")
+    client = sdk_client(ecs_emulator)
+    option = ChangeServerOsWithoutCloudInitOption(
+        keyname="KeyPair-350b",
+        userid="u-1",
+        imageid=PLAIN_IMAGE,
+        metadata=ChangeSeversOsMetadataWithoutCloudInitOption(system__encrypted="0"),
+    )
+    request = ChangeServerOsWithoutCloudInitRequest(
+        server_id="srv-v1", body=ChangeServerOsWithoutCloudInitRequestBody(os_change=option)
+    )
+    response = await in_thread(lambda: client.change_server_os_without_cloud_init(request))
+    [record] = await ecs_emulator.admin.reinstalls()
+    assert (record["job_id"], record["kind"], record["api"]) == (response.job_id, "change_os", "v1")
+    assert (record["keyname"], record["userid"], record["imageid"]) == ("KeyPair-350b", "u-1", PLAIN_IMAGE)
+
+    job = await wait_for_sdk_job(client, response.job_id)
+    assert (job.status, job.job_type) == ("SUCCESS", "changeOS")
+    server = (await in_thread(lambda: client.show_server(ShowServerRequest(server_id="srv-v1")))).server
+    assert (server.image.id, server.key_name) == (PLAIN_IMAGE, "KeyPair-350b")
+    counters = await ecs_emulator.admin.counters()
+    assert counters["requests"]["change_os_v1:200"] == 1
+
+
+async def test_sdk_parses_change_os_refusals(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_image(PLAIN_IMAGE, cloud_init=False)
+    await ecs_emulator.admin.add_server("srv-1", status="SHUTOFF")
+    client = sdk_client(ecs_emulator)
+
+    def change(image_id: str) -> str:
+        option = ChangeServerOsWithCloudInitOption(adminpass=PASSWORD, imageid=image_id)
+        request = ChangeServerOsWithCloudInitRequest(
+            server_id="srv-1", body=ChangeServerOsWithCloudInitRequestBody(os_change=option)
+        )
+        return client.change_server_os_with_cloud_init(request).job_id
+
+    with pytest.raises(ClientRequestException) as unknown:
+        await in_thread(lambda: change("00000000-0000-4000-8000-000000000000"))
+    assert (unknown.value.status_code, unknown.value.error_code) == (400, "Ecs.0031")
+    with pytest.raises(ClientRequestException) as no_cloud_init:
+        await in_thread(lambda: change(PLAIN_IMAGE))
+    assert (no_cloud_init.value.status_code, no_cloud_init.value.error_code) == (400, "Ecs.0007")
+    assert "Cloud-Init" in no_cloud_init.value.error_msg
+    assert await ecs_emulator.admin.reinstalls() == []

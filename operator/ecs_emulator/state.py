@@ -382,7 +382,7 @@ class Job:
 
 SERVER_ADMIN_FIELDS = (
     "id", "name", "project_id", "status", "locked", "has_system_disk", "task_state", "os_type", "created",
-    "updated", "launched_at", "image_id", *JOB_BEHAVIOUR_FIELDS,
+    "updated", "launched_at", "image_id", "availability_zone", *JOB_BEHAVIOUR_FIELDS,
 )  # fmt: skip
 
 
@@ -406,6 +406,7 @@ class Server:
     tags: dict[str, str] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list, repr=False)  # the action log, oldest first
     image_id: str = DEFAULT_IMAGE_ID  # the image of its system disk (a change of OS replaces it)
+    availability_zone: str = "emulated-az1"  # OS-EXT-AZ:availability_zone
     last_job_failed: bool = (
         False  # its last reinstall / change of OS ended in FAIL (change_os_requires_stopped)
     )
@@ -442,6 +443,7 @@ class Server:
             "flavor": self.flavor,
             "tags": dict(self.tags),
             "image_id": self.image_id,
+            "availability_zone": self.availability_zone,
             "last_job_failed": self.last_job_failed,
         }
 
@@ -475,7 +477,7 @@ class Server:
             "accessIPv6": "",
             "config_drive": "",
             "OS-DCF:diskConfig": "MANUAL",
-            "OS-EXT-AZ:availability_zone": "emulated-az1",
+            "OS-EXT-AZ:availability_zone": self.availability_zone,
             "OS-EXT-STS:task_state": self.task_state,
             "OS-EXT-STS:vm_state": self.vm_state,
             "OS-EXT-STS:power_state": _POWER_STATE.get(self.status, 4),
@@ -696,7 +698,8 @@ class EmulatorState:
     def _update_server(self, server: Server, data: dict, *, touch: bool) -> None:
         overrides = parse_job_behaviour(data, self.config.job)
         changes: dict = {}
-        for name, kind in (("name", str), ("project_id", str), ("os_type", str), ("image_id", str)):
+        strings = ("name", "project_id", "os_type", "image_id", "availability_zone")
+        for name, kind in ((field_name, str) for field_name in strings):
             if name in data:
                 if not isinstance(data[name], kind) or not data[name]:
                     raise ValueError(f"{name} must be a non-empty string")

@@ -60,7 +60,8 @@ class AdminClient:
         return response.json() if response.content else None
 
     async def add_server(self, server_id: str, **attributes: Any) -> dict:
-        """Create a server: status, locked, has_system_disk, task_state, os_type, image_id, name, project_id,
+        """Create a server: status, locked, has_system_disk, task_state, os_type, image_id, availability_zone, name,
+        project_id,
         created, updated, and job overrides (outcome, fail_code, fail_reason, fail_status, job_seconds,
         init_seconds)."""
         return await self._call("POST", "/servers", {"id": server_id, **attributes})

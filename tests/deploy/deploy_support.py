@@ -20,8 +20,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "deploy" / "helm" / "ecs-reinstall-operator"
 MANIFESTS_DIR = REPO_ROOT / "deploy" / "manifests"
 ARGOCD_DIR = REPO_ROOT / "deploy" / "argocd"
+# The CRDs, one source each in crds/ (deploy/helm/sync-crds.sh copies them into the chart and the kustomize base):
+# EcsReinstall, and EcsReinstallSet (generated from it by tools/crds/make_set_crd.py).
 CRD_FILE_NAME = "ecsreinstalls.ecs.reinstall.dev.yaml"
+SET_CRD_FILE_NAME = "ecsreinstallsets.ecs.reinstall.dev.yaml"
+CRD_FILE_NAMES = (CRD_FILE_NAME, SET_CRD_FILE_NAME)
+# (file name, kind) of each CRD
+CRD_KINDS = {CRD_FILE_NAME: "EcsReinstall", SET_CRD_FILE_NAME: "EcsReinstallSet"}
 TOP_LEVEL_CRD = REPO_ROOT / "crds" / CRD_FILE_NAME
+TOP_LEVEL_CRDS = tuple(REPO_ROOT / "crds" / name for name in CRD_FILE_NAMES)
 # The namespace and release name the kustomize base uses; the chart's default render is compared against them.
 DEFAULT_NAMESPACE = "ecs-reinstall-system"
 DEFAULT_RELEASE = "ecs-reinstall-operator"

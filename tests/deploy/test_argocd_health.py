@@ -1,4 +1,5 @@
-"""The Argo CD health check of EcsReinstall (deploy/argocd/health.lua) on a real Lua 5.1 interpreter.
+"""The Argo CD health check of EcsReinstall (deploy/argocd/health.lua) on a real Lua 5.1 interpreter; the Lua 5.1
+checks and the argocd-cm.yaml check cover the EcsReinstallSet one too (its cases: test_argocd_set_health.py).
 
 Argo CD runs health checks on gopher-lua, a Lua 5.1 implementation, with the base, table, string and math
 libraries. lupa ships a Lua 5.1 runtime (`lupa.lua51`); the script runs there in a sandbox holding only what Argo
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lupa.lua51 as lua51
@@ -18,6 +20,10 @@ from deploy_support import ARGOCD_DIR
 
 HEALTH_LUA = ARGOCD_DIR / "health.lua"
 HEALTH_KEY = "resource.customizations.health.ecs.reinstall.dev_EcsReinstall"
+SET_HEALTH_LUA = ARGOCD_DIR / "health-ecsreinstallset.lua"
+SET_HEALTH_KEY = "resource.customizations.health.ecs.reinstall.dev_EcsReinstallSet"
+# Every health check of deploy/argocd, by its argocd-cm key.
+HEALTH_CHECKS = {HEALTH_KEY: HEALTH_LUA, SET_HEALTH_KEY: SET_HEALTH_LUA}
 
 # Runs the script the way Argo CD does: `obj` is a global, the script returns the health table. setfenv (a Lua
 # 5.1 function) confines it to Argo CD's libraries: no io, os, require, load or debug.
@@ -48,10 +54,10 @@ def runtime() -> lua51.LuaRuntime:
     return lua
 
 
-def assess(runtime: lua51.LuaRuntime, resource: dict[str, Any]) -> Health:
+def assess(runtime: lua51.LuaRuntime, resource: dict[str, Any], script: Path = HEALTH_LUA) -> Health:
     run = runtime.eval(f"function(...) {SANDBOX} end")
     obj = runtime.table_from(resource, recursive=True)
-    result = run(HEALTH_LUA.read_text(), obj)
+    result = run(script.read_text(), obj)
     keys = set(dict(result.items()))
     assert keys == {"status", "message"}, f"health table keys {keys}"
     assert isinstance(result["message"], str) and result["message"], "every health carries a message"
@@ -264,10 +270,15 @@ def _code_only(source: str) -> str:
     return re.sub(r'"(\\.|[^"\\])*"', '""', without_comments)
 
 
+@pytest.mark.parametrize("script", sorted(HEALTH_CHECKS.values()), ids=lambda p: p.name)
 @pytest.mark.parametrize(("pattern", "feature"), NOT_IN_LUA_51, ids=[f for _, f in NOT_IN_LUA_51])
-def test_uses_no_feature_missing_in_lua_51(pattern: str, feature: str) -> None:
-    code = _code_only(HEALTH_LUA.read_text())
-    assert not re.search(pattern, code), f"health.lua uses {feature}, which Argo CD's Lua 5.1 lacks"
+def test_uses_no_feature_missing_in_lua_51(pattern: str, feature: str, script: Path) -> None:
+    code = _code_only(script.read_text())
+    assert not re.search(pattern, code), f"{script.name} uses {feature}, which Argo CD's Lua 5.1 lacks"
+
+
+def test_every_lua_file_is_a_wired_health_check() -> None:
+    assert sorted(ARGOCD_DIR.glob("*.lua")) == sorted(HEALTH_CHECKS.values())
 
 
 def test_lua_51_interpreter_rejects_what_the_static_check_forbids(runtime: lua51.LuaRuntime) -> None:
@@ -278,11 +289,14 @@ def test_lua_51_interpreter_rejects_what_the_static_check_forbids(runtime: lua51
     assert compile_("return 7 // 2") is False
 
 
-def test_argocd_cm_carries_health_lua_verbatim() -> None:
+def test_argocd_cm_carries_every_health_check_verbatim() -> None:
     config_map = yaml.safe_load((ARGOCD_DIR / "argocd-cm.yaml").read_text())
     assert config_map["kind"] == "ConfigMap" and config_map["metadata"]["name"] == "argocd-cm"
-    embedded = config_map["data"][HEALTH_KEY]
-    assert embedded == HEALTH_LUA.read_text(), "argocd-cm.yaml is stale: run deploy/argocd/sync-argocd-cm.sh"
+    assert set(config_map["data"]) == set(HEALTH_CHECKS)
+    for key, script in HEALTH_CHECKS.items():
+        assert config_map["data"][key] == script.read_text(), (
+            f"argocd-cm.yaml is stale ({key}): run deploy/argocd/sync-argocd-cm.sh"
+        )
 
 
 def test_examples_synced_before_the_crd_exists_skip_the_dry_run() -> None:

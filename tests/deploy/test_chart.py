@@ -17,7 +17,7 @@ import pytest
 import yaml
 from deploy_support import (
     CHART_DIR,
-    CRD_FILE_NAME,
+    CRD_FILE_NAMES,
     DEFAULT_NAMESPACE,
     DEFAULT_RELEASE,
     REPO_ROOT,
@@ -419,7 +419,12 @@ def test_clusterwide_rbac_is_one_cluster_role_and_the_lease_role(helm: Helm, tmp
         ("ecs.reinstall.dev", "ecsreinstalls", "watch"),
         ("ecs.reinstall.dev", "ecsreinstalls", "patch"),  # only the finalizer
         ("ecs.reinstall.dev", "ecsreinstalls", "delete"),  # only after spec.ttlSecondsAfterFinished
+        ("ecs.reinstall.dev", "ecsreinstalls", "create"),  # an EcsReinstallSet's children
         ("ecs.reinstall.dev", "ecsreinstalls/status", "patch"),
+        ("ecs.reinstall.dev", "ecsreinstallsets", "get"),
+        ("ecs.reinstall.dev", "ecsreinstallsets", "list"),
+        ("ecs.reinstall.dev", "ecsreinstallsets", "watch"),
+        ("ecs.reinstall.dev", "ecsreinstallsets/status", "patch"),  # the rollout, never the spec
         ("", "secrets", "get"),
         ("", "configmaps", "get"),
         ("", "events", "create"),
@@ -1023,8 +1028,10 @@ def chart_features(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> set[
     values = installable({"metrics": {"serviceMonitor": {"enabled": True}}, "watchNamespaces": ["team-a"]})
     docs = helm.render(values, tmp_path=tmp_path, api_versions=(SERVICE_MONITOR_API,), include_crds=True)
     docs += helm.render(installable(), tmp_path=tmp_path)
-    crd = yaml.safe_load((CHART_DIR / "crds" / CRD_FILE_NAME).read_text())
-    return crd_features(crd) | rendered_api_features(docs)
+    features = rendered_api_features(docs)
+    for name in CRD_FILE_NAMES:  # the EcsReinstall CRD and the EcsReinstallSet CRD
+        features |= crd_features(yaml.safe_load((CHART_DIR / "crds" / name).read_text()))
+    return features
 
 
 def test_kube_version_is_the_first_that_serves_everything_the_chart_uses(chart_features: set[str]) -> None:

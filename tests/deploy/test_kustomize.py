@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from deploy_support import (
+    CRD_FILE_NAMES,
     DEFAULT_NAMESPACE,
     DEFAULT_RELEASE,
     MANIFESTS_DIR,
@@ -40,6 +41,7 @@ def test_renders_every_object(kustomized: list[dict[str, Any]]) -> None:
         [
             "Namespace",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -57,10 +59,20 @@ def test_renders_every_object(kustomized: list[dict[str, Any]]) -> None:
             assert doc["metadata"]["namespace"] == DEFAULT_NAMESPACE, doc["kind"]
 
 
-def test_same_crd_as_the_chart(kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]) -> None:
-    ours = copy.deepcopy(only(kustomized, "CustomResourceDefinition"))
-    ours["metadata"].pop("labels", None)  # kustomize adds the part-of label
-    assert ours == only(chart_default, "CustomResourceDefinition")
+def test_same_crds_as_the_chart(
+    kustomized: list[dict[str, Any]], chart_default: list[dict[str, Any]]
+) -> None:
+    def by_name(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        crds = {}
+        for doc in by_kind(docs, "CustomResourceDefinition"):
+            doc = copy.deepcopy(doc)
+            doc["metadata"].pop("labels", None)  # kustomize adds the part-of label
+            crds[doc["metadata"]["name"]] = doc
+        return crds
+
+    ours = by_name(kustomized)
+    assert sorted(ours) == sorted(name.removesuffix(".yaml") for name in CRD_FILE_NAMES)
+    assert ours == by_name(chart_default)
 
 
 def test_same_rbac_as_the_chart_default(

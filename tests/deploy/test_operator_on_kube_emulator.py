@@ -4,18 +4,21 @@ the rendered Deployment runs it, reconciling samples against the ECS emulator; a
 For each RBAC mode (cluster-wide; two watched namespaces; cluster-wide with a namespace selector for the default
 credentials) one scenario:
 1. both emulators start as processes on free loopback ports (they print their URL first, like in `make demo`);
-2. the chart is rendered with helm (CRD included) and applied with `kubectl apply --server-side`; the samples
-   (Secrets, a ConfigMap, two EcsReinstalls) are applied the same way;
+2. the chart is rendered with helm (both CRDs included) and applied with `kubectl apply --server-side`; the samples
+   (Secrets, a ConfigMap, two EcsReinstalls, an EcsReinstallSet of two servers) are applied the same way;
 3. the operator starts as the image does: ENTRYPOINT `ecs-reinstall-operator` + the container's `args`, with the
    container's environment (the downward-API namespace resolved) plus KUBECONFIG, since outside a pod there is no
    in-cluster service account;
 4. in the cluster-wide scenario one status write meets an injected 409 Conflict, so the operator re-reads; in
    each, the operator first takes the leader Lease (as the chart's replicas do), renews it, and releases it when
    stopped;
-5. the sample using the default credentials is in a namespace other than the operator's: allowed by
+5. the samples using the default credentials (an EcsReinstall, the set) are in a namespace other than the
+   operator's: allowed by
    `credentials.allowedNamespaces`, or in the selector scenario by a namespace label matching
    `credentials.allowedNamespaceSelector` (the operator then lists namespaces, which only that chart grants);
-6. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
+6. the set rolls out over its two servers: the operator lists and watches sets, re-reads the set, patches its
+   status and creates its EcsReinstall children (listed by their set label), which it then reconciles;
+7. the kube emulator's request counters, minus the baseline and minus this test's own status reads, are the
    operator's API calls: every one must be allowed by the rendered RBAC for the operator's ServiceAccount, and
    every grant of the chart must be used by some call (here or in the e2e suite's recording).
 """
@@ -68,6 +71,9 @@ SECRET_KEY = "deploy-test-sk-not-a-real-key-000000001"
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 SERVER_A = "5a1d0c3e-0000-4000-8000-00000000000a"
 SERVER_B = "5a1d0c3e-0000-4000-8000-00000000000b"
+# The set sample's servers (selector.serverIds), rolled out two at once.
+SET_SERVERS = ("5a1d0c3e-0000-4000-8000-0000000000c1", "5a1d0c3e-0000-4000-8000-0000000000c2")
+SET_NAME = "fleet-a"
 # Where the e2e suite (tests/e2e) leaves the API calls its operator made: see `e2e_recording` below.
 E2E_RECORDING = Path(__file__).parent / "data" / "recorded_api_calls.json"
 DEADLINE_SECONDS = 15
@@ -85,6 +91,8 @@ class Scenario:
     docs: list[dict[str, Any]]
     operator_calls: set[ApiCall] = field(default_factory=set)
     reinstalls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    set_body: dict[str, Any] = field(default_factory=dict)  # the set sample, as last read
+    set_children: list[dict[str, Any]] = field(default_factory=list)
     stored_objects: list[str] = field(default_factory=list)
     liveness_status: int = 0
     metrics_text: str = ""
@@ -199,9 +207,35 @@ def container_environment(deployment: Mapping[str, Any], namespace: str) -> dict
     return env
 
 
+def set_sample(namespace: str, servers: tuple[str, ...] = SET_SERVERS) -> dict[str, Any]:
+    """An EcsReinstallSet over `servers` (by ID), all at once, with the default credentials and the password
+    Secret of web-a: the operator creates one EcsReinstall child per server."""
+    return {
+        "apiVersion": "ecs.reinstall.dev/v1alpha1",
+        "kind": "EcsReinstallSet",
+        "metadata": {"name": SET_NAME, "namespace": namespace},
+        "spec": {
+            "selector": {"serverIds": list(servers)},
+            "template": {
+                "adminPasswordSecretRef": {"name": "web-a-root", "key": "password"},
+                "stopServer": True,
+                "pollIntervalSeconds": 2,
+            },
+            "revision": "deploy-test-1",
+            "strategy": {"maxInFlight": len(servers), "maxFailures": 0},
+        },
+    }
+
+
+def set_done(body: Mapping[str, Any]) -> bool:
+    """The set's round is over (Completed, or Stalled: nothing more happens without a person)."""
+    return ((body.get("status") or {}).get("phase")) in ("Completed", "Stalled")
+
+
 def samples(namespaces: tuple[str, str]) -> list[dict[str, Any]]:
     """Two reinstalls touching every kind of input: the default credentials (operator namespace) with a password
-    Secret; own credentials with user data from a ConfigMap."""
+    Secret; own credentials with user data from a ConfigMap. And a set of two servers (see `set_sample`) beside the
+    first, with the same default credentials and password Secret."""
     ns_a, ns_b = namespaces
 
     def secret(name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
@@ -244,6 +278,7 @@ def samples(namespaces: tuple[str, str]) -> list[dict[str, Any]]:
                 "pollIntervalSeconds": 2,
             },
         },
+        set_sample(ns_a),
     ]
 
 
@@ -283,7 +318,7 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
         ecs_emulator += ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
         ecs_emulator += ["--job-seconds", "0.5", "--init-seconds", "0"]
         ecs_url = stack.enter_context(serving(ecs_emulator, work / "ecs.log"))
-        for server in (SERVER_A, SERVER_B):
+        for server in (SERVER_A, SERVER_B, *SET_SERVERS):
             httpx.post(
                 f"{ecs_url}/_emulator/servers", json={"id": server, "status": "ACTIVE"}, timeout=10
             ).raise_for_status()
@@ -357,8 +392,19 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
                         path = f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{ns}/ecsreinstalls/{name}"
                         scenario.reinstalls[f"{ns}/{name}"] = kube.get(path).raise_for_status().json()
                         own_reads[ApiCall("get", "ecs.reinstall.dev", "ecsreinstalls", "", ns)] += 1
+                    set_doc = set_sample(DEFAULT_CREDENTIALS_NAMESPACE)
+                    set_path = (
+                        f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{set_doc['metadata']['namespace']}"
+                        f"/ecsreinstallsets/{SET_NAME}"
+                    )
+                    scenario.set_body = kube.get(set_path).raise_for_status().json()
+                    own_reads[
+                        ApiCall(
+                            "get", "ecs.reinstall.dev", "ecsreinstallsets", "", DEFAULT_CREDENTIALS_NAMESPACE
+                        )
+                    ] += 1
                     phases = {(r.get("status") or {}).get("phase") for r in scenario.reinstalls.values()}
-                    if phases <= {"Succeeded", "Failed"}:
+                    if phases <= {"Succeeded", "Failed"} and set_done(scenario.set_body):
                         break
                     time.sleep(0.5)
                 scenario.lease_while_running = kube.get(lease_path).raise_for_status().json()
@@ -370,6 +416,16 @@ def run_scenario(mode: str, helm: Helm, kubectl_binary: str, work: Path) -> Scen
             scenario.metrics_text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             operator_calls = request_counts(kube_url) - baseline - own_reads
             scenario.operator_calls = set(operator_calls)
+            with httpx.Client(base_url=kube_url, headers=kubeconfig_auth(kubeconfig), timeout=10) as kube:
+                children = f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{DEFAULT_CREDENTIALS_NAMESPACE}/ecsreinstalls"
+                scenario.set_children = [
+                    item
+                    for item in kube.get(children).raise_for_status().json()["items"]
+                    if any(
+                        o.get("kind") == "EcsReinstallSet"
+                        for o in item["metadata"].get("ownerReferences", [])
+                    )
+                ]
         finally:
             stopping = time.monotonic()
             scenario.operator_exit_code = stop_process(proc)
@@ -433,6 +489,58 @@ def test_operator_reconciles_the_samples(scenarios: dict[str, Scenario], mode: s
         assert ready["status"] == "True"
         assert status["observedGeneration"] == body["metadata"]["generation"]
     assert "condition met" in scenario.kubectl_wait_output
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_operator_rolls_the_set_out_through_owned_children(scenarios: dict[str, Scenario], mode: str) -> None:
+    scenario = scenarios[mode]
+    status = scenario.set_body.get("status") or {}
+    assert status.get("phase") == "Completed", f"{status}\n{log_tail(scenario)}"
+    assert sorted(status["succeeded"]) == sorted(SET_SERVERS)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    children = scenario.set_children
+    assert sorted(c["spec"]["serverId"] for c in children) == sorted(SET_SERVERS)
+    for child in children:
+        assert (child.get("status") or {}).get("phase") == "Succeeded", child.get("status")
+        # controller, without blockOwnerDeletion: creating it needs no grant on ecsreinstallsets/finalizers
+        assert child["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "ecs.reinstall.dev/v1alpha1",
+                "kind": "EcsReinstallSet",
+                "name": SET_NAME,
+                "uid": scenario.set_body["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
+
+
+SET_CALLS = {
+    ("list", "ecsreinstallsets"),  # kopf's listing, and the leader's (sets.SetSupervisor.lead)
+    ("watch", "ecsreinstallsets"),  # kopf's watch stream
+    ("get", "ecsreinstallsets"),  # each rollout pass re-reads its set
+    ("patch", "ecsreinstallsets/status"),  # the rollout, conditional on the resourceVersion read
+    ("create", "ecsreinstalls"),  # the children
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_set_calls_are_made_where_the_set_is(scenarios: dict[str, Scenario], mode: str) -> None:
+    """Every grant that only sets need is used by this module's own scenarios (not only by the e2e recording);
+    the children are created in the set's namespace, and in the namespaced mode the sets are listed and watched
+    per watched namespace."""
+    scenario = scenarios[mode]
+    calls = {
+        (c.verb, c.rbac_resource, c.namespace)
+        for c in scenario.operator_calls
+        if c.resource == "ecsreinstallsets" or (c.resource, c.verb) == ("ecsreinstalls", "create")
+    }
+    assert {(verb, resource) for verb, resource, _ in calls} == SET_CALLS, log_tail(scenario)
+    namespaces = {ns for verb, resource, ns in calls if verb in ("list", "watch")}
+    assert namespaces == (set(TEAM_NAMESPACES) if mode == "namespaced" else {""})
+    assert {ns for verb, resource, ns in calls if verb not in ("list", "watch")} == {
+        DEFAULT_CREDENTIALS_NAMESPACE
+    }
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -294,3 +294,29 @@ async def test_the_cap_holds_while_operators_are_killed_and_the_leader_changes(h
         per_server[record["server_id"]] = per_server.get(record["server_id"], 0) + 1
     assert len(per_server) == 60 and set(per_server.values()) == {1}, per_server
     assert peak_concurrency(records) <= 5
+
+
+async def test_zone_spreading_caps_each_availability_zone(harness):
+    for n in range(1, 13):
+        zone = "az-a" if n <= 6 else "az-b"
+        await harness.ecs.admin.add_server(server(n), status="SHUTOFF", availability_zone=zone)
+        await harness.ecs.admin.tag(server(n), tags={"role": "zonal"})
+    await harness.ecs.admin.set_config(job_seconds=1.0)
+    await harness.start_operator()
+    await create_set(
+        harness,
+        "zonal",
+        {
+            "selector": {"tags": {"role": "zonal"}},
+            "template": TEMPLATE,
+            "revision": "z1",
+            "strategy": {"maxInFlight": 6, "maxInFlightPerZone": 2},
+        },
+    )
+    body = await wait_set(harness, "zonal", lambda s: s.get("phase") == "Completed", what="Completed")
+    assert {s["zone"] for s in body["status"]["selection"]} == {"az-a", "az-b"}
+    records = await harness.ecs.admin.reinstalls()
+    zones = {server(n): ("az-a" if n <= 6 else "az-b") for n in range(1, 13)}
+    for zone in ("az-a", "az-b"):
+        assert peak_concurrency([r for r in records if zones[r["server_id"]] == zone]) <= 2, zone
+    assert peak_concurrency(records) <= 4

@@ -6,7 +6,9 @@ runs as the rendered Deployment runs it, with a token of the chart's ServiceAcco
 `kubectl create token` does). The server's audit log tells every request the operator made and what the
 authorizer answered:
 
-1. with the chart's RBAC as rendered, both samples reach Succeeded and no request of the ServiceAccount is denied;
+1. with the chart's RBAC as rendered, both EcsReinstall samples reach Succeeded, the EcsReinstallSet sample (two
+   servers, both at once) reaches Completed through two EcsReinstall children it creates, and no request of the
+   ServiceAccount is denied;
 2. for each grant of the chart (one verb on one resource, one resourceName where the chart names one), a run with
    that grant removed meets a 403 on exactly that verb and resource: every grant is needed by the real authorizer.
    The selector mode's ClusterRole is the cluster-wide mode's plus list on namespaces: only that grant is taken
@@ -14,6 +16,10 @@ authorizer answered:
 
 The ECS side is the ECS emulator, started as a process like in tests/deploy/test_operator_on_kube_emulator.py,
 whose helpers (samples, the container environment) these tests share.
+
+The set makes the set grants provable both ways: list and watch on ecsreinstallsets (kopf's stream; the leader's
+listing), get (each rollout pass), patch on ecsreinstallsets/status (the rollout) and create on ecsreinstalls (the
+children). No controller-manager runs, so nothing garbage-collects the children: every run deletes them itself.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from test_operator_on_kube_emulator import (
     PROJECT_ID,
     RELEASE,
     SECRET_KEY,
+    SET_NAME,
     TEAM_NAMESPACES,
     Kubectl,
     container_environment,
@@ -51,6 +58,7 @@ from test_operator_on_kube_emulator import (
     namespace_labels,
     samples,
     serving,
+    set_done,
     stop_process,
 )
 
@@ -58,7 +66,8 @@ from realkube import RealKube, running_real_kube, unavailable_reason
 
 MODES = ["clusterwide", "namespaced", "selector"]
 SERVICE_ACCOUNT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
-RUN_SECONDS = 30  # until both samples are terminal (positive run) or the 403 is met (a grant removed)
+RUN_SECONDS = 30  # until the samples are terminal (positive run) or the 403 is met (a grant removed)
+SET_SERVER_COUNT = 2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -154,6 +163,8 @@ class Deployment:
 @dataclass
 class OperatorRun:
     reinstalls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # the set sample, as last read
+    children: list[dict[str, Any]] = field(default_factory=list)  # the set's EcsReinstalls, at the end
     audit: list[dict[str, Any]] = field(default_factory=list)  # the ServiceAccount's requests in this run
     log: str = ""
     exit_code: int | None = None
@@ -179,6 +190,9 @@ class OperatorRun:
 
     def phases(self) -> dict[str, str]:
         return {k: (v.get("status") or {}).get("phase", "") for k, v in self.reinstalls.items()}
+
+    def set_phases(self) -> dict[str, str]:
+        return {k: (v.get("status") or {}).get("phase", "") for k, v in self.sets.items()}
 
 
 def service_account_token(kube: RealKube) -> str:
@@ -258,10 +272,12 @@ def apply_rbac(deployment: Deployment, docs: list[dict[str, Any]], name: str) ->
 
 
 def clear_reinstalls(deployment: Deployment) -> None:
-    """Delete every EcsReinstall of earlier runs (their finalizers first: no operator runs now) and the leader
-    Lease, so that every run starts as on a fresh install."""
+    """Delete every EcsReinstallSet and EcsReinstall of earlier runs (the sets' children too: no garbage collector
+    runs here; finalizers first: no operator runs now) and the leader Lease, so that every run starts as on a fresh
+    install."""
     deployment.kubectl("delete", "-n", OPERATOR_NAMESPACE, "lease", RELEASE, "--ignore-not-found")
     for ns in TEAM_NAMESPACES:
+        deployment.kubectl("delete", "-n", ns, "ecsreinstallsets", "--all", "--wait=true")
         path = f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{ns}/ecsreinstalls"
         status, listed = deployment.kube.request("GET", path)
         assert status == 200, listed
@@ -282,17 +298,27 @@ def clear_reinstalls(deployment: Deployment) -> None:
 
 
 def run_operator(deployment: Deployment, stop_when_denied: bool) -> OperatorRun:
-    """Fresh samples on fresh ECS servers, the operator as the Deployment runs it, until both samples are
-    terminal (or, with `stop_when_denied`, the first 403), then SIGTERM; what the audit log saw meanwhile."""
+    """Fresh samples on fresh ECS servers, the operator as the Deployment runs it, until the samples are terminal
+    (the EcsReinstalls Succeeded or Failed, the set Completed or Stalled; or, with `stop_when_denied`, the first
+    403), then SIGTERM; what the audit log saw meanwhile."""
     deployment.runs += 1
     run_id = deployment.runs
     clear_reinstalls(deployment)
     docs = samples(TEAM_NAMESPACES)
+    servers = []
     for index, doc in enumerate(by_kind(docs, "EcsReinstall")):
         server = f"5a1d0c3e-0000-4000-8000-{run_id:06d}{index:06d}"
         doc["spec"]["serverId"] = server
+        servers.append(server)
         if index == 0:  # deleted by the operator once finished: the delete verb is used too
             doc["spec"]["ttlSecondsAfterFinished"] = 2  # seen Succeeded (polled every 0.3 s), then gone
+    (set_doc,) = by_kind(docs, "EcsReinstallSet")
+    set_servers = [
+        f"5a1d0c3e-0000-4000-8000-{run_id:06d}{900 + index:06d}" for index in range(SET_SERVER_COUNT)
+    ]
+    set_doc["spec"]["selector"] = {"serverIds": set_servers}
+    set_doc["spec"]["strategy"]["maxInFlight"] = len(set_servers)
+    for server in (*servers, *set_servers):
         httpx.post(
             f"{deployment.ecs_url}/_emulator/servers", json={"id": server, "status": "ACTIVE"}, timeout=10
         ).raise_for_status()
@@ -329,12 +355,22 @@ def run_operator(deployment: Deployment, stop_when_denied: bool) -> OperatorRun:
                     else:
                         assert status == 200 and isinstance(body, dict), body
                     run.reinstalls[f"{ns}/{name}"] = body
+                set_ns = set_doc["metadata"]["namespace"]
+                status, body = deployment.kube.request(
+                    "GET", f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{set_ns}/ecsreinstallsets/{SET_NAME}"
+                )
+                assert status == 200 and isinstance(body, dict), body
+                run.sets[f"{set_ns}/{SET_NAME}"] = body
                 ttl_done = all(
                     (v.get("status") or {}).get("deletedAfterTTL")
                     for v, d in zip(run.reinstalls.values(), by_kind(docs, "EcsReinstall"), strict=True)
                     if d["spec"].get("ttlSecondsAfterFinished") is not None
                 )
-                if set(run.phases().values()) <= {"Succeeded", "Failed"} and ttl_done:
+                if (
+                    set(run.phases().values()) <= {"Succeeded", "Failed"}
+                    and ttl_done
+                    and all(set_done(b) for b in run.sets.values())
+                ):
                     break
                 run.audit = [
                     e for e in deployment.kube.audit_events()[audit_before:] if _by_service_account(e)
@@ -347,6 +383,16 @@ def run_operator(deployment: Deployment, stop_when_denied: bool) -> OperatorRun:
             run.exit_code = stop_process(proc)
     run.log = log_path.read_text(errors="replace")
     run.audit = [e for e in deployment.kube.audit_events()[audit_before:] if _by_service_account(e)]
+    set_ns = set_doc["metadata"]["namespace"]
+    status, listed = deployment.kube.request(
+        "GET", f"/apis/ecs.reinstall.dev/v1alpha1/namespaces/{set_ns}/ecsreinstalls"
+    )
+    assert status == 200 and isinstance(listed, dict), listed
+    run.children = [
+        item
+        for item in listed["items"]
+        if any(o.get("kind") == "EcsReinstallSet" for o in item["metadata"].get("ownerReferences", []))
+    ]
     return run
 
 
@@ -386,9 +432,53 @@ def test_the_operator_succeeds_with_the_charts_rbac_and_no_request_is_denied(
 ) -> None:
     run: OperatorRun = rbac_runs[mode]["full"]
     assert set(run.phases().values()) == {"Succeeded"}, f"{run.phases()}\n{_tail(run)}"
+    assert set(run.set_phases().values()) == {"Completed"}, f"{run.set_phases()}\n{_tail(run)}"
+    assert len(run.children) == SET_SERVER_COUNT, run.children
+    assert {(c.get("status") or {}).get("phase") for c in run.children} == {"Succeeded"}
     assert run.audit, "the audit log shows no request of the operator's ServiceAccount"
     assert not run.denied(), f"denied by the real authorizer: {run.denied()}\n{_tail(run)}"
     assert run.exit_code == 0, _tail(run)
+
+
+# The requests that only an EcsReinstallSet makes, as the audit log names them (verb, resource[/subresource]).
+SET_REQUESTS = {
+    ("list", "ecsreinstallsets"),  # kopf's listing, and the leader's
+    ("watch", "ecsreinstallsets"),  # kopf's watch stream
+    ("get", "ecsreinstallsets"),  # each rollout pass re-reads its set
+    ("patch", "ecsreinstallsets/status"),  # the rollout, a merge patch conditional on the resourceVersion
+    ("create", "ecsreinstalls"),  # the children
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_set_makes_its_requests_and_owns_its_children(rbac_runs: dict[str, Any], mode: str) -> None:
+    """The set's own requests reach the real server (and are allowed: see the test above), and its children are
+    owned by it as a controller without blockOwnerDeletion, which needs no grant on ecsreinstallsets/finalizers
+    where the OwnerReferencesPermissionEnforcement admission plugin is on."""
+    run: OperatorRun = rbac_runs[mode]["full"]
+    requests = set()
+    for event in run.audit:
+        ref = event.get("objectRef") or {}
+        if ref.get("apiGroup") != "ecs.reinstall.dev":
+            continue
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        if resource.startswith("ecsreinstallsets") or (event["verb"], resource) == (
+            "create",
+            "ecsreinstalls",
+        ):
+            requests.add((event["verb"], resource))
+    assert requests == SET_REQUESTS, _tail(run)
+    (body,) = run.sets.values()
+    for child in run.children:
+        assert child["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "ecs.reinstall.dev/v1alpha1",
+                "kind": "EcsReinstallSet",
+                "name": SET_NAME,
+                "uid": body["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
 
 
 def _matches(rule: Rule, denied: tuple[str, str, str, str, str]) -> bool:

@@ -605,15 +605,16 @@ def resolve_from_examples(spec: ReinstallSpec) -> ResolvedInputs:
 
 def test_the_samples_cover_every_login_mode_and_the_v1_api():
     samples = {name: parse_spec(doc["spec"]) for name, doc in example_objects("EcsReinstall").items()}
-    assert set(samples) == {"web-01", "web-02", "web-03", "legacy-01"}
+    assert set(samples) == {"web-01", "web-02", "web-03", "web-04", "legacy-01"}
     assert (samples["web-01"].auth_mode, samples["web-01"].stop_server) == ("password", True)
     assert samples["web-02"].auth_mode == "keypair"
     assert samples["web-03"].auth_mode == "user-data"
     assert (samples["legacy-01"].api_version, samples["legacy-01"].auth_mode) == ("v1", "password")
+    assert samples["web-04"].image_id and samples["web-04"].api_version == "v2"  # a change of OS
     assert len({sample.server_id for sample in samples.values()}) == len(samples)
 
 
-@pytest.mark.parametrize("name", ["web-01", "web-02", "web-03", "legacy-01"])
+@pytest.mark.parametrize("name", ["web-01", "web-02", "web-03", "web-04", "legacy-01"])
 def test_each_sample_is_admitted_and_builds_a_request(name):
     doc = example_objects("EcsReinstall")[name]
     assert doc["apiVersion"] == "ecs.reinstall.dev/v1alpha1"
@@ -621,7 +622,7 @@ def test_each_sample_is_admitted_and_builds_a_request(name):
     parsed = parse_spec(apply_defaults(SPEC_SCHEMA, doc["spec"]))
     assert parsed == parse_spec(doc["spec"])
     body = build_reinstall_body(parsed, resolve_from_examples(parsed), namespace="default")
-    assert body["os-reinstall"]
+    assert body["os-change"]["imageid"] == parsed.image_id if parsed.image_id else body["os-reinstall"]
     credentials = example_objects("Secret")[parsed.credentials_secret]["stringData"]
     assert {"accessKey", "secretKey", "projectId"} <= set(credentials)
     assert re.fullmatch(spec_module.HEX32_PATTERN, credentials["projectId"])

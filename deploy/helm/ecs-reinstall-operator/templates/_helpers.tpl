@@ -64,20 +64,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{/*
 RBAC rules for the namespaced resources the operator uses, in every namespace it serves. Least privilege, as
 recorded from the operator's real API calls (tests/deploy/test_operator_on_kube_emulator.py):
-- ecsreinstalls: list and watch (kopf's watch stream, the startup listing), get (re-reading one resource), patch
-  (only metadata.finalizers: held while a reinstall request is on its way to the cloud; no kopf progress
-  annotations: it only has event handlers), delete (only a finished resource whose spec.ttlSecondsAfterFinished
-  has passed, with uid and resourceVersion preconditions)
+- ecsreinstalls: list and watch (kopf's watch stream, the startup listing; an EcsReinstallSet's children by their
+  set label), get (re-reading one resource), patch (only metadata.finalizers: held while a reinstall request is on
+  its way to the cloud; no kopf progress annotations: it only has event handlers), delete (only a finished
+  resource whose spec.ttlSecondsAfterFinished has passed, with uid and resourceVersion preconditions), create (an
+  EcsReinstallSet's children, in the set's namespace, owned by the set: controller ownerReference without
+  blockOwnerDeletion, so no grant on ecsreinstallsets/finalizers is needed)
 - ecsreinstalls/status: patch (phase, conditions, job)
+- ecsreinstallsets: list and watch (kopf's watch stream; the listing when this replica becomes the leader), get
+  (each rollout pass re-reads its set); never patched, updated or deleted (the children go with their set through
+  the garbage collector)
+- ecsreinstallsets/status: patch (the rollout: selection, admitted, succeeded, failed, phase, conditions; a merge
+  patch conditional on the resourceVersion read)
 - secrets, configmaps: get only (credentials, admin password, user data; by name, never listed)
 - events: create (a Kubernetes Event per transition)
 */}}
 {{- define "ecs-reinstall-operator.namespacedRules" -}}
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "patch", "delete", "create"]
 - apiGroups: ["ecs.reinstall.dev"]
   resources: ["ecsreinstalls/status"]
+  verbs: ["patch"]
+- apiGroups: ["ecs.reinstall.dev"]
+  resources: ["ecsreinstallsets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ecs.reinstall.dev"]
+  resources: ["ecsreinstallsets/status"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets", "configmaps"]

@@ -264,6 +264,13 @@ def _report(items: list[dict], submitted: dict[str, float], operator: subprocess
         print("\ndemo: every sample is Ready. Time from `kubectl apply` to Submitted:")
         for key, seconds in sorted(submitted.items()):
             print(f"  {key}: {seconds:.2f}s")
+        for item in items:  # the samples that change the OS image, as their status records it
+            status = item.get("status") or {}
+            if (item.get("spec") or {}).get("imageId"):
+                print(
+                    f"demo: {item['metadata']['name']} changed server {item['spec']['serverId']}'s image: "
+                    f"{status.get('imageBefore')} -> {status.get('imageAfter')}"
+                )
         return 0
     print("\ndemo: FAILED", file=sys.stderr)
     if operator.poll() is not None:

@@ -1,5 +1,7 @@
 """spec.imageId: a change of OS through the change-OS API, v2 and v1, with the image recorded before and after,
-a refused image with a clear message, and a lost job ID decided by the action log like a reinstall's."""
+a refused image with a clear message, and a lost job ID decided by the action log like a reinstall's; and a set whose template changes the image."""
+
+import asyncio
 
 from e2e_support import spec
 
@@ -70,3 +72,48 @@ async def test_a_change_of_os_whose_job_id_is_lost_is_decided_by_the_action_log(
     assert ready["reason"] == "SucceededFromActionLog"
     assert body["status"]["imageAfter"] == NEW_IMAGE
     assert len(await harness.ecs.admin.reinstalls(server(5))) == 1  # never sent twice
+
+
+async def test_a_set_moves_every_tagged_server_to_a_new_image_a_few_at_a_time(harness):
+    """'Move everything tagged role=web to image X, two at a time' is one EcsReinstallSet."""
+    await catalogue(harness)
+    for n in range(10, 16):
+        await harness.ecs.admin.add_server(server(n), status="SHUTOFF", image_id=OLD_IMAGE)
+        await harness.ecs.admin.tag(server(n), tags={"role": "web"})
+    await harness.start_operator()
+    body = {
+        "apiVersion": "ecs.reinstall.dev/v1alpha1",
+        "kind": "EcsReinstallSet",
+        "metadata": {"name": "golden"},
+        "spec": {
+            "selector": {"tags": {"role": "web"}},
+            "template": {"imageId": NEW_IMAGE, "adminPasswordSecretRef": {"name": "root-password"}},
+            "revision": "ubuntu-24.04",
+            "strategy": {"maxInFlight": 2},
+        },
+    }
+    await harness.call(
+        harness.custom.create_namespaced_custom_object,
+        "ecs.reinstall.dev",
+        "v1alpha1",
+        harness.namespace,
+        "ecsreinstallsets",
+        body,
+    )
+    for _ in range(600):
+        got = await harness.call(
+            harness.custom.get_namespaced_custom_object,
+            "ecs.reinstall.dev",
+            "v1alpha1",
+            harness.namespace,
+            "ecsreinstallsets",
+            "golden",
+        )
+        if (got.get("status") or {}).get("phase") == "Completed":
+            break
+        await asyncio.sleep(0.2)
+    assert got["status"]["phase"] == "Completed" and got["status"]["done"] == 6, got.get("status")
+    for n in range(10, 16):
+        assert (await harness.ecs.admin.get_server(server(n)))["image_id"] == NEW_IMAGE
+        [record] = await harness.ecs.admin.reinstalls(server(n))
+        assert record["kind"] == "change_os"

@@ -320,3 +320,38 @@ async def test_zone_spreading_caps_each_availability_zone(harness):
     for zone in ("az-a", "az-b"):
         assert peak_concurrency([r for r in records if zones[r["server_id"]] == zone]) <= 2, zone
     assert peak_concurrency(records) <= 4
+
+
+async def test_deleting_and_re_creating_a_set_mid_rollout_reinstalls_no_server_twice(harness):
+    """The set is deleted while reinstalls run (its children deleted as the garbage collector would: those with a
+    request on its way wait for its answer, those whose job runs are followed to its end and tag the server), then
+    re-created with the same spec: every server is reinstalled exactly once for the revision."""
+    await add_servers(harness, range(1, 13), tags={"role": "queue"})
+    await harness.ecs.admin.set_config(job_seconds=2.0)
+    await harness.start_operator()
+    spec = {
+        "selector": {"tags": {"role": "queue"}},
+        "template": TEMPLATE,
+        "revision": "q1",
+        "strategy": {"maxInFlight": 4},
+    }
+    await create_set(harness, "queue", spec)
+    await wait_set(
+        harness, "queue", lambda s: s.get("done", 0) >= 2 and s.get("inFlight", 0) >= 2, what="mid-rollout"
+    )
+    await harness.call(
+        harness.custom.delete_namespaced_custom_object, GROUP, VERSION, harness.namespace, SET_PLURAL, "queue"
+    )
+    for child in await harness.all_reinstalls():
+        await harness.delete(child["metadata"]["name"])
+    deadline = time.monotonic() + 60
+    while await harness.all_reinstalls() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert await harness.all_reinstalls() == [], "the deleted children did not go"
+    await create_set(harness, "queue", spec)
+    body = await wait_set(harness, "queue", lambda s: s.get("phase") == "Completed", what="Completed again")
+    assert body["status"]["done"] == 12
+    per_server: dict[str, int] = {}
+    for record in await harness.ecs.admin.reinstalls():
+        per_server[record["server_id"]] = per_server.get(record["server_id"], 0) + 1
+    assert len(per_server) == 12 and set(per_server.values()) == {1}, per_server

@@ -15,6 +15,9 @@ per reinstall by operation (emulator counters and access log), Kubernetes API ca
 (kube_emulator request log), and peak RSS and CPU seconds of every process (/proc). Writes
 bench/results/bench.json, bench/results/bench.md and PNG plots next to them.
 
+Then, unless `--no-set`, the fleet through one EcsReinstallSet (run_set_bench.py: 1000 servers, maxInFlight 100,
+its wall time against N / maxInFlight x D): bench/results/set.json, set.md, set-timeline.png.
+
     .venv/bin/python bench/run_bench.py [--sizes 100,1000,5000] [--job-seconds 30] [--poll-interval 10] ...
 """
 
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
 import report
+import run_set_bench
 from stats import ratio, summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -535,6 +539,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for one run, seconds")
     parser.add_argument("--output", default="bench", help="result name: results/<name>.json, .md, -*.png")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-set", action="store_true", help="skip the EcsReinstallSet run (run_set_bench.py)"
+    )
+    run_set_bench.add_arguments(parser.add_argument_group("the EcsReinstallSet run"), prefix="set-")
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -605,6 +613,18 @@ def main() -> int:
     harness.json_dump(args.results_dir / f"{args.output}.json", result)
     report.write_bench_report(result, args.results_dir, args.output)
     print(f"bench: done in {result['total_wall_s']} s; results in {args.results_dir}/{args.output}.*")
+    if not args.no_set:
+        set_keep = args.keep_workdir / "set" if args.keep_workdir else None
+        set_output = "set" if args.output == "bench" else f"{args.output}-set"
+        outcome = run_set_bench.run(
+            run_set_bench.config_from(args, "set-", profile=args.profile),
+            results_dir=args.results_dir,
+            output=set_output,
+            keep_workdir=set_keep,
+        )["run"]
+        if not (outcome["completed"] and outcome["concurrency"]["peak_within_max_in_flight"]):
+            print("bench: the set run did not complete within the cap (see set.md)", file=sys.stderr)
+            return 1
     return 0
 
 

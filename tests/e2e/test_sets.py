@@ -99,8 +99,9 @@ async def test_a_tagged_fleet_rolls_out_never_more_than_max_in_flight_at_once(ha
     assert ready == {"Ready": "True", "Reconciling": "False", "Stalled": "False"}
     records = await harness.ecs.admin.reinstalls()
     assert sorted(r["server_id"] for r in records) == sorted(server(n) for n in range(1, 201))  # once each
-    assert peak_concurrency(records) <= 10
-    assert peak_concurrency(records) >= 5  # it did run in parallel
+    peak = peak_concurrency(records)
+    print(f"peak concurrency of 200 servers at maxInFlight 10: {peak}")
+    assert 5 <= peak <= 10  # it did run in parallel, never beyond the cap
     tag = status["revisionTag"]
     details = await harness.ecs.admin.get_server(server(7))
     assert details["tags"][tag["key"]] == "golden-1"
@@ -293,7 +294,9 @@ async def test_the_cap_holds_while_operators_are_killed_and_the_leader_changes(h
     for record in records:
         per_server[record["server_id"]] = per_server.get(record["server_id"], 0) + 1
     assert len(per_server) == 60 and set(per_server.values()) == {1}, per_server
-    assert peak_concurrency(records) <= 5
+    peak = peak_concurrency(records)
+    print(f"peak concurrency under {kills} leader kills: {peak} (maxInFlight 5)")
+    assert peak <= 5
 
 
 async def test_zone_spreading_caps_each_availability_zone(harness):

@@ -28,7 +28,10 @@ RECHECK_SECONDS = 30.0
 # of CPU per pass at 1000 children, 82% of the operator's CPU when every event started a pass). Events within this
 # time share one pass; a slot waits at most this long longer to be reused.
 MIN_PASS_INTERVAL = 0.5
-CREATE_CONCURRENCY = 16  # children created at once (a first wave of 100 took 4.4 s one by one)
+CREATE_CONCURRENCY = 16
+# The selection and the per-server lists live in the set's status (etcd keeps objects under 1.5 MB): about 140
+# bytes per server, so 5000 servers stay near 700 KB. Larger fleets are split into several sets (by tags).
+MAX_SELECTION = 5000  # children created at once (a first wave of 100 took 4.4 s one by one)
 PLACEHOLDER_SERVER = "00000000-0000-4000-8000-000000000000"  # to check a template as an EcsReinstall spec
 
 
@@ -155,6 +158,12 @@ class SetRunner:
         else:
             servers = [(s.id, s.zone or "") for s in sorted(found, key=lambda s: s.id)]
             missing = []
+        if len(servers) > MAX_SELECTION:
+            message = (
+                f"The selection has {len(servers)} servers; a set takes at most {MAX_SELECTION} (its status lists "
+                "them): split the fleet into several sets, for example by one more tag"
+            )
+            return await self._halt(body, "InvalidSpec", message, RECHECK_SECONDS)
         patch = rollout.new_revision(spec, self.namespace, self.name, servers, missing, self.deps.now())
         patch["observedGeneration"] = meta.get("generation")
         patch["conditions"] = rollout.merge_conditions(

@@ -25,8 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import plugin_render as render
 from .rollout import ACKNOWLEDGED_ANNOTATION, Phase
+
+try:  # rich comes with the `plugin` extra: the operator (and its image) runs without it
+    from . import plugin_render as render
+except ImportError:  # pragma: no cover - exercised by the image tier, which has no rich
+    render = None  # type: ignore[assignment]
+
+MISSING_EXTRA = (
+    "kubectl-ecsr needs the plugin extra for its terminal output: pip install 'ecs-reinstall-operator[plugin]'"
+)
 
 GROUP, VERSION, PLURAL, KIND = "ecs.reinstall.dev", "v1alpha1", "ecsreinstallsets", "EcsReinstallSet"
 FORMAT_ENV = "KUBECTL_ECSR_FORMAT"
@@ -392,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if render is None:
+        print(f"error: {MISSING_EXTRA}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     if args.command == "status" and args.until_done and not args.watch:
         args.watch = True

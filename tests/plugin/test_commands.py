@@ -183,3 +183,11 @@ def test_plan_says_how_to_get_one(sets, ecsr, namespace) -> None:
     sets.create("dry", dryRun=True)
     waiting = ecsr("plan", "dry")
     assert waiting.code == 1 and "has no plan yet" in waiting.err
+
+
+def test_without_the_plugin_extra_it_says_how_to_install_it(monkeypatch, capsys):
+    from ecs_reinstall import plugin
+
+    monkeypatch.setattr(plugin, "render", None)
+    assert plugin.main(["status"]) == 1
+    assert "pip install 'ecs-reinstall-operator[plugin]'" in capsys.readouterr().err

@@ -26,21 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from .rollout import ACKNOWLEDGED_ANNOTATION, Phase
+from .rollout import acknowledged as acknowledged_for
 
 try:  # rich comes with the `plugin` extra: the operator (and its image) runs without it
     from . import plugin_render as render
 except ImportError:  # pragma: no cover - exercised by the image tier, which has no rich
     render = None  # type: ignore[assignment]
 
-MISSING_EXTRA = (
-    "kubectl-ecsr needs the plugin extra for its terminal output: pip install 'ecs-reinstall-operator[plugin]'"
-)
+MISSING_EXTRA = "kubectl-ecsr needs the plugin extra for its terminal output: pip install 'ecs-reinstall-operator[plugin]'"
 
 GROUP, VERSION, PLURAL, KIND = "ecs.reinstall.dev", "v1alpha1", "ecsreinstallsets", "EcsReinstallSet"
 FORMAT_ENV = "KUBECTL_ECSR_FORMAT"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # `status --watch --until-done` stops at these phases (Planned: a dry run is over once it reported its plan).
-FINAL_PHASES = (Phase.COMPLETED, Phase.ABORTED, Phase.PLANNED)
+FINAL_PHASES = (Phase.COMPLETED, Phase.ABORTED, Phase.PLANNED, Phase.STALLED)
 REQUEST_TIMEOUT = 15
 CONFLICT_RETRIES = 5
 
@@ -211,9 +210,14 @@ def cmd_status(kube: Kube, args: argparse.Namespace, out: render.Output) -> int:
         out.show(view(fetch()))
         return 0
     until_done = args.until_done
-    return out.watch(
+    code = out.watch(
         fetch, view, lambda data: until_done and finished(data), args.interval, transient=(Transient,)
     )
+    if code == 0 and until_done:  # a script waiting for the end learns whether it needs a person
+        sets = [fetch()] if args.set else fetch()
+        if any(_phase(s) == Phase.STALLED for s in sets):
+            return 1
+    return code
 
 
 def cmd_pause(kube: Kube, args: argparse.Namespace, out: render.Output) -> int:
@@ -238,11 +242,14 @@ def cmd_resume(kube: Kube, args: argparse.Namespace, out: render.Output) -> int:
         body = kube.get_set(args.set)
         status = body.get("status") or {}
         failed = int(status.get("failedCount") or 0)
-        before = _annotation_count((body["metadata"].get("annotations") or {}).get(ACKNOWLEDGED_ANNOTATION))
+        round_ = int(status.get("round") or 0)
+        before = acknowledged_for(
+            (body["metadata"].get("annotations") or {}).get(ACKNOWLEDGED_ANNOTATION), round_
+        )
         patch = {
             "metadata": {
                 "resourceVersion": body["metadata"]["resourceVersion"],
-                "annotations": {ACKNOWLEDGED_ANNOTATION: str(failed)},
+                "annotations": {ACKNOWLEDGED_ANNOTATION: f"{round_}:{failed}"},
             },
             "spec": {"paused": False},
         }
@@ -263,12 +270,12 @@ def cmd_resume(kube: Kube, args: argparse.Namespace, out: render.Output) -> int:
         acknowledged = f"acknowledged {failed} failures (was {before})"
     out.info(
         f"{KIND} {name} resumed: {acknowledged}; the failure budget counts failures beyond {failed} "
-        f"(annotation {ACKNOWLEDGED_ANNOTATION}={failed})"
+        f"(annotation {ACKNOWLEDGED_ANNOTATION}={round_}:{failed}, for this round only)"
     )
     if (body.get("spec") or {}).get("abort"):
         out.info(
-            f"note: {name} is aborted (spec.abort=true) and resume does not undo that: change spec.revision "
-            "to start a new round"
+            f"note: {name} is aborted (spec.abort=true) and resume does not undo that: set spec.abort "
+            "back to false (with a new spec.revision for a new round)"
         )
     return 0
 
@@ -287,11 +294,11 @@ def cmd_abort(kube: Kube, args: argparse.Namespace, out: render.Output) -> int:
         if not sys.stdin.isatty():
             raise PluginError(
                 f"refusing to abort {KIND} {name} ({summary}) without confirmation: pass --yes "
-                "(abort stops the round for good; only a new spec.revision starts again)"
+                "(no new reinstalls until spec.abort is set back to false)"
             )
         question = (
             f"Abort {KIND} {name} ({summary})? No new reinstalls, those in flight finish, "
-            "and only a new spec.revision starts again. [y/N] "
+            "until spec.abort is set back to false. [y/N] "
         )
         if input(question).strip().lower() not in ("y", "yes"):
             out.info("not aborted")
@@ -323,13 +330,6 @@ def cmd_plan(kube: Kube, args: argparse.Namespace, out: render.Output) -> int:
 
 def _phase(body: Mapping) -> str:
     return str((body.get("status") or {}).get("phase") or "")
-
-
-def _annotation_count(text: str | None) -> int:
-    try:
-        return max(0, int(text or "0"))
-    except ValueError:
-        return 0
 
 
 # --- command line -----------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from .cloud import tags as tag_rules
 from .reconcile import parse_timestamp, timestamp
 
 GROUP_LABEL = "ecs.reinstall.dev/set"  # the set's uid, on every child
-REVISION_LABEL = "ecs.reinstall.dev/set-revision"  # the revision's hash, on every child
+REVISION_LABEL = "ecs.reinstall.dev/set-revision"  # the revision's hash, on every child (for people)
+ROUND_LABEL = "ecs.reinstall.dev/set-round"  # the round (status.round) a child belongs to: what the set reads
 SERVER_ANNOTATION = "ecs.reinstall.dev/server-id"
 ACKNOWLEDGED_ANNOTATION = "ecs.reinstall.dev/failures-acknowledged"
 # What a dry run assumes of a reinstall it cannot time (Huawei's reinstalls take minutes).
@@ -81,6 +82,12 @@ def _count_or_percent(value: object, where: str, default: int) -> int | str:
     return value
 
 
+def _at_least_one(value: int | str) -> int | str:
+    if value == 0:
+        raise InvalidSet("spec.strategy.maxInFlight must be 1 or more (or a percentage)")
+    return value
+
+
 def parse_set_spec(raw: Mapping) -> SetSpec:
     """The set's spec, checked again here (the cluster's CRD may be older or looser)."""
     selector = raw.get("selector") or {}
@@ -100,6 +107,11 @@ def parse_set_spec(raw: Mapping) -> SetSpec:
     template = raw.get("template")
     if not isinstance(template, Mapping):
         raise InvalidSet("spec.template is required: an EcsReinstall spec without serverId")
+    if template.get("ttlSecondsAfterFinished") is not None:
+        raise InvalidSet(
+            "spec.template.ttlSecondsAfterFinished cannot be used in a set: a child deleted before the set recorded "
+            "its end would be lost; children go with their set (delete the set, or start a new revision)"
+        )
     strategy = raw.get("strategy") or {}
     soak = strategy.get("soakSeconds") or 0
     per_zone = strategy.get("maxInFlightPerZone")
@@ -109,7 +121,9 @@ def parse_set_spec(raw: Mapping) -> SetSpec:
         server_ids=tuple(dict.fromkeys(ids)) if ids is not None else None,
         tags=dict(tags) if tags is not None else None,
         strategy=Strategy(
-            max_in_flight=_count_or_percent(strategy.get("maxInFlight"), "spec.strategy.maxInFlight", 1),
+            max_in_flight=_at_least_one(
+                _count_or_percent(strategy.get("maxInFlight"), "spec.strategy.maxInFlight", 1)
+            ),
             max_failures=_count_or_percent(strategy.get("maxFailures"), "spec.strategy.maxFailures", 0),
             soak_seconds=int(soak),
             max_in_flight_per_zone=int(per_zone) if per_zone else None,
@@ -145,10 +159,11 @@ def revision_hash(revision: str) -> str:
     return _hex(revision, 10)
 
 
-def child_name(set_name: str, revision: str, server_id: str) -> str:
-    """Deterministic: the same set, revision and server always name the same child (a create that meets an
-    existing one is not a second reinstall)."""
-    suffix = f"-{_hex(revision, 6)}-{_hex(server_id, 10)}"
+def child_name(set_name: str, set_uid: str, round_: int, server_id: str) -> str:
+    """Deterministic: the same set (this very object: its uid), round and server always name the same child, so
+    a create that meets an existing one is not a second reinstall; another round (a revision changed, even back
+    to an earlier one) or a re-created set never meets the children of another."""
+    suffix = f"-{_hex(set_uid, 4)}r{round_}-{_hex(server_id, 10)}"
     return set_name[: 253 - len(suffix)].rstrip("-.") + suffix
 
 
@@ -161,10 +176,11 @@ class Child:
 
     server_id: str
     phase: str
-    revision: str  # the revision label's hash
+    round: str  # the round label
     completed_at: datetime | None = None
     code: str | None = None
     owned: bool = True
+    holds_request: bool = False  # a request may have reached the cloud (an attempt or a job ID is recorded)
 
 
 @dataclass(frozen=True)
@@ -211,13 +227,24 @@ def decide(
     wake_in: float | None = None
     soak = timedelta(seconds=spec.strategy.soak_seconds)
 
+    created = list(status.get("created") or ())
+    known = set(created)
     # 1. what the children say of the admitted servers
     for server in status.get("admitted") or ():
         if server in finished:
             continue
         child = children.get(server)
+        if child is None and server in known:
+            # created once and gone (deleted by hand, or with its namespace): never created again, as it may
+            # have reinstalled the server already; a person decides (a new revision reinstalls it)
+            failed.append({"serverId": server, "code": "ChildDeleted"})
+            finished.add(server)
+            continue
         if child is None or not child.owned:
             continue
+        if server not in known:
+            created.append(server)
+            known.add(server)
         if child.phase == "Failed":
             failed.append({"serverId": server, "code": child.code or "Failed"})
             finished.add(server)
@@ -273,9 +300,19 @@ def decide(
             f"(spec.strategy.maxFailures); {len(flying)} in flight finish. Look at the failed servers, then "
             "`kubectl ecsr resume` to go on"
         )
+    elif total == 0:
+        phase, reason = Phase.STALLED, "NothingSelected"
+        message = (
+            f"Revision {spec.revision}: no server matches spec.selector (the selection is frozen for the revision): "
+            "fix the selector or tag the servers, then change spec.revision"
+        )
     elif left == 0:
-        phase, reason = Phase.COMPLETED, "CompletedWithFailures" if failed else "Completed"
+        missing = len(status.get("missing") or ())
+        phase = Phase.COMPLETED
+        reason = "CompletedWithFailures" if failed else "CompletedWithMissing" if missing else "Completed"
         message = f"Revision {spec.revision}: {done} of {total} servers done, {len(failed)} failed"
+        if missing:
+            message += f"; {missing} listed servers not found, or not this namespace's (status.missing)"
     elif spec.abort:
         phase, reason = Phase.ABORTED, "Aborted"
         message = f"Aborted: {done} of {total} done; {len(flying)} in flight finish, no new reinstalls"
@@ -287,9 +324,9 @@ def decide(
         message = (
             f"Revision {spec.revision}: {done} of {total} done, {len(flying)} in flight, {len(failed)} failed"
         )
-    ready = phase == Phase.COMPLETED and not failed
-    # a finished round with failures needs a person, like an exceeded budget
-    stalled = over_budget or (phase == Phase.COMPLETED and bool(failed))
+    ready = reason == "Completed"
+    # a finished round with failures or missing servers needs a person, like an exceeded budget
+    stalled = phase == Phase.STALLED or (phase == Phase.COMPLETED and not ready)
     progressing = phase == Phase.PROGRESSING or (phase in (Phase.PAUSED, Phase.ABORTED) and bool(flying))
     conditions = [
         {"type": "Ready", "status": _b(ready), "reason": reason, "message": message if ready else ""},
@@ -309,6 +346,7 @@ def decide(
         "phase": phase,
         "message": message,
         "admitted": admitted,
+        "created": created,
         "succeeded": succeeded,
         "failed": failed,
         "failuresAcknowledged": acknowledged,
@@ -354,16 +392,24 @@ def new_revision(
     servers: Sequence[tuple[str, str]],
     missing: Sequence[str],
     now: datetime,
+    *,
+    previous_round: int = 0,
+    not_owned: int = 0,
 ) -> dict:
-    """The status patch that starts spec.revision over `servers` ((id, zone), in selection order): everything of
-    the previous revision is replaced."""
+    """The status patch that starts spec.revision, as a new round, over `servers` ((id, zone), in selection
+    order): everything of the previous round is replaced."""
     message = f"Revision {spec.revision}: {len(servers)} servers selected"
+    if not_owned:
+        message += f" ({not_owned} more match the selector but are not tagged for this namespace: left out)"
     return {
+        "round": previous_round + 1,
+        "notOwned": not_owned,
         "revision": spec.revision,
         "revisionTag": revision_tag(namespace, name, spec.revision),
         "selection": [{"id": s, "zone": z} for s, z in servers],
         "missing": list(missing),
         "admitted": [],
+        "created": [],
         "succeeded": [],
         "failed": [],
         "failuresAcknowledged": 0,
@@ -409,7 +455,21 @@ def parse_child(body: Mapping) -> Child | None:
     return Child(
         server_id=str(server),
         phase=str(status.get("phase") or "Pending"),
-        revision=str((meta.get("labels") or {}).get(REVISION_LABEL) or ""),
+        round=str((meta.get("labels") or {}).get(ROUND_LABEL) or ""),
         completed_at=parse_timestamp(status.get("completedAt")),
         code=(status.get("failure") or {}).get("code"),
+        holds_request=bool(status.get("attempt") or status.get("jobId") or status.get("submittedAt")),
     )
+
+
+def acknowledged(annotation: str | None, round_: int) -> int:
+    """The failures a resume acknowledged for this round: the annotation reads `<round>:<count>` (what `kubectl
+    ecsr resume` writes); an acknowledgement of another round, or in another form, counts for nothing."""
+    text = (annotation or "").strip()
+    head, sep, count = text.partition(":")
+    if not sep or head != str(round_):
+        return 0
+    try:
+        return max(0, int(count))
+    except ValueError:
+        return 0

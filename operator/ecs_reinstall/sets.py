@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from . import reconcile as rc
 from . import rollout, tenancy
 from . import spec as spec_model
-from .cloud.errors import CloudError
+from .cloud.errors import CloudError, TerminalError
 from .cloud.models import CloudTarget, Server
 from .inputs import MissingInput, resolve_target
 from .kube import GROUP, SET_KIND, VERSION, Conflict, KubeError, NotFound
@@ -90,13 +90,16 @@ class SetRunner:
         if spec.dry_run:
             return await self._plan(body, spec, template)
 
-        revision = rollout.revision_hash(spec.revision)
+        round_ = str(int(status.get("round") or 0))
         children: dict[str, rollout.Child] = {}
         for item in await kube.list_children(self.namespace, self.uid):
             child = rollout.parse_child(item)
-            if child is not None and child.revision == revision:
+            if child is not None and child.round == round_:
                 children[child.server_id] = child
-        acknowledged = _acknowledged(meta)
+        acknowledged = rollout.acknowledged(
+            (meta.get("annotations") or {}).get(rollout.ACKNOWLEDGED_ANNOTATION),
+            int(status.get("round") or 0),
+        )
         now = self.deps.now()
         decision = rollout.decide(spec, status, children, now=now, acknowledged=acknowledged)
         if decision.soak_checks:
@@ -104,7 +107,7 @@ class SetRunner:
             decision = rollout.decide(
                 spec, status, children, now=now, acknowledged=acknowledged, soak_results=results
             )
-        if decision.patch:
+        if decision.patch or status.get("observedGeneration") != meta.get("generation"):
             patch = {**decision.patch, "observedGeneration": meta.get("generation")}
             try:
                 body = await kube.patch_set_status(
@@ -127,36 +130,58 @@ class SetRunner:
     async def _start_revision(
         self, body: Mapping, spec: rollout.SetSpec, template: spec_model.ReinstallSpec
     ) -> float:
-        """Freezes the selection of spec.revision, once the previous revision's children have finished (so that
-        they count in no cap, and a server is never reinstalled by two revisions at once)."""
+        """Freezes the selection of spec.revision as a new round, once every child that may have sent a request has
+        finished (so that none counts in no cap, and a server is never reinstalled by two rounds at once). Children
+        that never sent anything are deleted: they would otherwise send the old round's request later."""
         meta = body.get("metadata") or {}
-        revision = rollout.revision_hash(spec.revision)
-        unfinished = [
-            child
-            for child in map(
-                rollout.parse_child, await self.deps.kube.list_children(self.namespace, self.uid)
-            )
-            if child is not None and child.revision != revision and child.phase not in ("Succeeded", "Failed")
-        ]
+        status = body.get("status") or {}
+        unfinished = []
+        for item in await self.deps.kube.list_children(self.namespace, self.uid):
+            child = rollout.parse_child(item)
+            if child is None or child.phase in ("Succeeded", "Failed"):
+                continue
+            if child.holds_request:
+                unfinished.append(child)
+                continue
+            child_meta = item.get("metadata") or {}
+            try:
+                await self.deps.kube.delete_reinstall(
+                    self.namespace,
+                    child_meta["name"],
+                    uid=child_meta["uid"],
+                    resource_version=child_meta["resourceVersion"],
+                )
+            except (NotFound, Conflict):
+                return 0  # it moved (sent its request?) or went: look again
         if unfinished:
             message = (
                 f"Revision {spec.revision} starts once the {len(unfinished)} reinstalls of the previous revision "
                 "in flight have finished"
             )
             return await self._note(body, rollout.Phase.PROGRESSING, "Progressing", message, RECHECK_SECONDS)
+        owner_key = self.deps.settings.owner_tag_key
+        if owner_key and owner_key in (spec.tags or {}):
+            message = (
+                f"spec.selector.tags may not use the owner tag key {owner_key!r}: a set selects only servers "
+                "tagged for its own namespace anyway"
+            )
+            return await self._halt(body, "Forbidden", message, RECHECK_SECONDS)
         try:
             target = await self._target(template)
             found = await self.deps.cloud.list_servers(target, tags=spec.tags)
         except tenancy.Forbidden as exc:
-            return await self._halt(body, "Forbidden", str(exc), RECHECK_SECONDS)
+            return await self._halt(body, "Forbidden", _for_a_set(str(exc)), RECHECK_SECONDS)
         except (MissingInput, spec_model.InvalidSpec) as exc:
-            return await self._halt(body, "WaitingForInput", f"Waiting: {exc}", 5.0)
-        by_id = {server.id: server for server in found}
+            return await self._halt(body, "WaitingForInput", f"Waiting: {_for_a_set(str(exc))}", 5.0)
+        # Only this namespace's servers (owner tag): the others are never shown, not even their IDs or zones.
+        owned = {server.id: server for server in found if _owned(self.deps.settings, self.namespace, server)}
+        not_owned = len(found) - len(owned)
         if spec.server_ids is not None:
-            servers = [(s, by_id[s].zone or "") for s in spec.server_ids if s in by_id]
-            missing = [s for s in spec.server_ids if s not in by_id]
+            servers = [(s, owned[s].zone or "") for s in spec.server_ids if s in owned]
+            missing = [s for s in spec.server_ids if s not in owned]  # not found, or not this namespace's
+            not_owned = 0
         else:
-            servers = [(s.id, s.zone or "") for s in sorted(found, key=lambda s: s.id)]
+            servers = [(s.id, s.zone or "") for s in sorted(owned.values(), key=lambda s: s.id)]
             missing = []
         if len(servers) > MAX_SELECTION:
             message = (
@@ -164,7 +189,16 @@ class SetRunner:
                 "them): split the fleet into several sets, for example by one more tag"
             )
             return await self._halt(body, "InvalidSpec", message, RECHECK_SECONDS)
-        patch = rollout.new_revision(spec, self.namespace, self.name, servers, missing, self.deps.now())
+        patch = rollout.new_revision(
+            spec,
+            self.namespace,
+            self.name,
+            servers,
+            missing,
+            self.deps.now(),
+            previous_round=int(status.get("round") or 0),
+            not_owned=not_owned,
+        )
         patch["observedGeneration"] = meta.get("generation")
         patch["conditions"] = rollout.merge_conditions(
             (body.get("status") or {}).get("conditions"),
@@ -186,7 +220,7 @@ class SetRunner:
             )
         except Conflict:
             return 0
-        note = f"; not found in the cloud: {', '.join(missing[:10])}" if missing else ""
+        note = f"; not found, or not tagged for this namespace: {', '.join(missing[:10])}" if missing else ""
         self.deps.post_event(
             updated, rc.Event("Warning" if missing else "Normal", "RevisionStarted", patch["message"] + note)
         )
@@ -245,7 +279,13 @@ class SetRunner:
         target = await self._target(template)
         results = {}
         for server in servers:
-            results[server] = (await self.deps.cloud.get_server(target, server)).status == "ACTIVE"
+            try:
+                results[server] = (await self.deps.cloud.get_server(target, server)).status == "ACTIVE"
+            except TerminalError as exc:
+                if exc.http_status == 404:
+                    results[server] = False  # gone during its soak
+            except CloudError:
+                pass  # asked again at the next pass; the others go on
         return results
 
     async def _create_child(self, body: Mapping, spec: rollout.SetSpec, server: str) -> None:
@@ -255,9 +295,10 @@ class SetRunner:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "EcsReinstall",
             "metadata": {
-                "name": rollout.child_name(self.name, spec.revision, server),
+                "name": rollout.child_name(self.name, self.uid, int(status.get("round") or 0), server),
                 "labels": {
                     rollout.GROUP_LABEL: self.uid,
+                    rollout.ROUND_LABEL: str(status.get("round") or 0),
                     rollout.REVISION_LABEL: rollout.revision_hash(spec.revision),
                 },
                 "annotations": {rollout.SERVER_ANNOTATION: server},
@@ -334,12 +375,17 @@ class SetRunner:
         return wait
 
 
-def _acknowledged(meta: Mapping) -> int:
-    text = (meta.get("annotations") or {}).get(rollout.ACKNOWLEDGED_ANNOTATION) or "0"
+def _for_a_set(message: str) -> str:
+    """An EcsReinstall's message, with its fields named as a set's template holds them."""
+    return message.replace("spec.", "spec.template.")
+
+
+def _owned(settings, namespace: str, server: Server) -> bool:
     try:
-        return max(0, int(text))
-    except ValueError:
-        return 0
+        tenancy.check_owner(settings, namespace, server)
+    except tenancy.Forbidden:
+        return False
+    return True
 
 
 def _blocker(

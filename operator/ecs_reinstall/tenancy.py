@@ -59,14 +59,16 @@ async def check_default_credentials(
     selector = settings.default_credentials_namespace_selector
     if selector and namespace in await kube.namespaces_matching(selector):
         return
-    ways = ["--default-credentials-namespaces (Helm: credentials.allowedNamespaces)"]
+    ways = ["list it in --default-credentials-namespaces, Helm value credentials.allowedNamespaces"]
     if selector:
-        ways.append(f"a label matching {selector!r}")
+        ways.append(f"give it a label matching {selector!r}")
+    else:
+        ways.append("label it to match a --default-credentials-namespace-selector")
     raise Forbidden(
         DEFAULT_CREDENTIALS_NOT_ALLOWED,
         f'Namespace "{namespace}" may not use the operator\'s default credentials; nothing was sent. Set '
         "spec.credentialsSecretRef to a Secret of this namespace with accessKey and secretKey, or have the "
-        f"operator's administrator allow this namespace ({' or '.join(ways)})",
+        f"operator's administrator allow this namespace: {'; or '.join(ways)}",
     )
 
 

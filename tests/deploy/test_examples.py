@@ -78,7 +78,7 @@ def test_the_api_server_accepts_every_sample(kubectl_binary: str, kubectl_env: d
             "exactly one of",
         ),
         (lambda s: s["template"].update(keyName="demo-keypair"), "cannot both be set"),
-        (lambda s: s["strategy"].update(maxInFlight="150%"), "a count (0 or more) or a percentage"),
+        (lambda s: s["strategy"].update(maxInFlight="150%"), "a count (1 or more) or a percentage"),
     ],
     ids=["selector-ids-and-tags", "template-password-and-key-pair", "max-in-flight-over-100-percent"],
 )

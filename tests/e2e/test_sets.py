@@ -131,11 +131,12 @@ async def test_the_failure_budget_pauses_and_a_resume_goes_on(harness):
     assert len((await get_set(harness, "api"))["status"]["admitted"]) == len(status["admitted"])
 
     # resume: the failures so far are acknowledged, the budget counts from here
-    failed = (await get_set(harness, "api"))["status"]["failedCount"]
+    current = (await get_set(harness, "api"))["status"]
+    acknowledgement = f"{current['round']}:{current['failedCount']}"  # what `kubectl ecsr resume` writes
     await patch_set(
         harness,
         "api",
-        {"metadata": {"annotations": {"ecs.reinstall.dev/failures-acknowledged": str(failed)}}},
+        {"metadata": {"annotations": {"ecs.reinstall.dev/failures-acknowledged": acknowledgement}}},
     )
     body = await wait_set(
         harness, "api", lambda s: s.get("phase") in ("Completed", "Stalled") and s.get("done", 0) >= 6

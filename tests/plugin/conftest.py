@@ -119,6 +119,7 @@ class Sets:
         return self.status(
             name,
             revision=more.pop("revision", "golden-1"),
+            round=more.pop("round", 1),
             total=total,
             done=done,
             inFlight=in_flight,

@@ -34,15 +34,15 @@ def test_resume_unpauses_and_acknowledges_the_current_failures(sets, ecsr, names
     assert result.code == 0
     assert result.out == (
         f"EcsReinstallSet {namespace}/api resumed: acknowledged 3 failures (was 0); the failure budget counts "
-        f"failures beyond 3 (annotation {ACKNOWLEDGED_ANNOTATION}=3)\n"
+        f"failures beyond 3 (annotation {ACKNOWLEDGED_ANNOTATION}=1:3, for this round only)\n"
     )
     body = sets.get("api")
     assert body["spec"]["paused"] is False
-    assert body["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "3"
+    assert body["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "1:3"  # round 1, 3 failures
     # two more failures, then stalled again: the next resume acknowledges 5
     sets.progress("api", total=9, done=2, in_flight=0, failed=5, phase="Stalled")
     assert "acknowledged 5 failures (was 3)" in ecsr("resume", "api").out
-    assert sets.get("api")["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "5"
+    assert sets.get("api")["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "1:5"
     assert "5 failures acknowledged (as before)" in ecsr("resume", "api").out
 
 
@@ -51,8 +51,8 @@ def test_resume_without_failures_and_of_an_aborted_set(sets, ecsr) -> None:
     result = ecsr("resume", "web")
     assert result.code == 0
     assert "resumed: no failures to acknowledge" in result.out
-    assert "resume does not undo that: change spec.revision" in result.out
-    assert sets.get("web")["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "0"
+    assert "resume does not undo that: set spec.abort back to false" in result.out
+    assert sets.get("web")["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "0:0"  # no round started
 
 
 def test_resume_retries_when_the_set_changed_since_it_was_read(kube, sets, ecsr, namespace) -> None:
@@ -86,7 +86,7 @@ def test_resume_is_a_compare_and_swap_on_what_it_read(kube, sets, ecsr, monkeypa
     result = ecsr("resume", "api")
     assert reads == [3, 4]
     assert "acknowledged 4 failures" in result.out
-    assert sets.get("api")["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "4"
+    assert sets.get("api")["metadata"]["annotations"][ACKNOWLEDGED_ANNOTATION] == "1:4"
 
 
 def test_abort_needs_yes_when_not_interactive(sets, ecsr, namespace) -> None:

@@ -31,7 +31,7 @@ def status(n=20, admitted=(), succeeded=(), failed=(), zones=None, **extra):
 
 
 def child(server, phase, ago=0.0, code=None):
-    return Child(server, phase, "h", completed_at=NOW - timedelta(seconds=ago), code=code)
+    return Child(server, phase, "1", completed_at=NOW - timedelta(seconds=ago), code=code)
 
 
 @pytest.mark.parametrize(
@@ -139,9 +139,14 @@ def test_completed_with_and_without_failures():
 
 
 def test_names_and_tags_are_deterministic_and_within_limits():
-    a = rollout.child_name("web" * 100, "golden-1", "s00")
-    assert a == rollout.child_name("web" * 100, "golden-1", "s00") and len(a) <= 253
-    assert rollout.child_name("web", "golden-1", "s00") != rollout.child_name("web", "golden-2", "s00")
+    a = rollout.child_name("web" * 100, "uid-1", 1, "s00")
+    assert a == rollout.child_name("web" * 100, "uid-1", 1, "s00") and len(a) <= 253
+    assert rollout.child_name("web", "uid-1", 1, "s00") != rollout.child_name(
+        "web", "uid-1", 2, "s00"
+    )  # rounds
+    assert rollout.child_name("web", "uid-1", 1, "s00") != rollout.child_name(
+        "web", "uid-2", 1, "s00"
+    )  # sets
     tag = rollout.revision_tag("team-a", "web", "golden-1")
     assert tag["key"].startswith("ecsr-") and len(tag["key"]) == 17 and tag["value"] == "golden-1"
     odd = rollout.revision_tag("team-a", "web", "a/b" * 30)
@@ -177,3 +182,40 @@ def test_the_committed_set_crd_is_what_the_generator_writes():
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     assert module.TARGET.read_text() == module.render(), "run python tools/crds/make_set_crd.py"
+
+
+def test_a_child_created_then_gone_is_never_created_again():
+    """A child that vanished (deleted by hand) may have reinstalled its server: the set records a failure rather
+    than create it again."""
+    s = spec(strategy={"maxInFlight": 2, "maxFailures": 5})
+    first = decide(s, status(admitted=["s00", "s01"]), {"s00": child("s00", "Reinstalling")}, now=NOW)
+    assert first.patch["created"] == ["s00"] and first.create == ("s01",)  # s01: admitted, never created
+    state = {**status(admitted=["s00", "s01"]), **first.patch}
+    gone = decide(s, state, {"s01": child("s01", "Pending")}, now=NOW)
+    assert {"serverId": "s00", "code": "ChildDeleted"} in gone.patch["failed"]
+    assert "s00" not in gone.create
+
+
+@pytest.mark.parametrize(
+    ("annotation", "round_", "expected"),
+    [("2:3", 2, 3), ("1:3", 2, 0), ("3", 1, 0), ("2:x", 2, 0), (None, 1, 0), ("2:-1", 2, 0)],
+)
+def test_an_acknowledgement_counts_only_for_its_round(annotation, round_, expected):
+    assert rollout.acknowledged(annotation, round_) == expected
+
+
+def test_nothing_selected_or_missing_servers_need_a_person():
+    empty = decide(spec(), status(n=0), {}, now=NOW)
+    assert empty.patch["phase"] == "Stalled"
+    assert {c["type"]: c["reason"] for c in empty.patch["conditions"]}["Stalled"] == "NothingSelected"
+    children = {"s00": child("s00", "Succeeded")}
+    missing = decide(spec(), status(n=1, admitted=["s00"], missing=["x"]), children, now=NOW)
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in missing.patch["conditions"]}
+    assert conditions["Ready"][0] == "False" and conditions["Stalled"] == ("True", "CompletedWithMissing")
+
+
+def test_a_template_ttl_and_a_zero_cap_are_refused():
+    with pytest.raises(rollout.InvalidSet, match="ttlSecondsAfterFinished cannot be used in a set"):
+        spec(template={**TEMPLATE, "ttlSecondsAfterFinished": 0})
+    with pytest.raises(rollout.InvalidSet, match="maxInFlight must be 1 or more"):
+        spec(strategy={"maxInFlight": 0})

@@ -359,3 +359,53 @@ async def test_deleting_and_re_creating_a_set_mid_rollout_reinstalls_no_server_t
     for record in await harness.ecs.admin.reinstalls():
         per_server[record["server_id"]] = per_server.get(record["server_id"], 0) + 1
     assert len(per_server) == 12 and set(per_server.values()) == {1}, per_server
+
+
+async def test_a_revision_set_back_to_an_earlier_value_is_a_new_round(harness):
+    """a -> b -> a: the third round reinstalls every server again (its tag says b), never reusing the children of
+    the first round."""
+    await add_servers(harness, range(1, 4), tags={"role": "rb"})
+    await harness.ecs.admin.set_config(job_seconds=0.5)
+    await harness.start_operator()
+    spec = {
+        "selector": {"tags": {"role": "rb"}},
+        "template": TEMPLATE,
+        "revision": "a",
+        "strategy": {"maxInFlight": 3},
+    }
+    await create_set(harness, "rb", spec)
+    for revision, round_ in (("a", 1), ("b", 2), ("a", 3)):
+        if round_ > 1:
+            await patch_set(harness, "rb", {"spec": {"revision": revision}})
+        body = await wait_set(
+            harness,
+            "rb",
+            lambda s, r=round_: s.get("round") == r and s.get("phase") == "Completed",
+            what=f"round {round_} Completed",
+        )
+        assert body["status"]["done"] == 3 and body["status"]["revision"] == revision
+    assert len(await harness.ecs.admin.reinstalls()) == 9
+    tag = body["status"]["revisionTag"]
+    assert (await harness.ecs.admin.get_server(server(1)))["tags"][tag["key"]] == "a"
+
+
+async def test_a_child_deleted_by_hand_is_not_created_again(harness):
+    await add_servers(harness, range(1, 3), tags={"role": "gone"})
+    await harness.ecs.admin.set_config(job_seconds=3.0)
+    await harness.start_operator()
+    await create_set(
+        harness,
+        "gone",
+        {
+            "selector": {"tags": {"role": "gone"}},
+            "template": TEMPLATE,
+            "revision": "g1",
+            "strategy": {"maxInFlight": 2, "maxFailures": 1},
+        },
+    )
+    await wait_set(harness, "gone", lambda s: len(s.get("created") or ()) == 2, what="both children seen")
+    victim = sorted(await harness.all_reinstalls(), key=lambda c: c["spec"]["serverId"])[0]
+    await harness.delete(victim["metadata"]["name"])
+    body = await wait_set(harness, "gone", lambda s: s.get("phase") == "Completed", what="Completed")
+    assert {"serverId": victim["spec"]["serverId"], "code": "ChildDeleted"} in body["status"]["failed"]
+    assert len(await harness.ecs.admin.reinstalls(victim["spec"]["serverId"])) <= 1  # never sent twice

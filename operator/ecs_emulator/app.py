@@ -28,7 +28,7 @@ from ecs_emulator.errors import (
     json_response,
 )
 from ecs_emulator.faults import Drop, Fault
-from ecs_emulator.listing import parse_list_query, select
+from ecs_emulator.listing import parse_list_query, select, select_by_id
 from ecs_emulator.state import EmulatorState
 from ecs_emulator.tags import apply_tags, parse_tag_body
 from ecs_emulator.validation import CHANGE_OS, REINSTALL, parse_os_body
@@ -149,6 +149,9 @@ def _list_servers(state: EmulatorState, call: CallContext) -> web.Response:
     """``GET /v1/{project_id}/cloudservers/detail``: a page of server details (`listing`)."""
     query = parse_list_query(call.query)
     project_id = call.match["project_id"]
+    if query.server_ids:  # server_id wins: the other filters and paging are ignored
+        entries = select_by_id(state, project_id, query.server_ids)
+        return json_response({"count": len(entries), "servers": entries})
     servers = [server for server in state.servers.values() if server.project_id == project_id]
     for server in servers:
         state.refresh(server)

@@ -21,13 +21,29 @@ Query parameters (as documented; the query is decoded as it is signed, RFC 3986,
   when it has every item. ``not-tags``: the same syntax; a server is left out when it has every item (Nova's
   ``not-tags``; with one item: when it has that tag). Tag keys and values cannot contain ``,`` or ``=``, so the
   split is unambiguous. Repeating ``tags`` / ``not-tags`` adds items; other parameters may appear once.
-- the other documented filters (``ip``, ``ip_eq``, ``enterprise_project_id``, ``reservation_id``,
-  ``server_id``) and unknown parameters are refused with 400 ``Ecs.0005`` naming the parameter, rather than
-  silently ignored: the emulator does not model them.
+- ``server_id``: comma-separated server IDs, exact match (empty items are skipped, repeats collapse; not
+  checked to be UUIDs, as the emulator's servers need not have UUID IDs). Given, it alone decides the answer
+  (see "Listing by ID" below). At most 1000 distinct IDs (`MAX_SERVER_IDS`, else 400): the docs only advise
+  <= 100 "to keep the URI short" and name no hard limit, so the emulator guesses one, the same as ``limit``'s.
+  An empty value (``server_id=`` or only commas) is the same as leaving the parameter out.
+- the other documented filters (``ip``, ``ip_eq``, ``enterprise_project_id``, ``reservation_id``) and unknown
+  parameters are refused with 400 ``Ecs.0005`` naming the parameter, rather than silently ignored: the emulator
+  does not model them.
 
 Order: newest first (Nova's default sort, ``created`` descending), then by ID, so pages are stable while no server
 is added or removed. Bad values: 400 ``Ecs.0005`` saying which parameter and what is allowed. The docs do not say
 whether ``limit=0`` is allowed: the emulator refuses it (1 to 1000).
+
+Listing by ID (``server_id`` given; the docs: "server_id wins and the other filters are ignored"): the answer
+has exactly one entry per requested ID, in the order requested (first occurrence), and ``count`` is the number
+of entries. A server of the path's project is its usual entry (the server object of GET, brought up to the clock);
+any other ID (unknown, or a server of another project: nothing about it is shown) is an entry whose keys are those
+of a server object, all null except ``id``, plus ``fault``: ``{"code": 404, "created": <now>, "message": "The ECS
+<id> does not exist in project <project>.", "details": ""}`` (the SDK's ``Fault`` fields; the docs give no exact
+text). ``name``, ``status``, ``flavor``, ``tags`` and ``not-tags`` select nothing, and the paging parameters
+``limit``, ``offset`` and ``marker`` page nothing (every requested ID is listed; the marker is not looked up);
+they are still checked for form, so a malformed value is 400 as without ``server_id``. A list never creates
+servers, so ``auto_create_servers`` does not apply: an unknown ID is a fault entry.
 """
 
 from __future__ import annotations
@@ -36,19 +52,23 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ecs_emulator.clock import iso_seconds
 from ecs_emulator.errors import invalid_request
-from ecs_emulator.state import Server
+from ecs_emulator.state import EmulatorState, Server
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
+MAX_SERVER_IDS = 1000  # a guess: the docs only advise <= 100 IDs per call
 STATUSES = (
     "ACTIVE", "BUILD", "ERROR", "HARD_REBOOT", "MIGRATING", "REBOOT", "REBUILD", "RESIZE", "REVERT_RESIZE",
     "SHUTOFF", "VERIFY_RESIZE", "DELETED", "SHELVED", "SHELVED_OFFLOADED", "UNKNOWN",
 )  # fmt: skip
 _VM_STATE_FILTER = {"ACTIVE": "active", "SHUTOFF": "stopped", "ERROR": "error"}
-SUPPORTED = ("offset", "limit", "marker", "name", "status", "flavor", "tags", "not-tags")
+SUPPORTED = ("offset", "limit", "marker", "name", "status", "flavor", "tags", "not-tags", "server_id")
 _REPEATABLE = frozenset({"tags", "not-tags"})
-_NOT_MODELLED = frozenset({"ip", "ip_eq", "enterprise_project_id", "reservation_id", "server_id"})
+_NOT_MODELLED = frozenset({"ip", "ip_eq", "enterprise_project_id", "reservation_id"})
+# the keys of a server object: a fault entry (``server_id`` naming no server of the project) has them all, null
+_SERVER_KEYS = tuple(Server(id="", project_id="", name="").api_json())
 
 TagItem = tuple[str, str | None]  # (key, value); None: any value
 
@@ -63,6 +83,7 @@ class ListQuery:
     flavor: str | None = None
     tags: tuple[TagItem, ...] = ()
     not_tags: tuple[TagItem, ...] = ()
+    server_ids: tuple[str, ...] = ()  # empty: not given (list by the filters)
 
 
 def _integer(name: str, text: str, minimum: int, maximum: int | None = None) -> int:
@@ -86,6 +107,16 @@ def _tag_items(name: str, texts: Iterable[str]) -> tuple[TagItem, ...]:
                 raise invalid_request(f"query parameter {name}: item {part!r} has no key (key=value or key)")
             items.append((key, value if equals else None))
     return tuple(items)
+
+
+def _server_ids(text: str | None) -> tuple[str, ...]:
+    """The distinct IDs of ``server_id``, in the order given; empty items are skipped."""
+    ids = tuple(dict.fromkeys(part for part in (text or "").split(",") if part))
+    if len(ids) > MAX_SERVER_IDS:
+        raise invalid_request(
+            f"query parameter server_id names {len(ids)} servers; at most {MAX_SERVER_IDS} at a time"
+        )
+    return ids
 
 
 def parse_list_query(pairs: Sequence[tuple[str, str]]) -> ListQuery:
@@ -132,6 +163,7 @@ def parse_list_query(pairs: Sequence[tuple[str, str]]) -> ListQuery:
         flavor=single.get("flavor"),
         tags=_tag_items("tags", values.get("tags", [])),
         not_tags=_tag_items("not-tags", values.get("not-tags", [])),
+        server_ids=_server_ids(single.get("server_id")),
     )
 
 
@@ -172,3 +204,29 @@ def select(servers: Iterable[Server], query: ListQuery) -> tuple[int, list[Serve
         first = (query.page - 1) * query.limit
         page = found[first : first + query.limit]
     return len(found), page
+
+
+def _fault_entry(server_id: str, project_id: str, now: float) -> dict:
+    entry: dict = dict.fromkeys(_SERVER_KEYS)
+    entry["id"] = server_id
+    entry["fault"] = {
+        "code": 404,
+        "created": iso_seconds(now),
+        "message": f"The ECS {server_id} does not exist in project {project_id}.",
+        "details": "",
+    }
+    return entry
+
+
+def select_by_id(state: EmulatorState, project_id: str, server_ids: Iterable[str]) -> list[dict]:
+    """The entries of a ``server_id`` list: each requested ID in order, a project's server up to the clock or a
+    fault entry."""
+    entries = []
+    for server_id in server_ids:
+        server = state.servers.get(server_id)
+        if server is None or server.project_id != project_id:
+            entries.append(_fault_entry(server_id, project_id, state.now()))
+        else:
+            state.refresh(server)
+            entries.append(server.api_json())
+    return entries

@@ -522,3 +522,161 @@ async def test_unsigned_list_is_refused(api: Api) -> None:
     assert response.status_code == 401 and response.json()["error_code"] == "APIGW.0301"
     counters = await api.emulator.admin.counters()
     assert counters["requests"]["list_servers:401"] == 1 and counters["requests"]["list_servers:200"] == 1
+
+
+# --- the list by ID (server_id) ---
+
+
+async def by_id(api: Api, **params: object) -> tuple[int, list[dict]]:
+    """(count, the entries) of a list call expected to succeed."""
+    response = await api.list_response(**params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"count", "servers"}
+    return body["count"], body["servers"]
+
+
+def assert_fault_entry(entry: dict, server_id: str, keys: set[str]) -> None:
+    """The documented entry of an ID naming no server: every field null except id and fault."""
+    assert set(entry) == keys | {"fault"}, entry
+    assert entry["id"] == server_id
+    assert {key: value for key, value in entry.items() if key not in ("id", "fault")} == dict.fromkeys(
+        keys - {"id"}
+    )
+    fault = entry["fault"]
+    assert set(fault) == {"code", "created", "message", "details"}
+    assert fault["code"] == 404 and server_id in fault["message"]
+
+
+async def test_list_by_id_returns_the_requested_servers_in_full(api: Api) -> None:
+    newest_first = await add_servers(api, 5)  # srv-04 .. srv-00
+    await api.create("srv-01", {"env": "prod"})
+    count, entries = await by_id(api, server_id="srv-01,srv-03")
+    assert count == 2
+    assert entries == [await api.server("srv-01"), await api.server("srv-03")]  # the order as requested
+    assert entries[0]["tags"] == ["env=prod"]
+    count, entries = await by_id(api, server_id="srv-03,srv-01,srv-03,")  # repeats collapse, empties skipped
+    assert (count, [entry["id"] for entry in entries]) == (2, ["srv-03", "srv-01"])
+    count, entries = await by_id(api, server_id=",".join(newest_first[::-1]))
+    assert (count, [entry["id"] for entry in entries]) == (5, newest_first[::-1])
+
+
+async def test_list_by_id_gives_a_fault_entry_for_an_unknown_id(api: Api) -> None:
+    await api.emulator.admin.add_server("srv-1")
+    keys = set(await api.server("srv-1"))
+    count, entries = await by_id(api, server_id="nope,srv-1")
+    assert count == 2
+    assert_fault_entry(entries[0], "nope", keys)
+    assert entries[1] == await api.server("srv-1")
+    # only unknown IDs: still one entry each
+    count, entries = await by_id(api, server_id="x,y")
+    assert count == 2
+    assert_fault_entry(entries[0], "x", keys)
+    assert_fault_entry(entries[1], "y", keys)
+
+
+async def test_list_by_id_does_not_create_servers_even_with_auto_create(api: Api) -> None:
+    await api.emulator.admin.set_config(auto_create_servers=True)
+    await api.emulator.admin.add_server("srv-1")
+    count, [entry] = await by_id(api, server_id="ghost")
+    assert count == 1 and entry["fault"]["code"] == 404
+    assert await api.list() == (1, ["srv-1"])
+
+
+async def test_list_by_id_follows_a_reinstall(cloud: tuple[Api, FakeClock]) -> None:
+    api, clock = cloud
+    await api.emulator.admin.add_server("srv-1", status="SHUTOFF")
+    await api.emulator.admin.add_server("srv-2")
+    body = {"os-reinstall": {"adminpass": "Test@12345pass"}}
+    response = await api.call("POST", f"/v2/{api.project_id}/cloudservers/srv-1/reinstallos", body)
+    assert response.status_code == 200, response.text
+
+    async def entry() -> dict:
+        count, entries = await by_id(api, server_id="srv-1")
+        assert count == 1
+        return entries[0]
+
+    first = await entry()
+    assert (first["status"], first["OS-EXT-STS:task_state"]) == ("REBUILD", "rebuilding")
+    clock.advance(2)  # past the job's half-way point: spawning; only the listing refreshes the server here
+    spawning = await entry()
+    assert (spawning["status"], spawning["OS-EXT-STS:task_state"]) == ("REBUILD", "rebuild_spawning")
+    assert spawning["updated"] == iso_seconds(clock.now() - 0.5)
+    assert spawning == await api.server("srv-1")
+    clock.advance(60)
+    done = await entry()
+    assert (done["status"], done["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    assert done == await api.server("srv-1")
+
+
+async def test_list_by_id_ignores_the_other_filters_and_paging(api: Api) -> None:
+    admin = api.emulator.admin
+    await admin.add_server("web", name="web-01", status="ACTIVE", created=at(0))
+    await admin.add_server("db", name="db-01", status="SHUTOFF", created=at(1))
+    await api.create("db", {"env": "prod"})
+    wanted = ["web", "db"]
+    ignored: list[dict[str, object]] = [
+        {"name": "nothing-matches"},
+        {"status": "ERROR"},
+        {"flavor": "no-such-flavor"},
+        {"tags": "env=qa"},
+        {"not_tags": "env=prod"},
+        {"limit": 1},
+        {"limit": 1, "offset": 2},
+        {"limit": 1, "marker": "not-a-server"},  # not looked up
+        {"name": "web", "status": "SHUTOFF", "tags": "env=prod", "limit": 1, "offset": 5},
+    ]
+    for params in ignored:
+        count, entries = await by_id(api, server_id="web,db", **params)
+        assert (count, [entry["id"] for entry in entries]) == (2, wanted), params
+    # still checked for form: a malformed value is refused as without server_id
+    message = ecs_error(await api.list_response(server_id="web", status="active"), 400, "Ecs.0005")
+    assert "status='active'" in message
+    message = ecs_error(await api.list_response(server_id="web", limit=0), 400, "Ecs.0005")
+    assert "limit=0" in message
+
+
+async def test_list_by_id_does_not_leak_another_projects_server(api: Api) -> None:
+    other = "ffffffffffffffffffffffffffffffff"
+    await api.emulator.admin.add_credential("OTHERAK", "other-secret", project_id=other)
+    await api.emulator.admin.add_server("mine")
+    await api.emulator.admin.add_server("theirs", project_id=other, name="secret-name")
+    keys = set(await api.server("mine"))
+    count, entries = await by_id(api, server_id="theirs,mine")
+    assert count == 2
+    assert_fault_entry(entries[0], "theirs", keys)
+    assert "secret-name" not in json.dumps(entries[0]) and other not in json.dumps(entries[0])
+    assert entries[1]["id"] == "mine"
+    # the owner sees it
+    response = await api.call(
+        "GET",
+        f"/v1/{other}/cloudservers/detail",
+        query=[("server_id", "theirs")],
+        access_key="OTHERAK",
+        secret_key="other-secret",
+        project_id=other,
+    )
+    assert response.status_code == 200, response.text
+    [entry] = response.json()["servers"]
+    assert entry["name"] == "secret-name" and "fault" not in entry
+
+
+async def test_list_by_id_limit_on_the_number_of_ids(api: Api) -> None:
+    await api.emulator.admin.add_server("0")
+    ids = [f"{i:x}" for i in range(1000)]  # short IDs keep the request line under the server's limit
+    count, entries = await by_id(api, server_id=",".join([*ids, "0"]))  # 1000 distinct IDs (a repeat)
+    assert count == 1000 and len(entries) == 1000
+    assert entries[0] == await api.server("0") and all("fault" in entry for entry in entries[1:])
+    message = ecs_error(await api.list_response(server_id=",".join([*ids, "3e8"])), 400, "Ecs.0005")
+    assert "server_id names 1001 servers; at most 1000" in message
+
+
+async def test_an_empty_server_id_is_the_same_as_none(api: Api) -> None:
+    newest_first = await add_servers(api, 3)
+    assert await api.list(server_id="") == (3, newest_first)
+    assert await api.list(server_id=",,") == (3, newest_first)
+    assert await api.list(server_id="", status="ACTIVE", limit=1) == (3, newest_first[:1])
+    assert await api.list(server_id="", name="nothing") == (0, [])
+    path = f"/v1/{api.project_id}/cloudservers/detail"
+    response = await api.call("GET", path, query=[("server_id", "srv-00"), ("server_id", "srv-01")])
+    assert "server_id is given 2 times" in ecs_error(response, 400, "Ecs.0005")

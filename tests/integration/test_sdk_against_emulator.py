@@ -250,6 +250,33 @@ async def test_sdk_lists_servers_with_a_tag_filter_and_pages(ecs_emulator: Emula
     assert (too_many.value.status_code, too_many.value.error_code) == (400, "Ecs.0005")
 
 
+async def test_sdk_lists_servers_by_id(ecs_emulator: EmulatorHandle) -> None:
+    await ecs_emulator.admin.add_server("srv-a", name="web-a", created="2024-05-01T12:00:00Z")
+    await ecs_emulator.admin.add_server("srv-b", name="web-b", created="2024-05-01T12:00:01Z")
+    await ecs_emulator.admin.add_server("srv-c", created="2024-05-01T12:00:02Z")
+    client = sdk_client(ecs_emulator)
+
+    response = await in_thread(
+        lambda: client.list_servers_details(ListServersDetailsRequest(server_id="srv-a,srv-b"))
+    )
+    assert response.count == 2
+    assert [server.id for server in response.servers] == ["srv-a", "srv-b"]  # as requested, srv-c left out
+    assert [server.name for server in response.servers] == ["web-a", "web-b"]
+    assert response.servers[0].fault is None
+
+    # server_id wins over the other filters; an unknown ID is an entry with only id and fault
+    response = await in_thread(
+        lambda: client.list_servers_details(
+            ListServersDetailsRequest(server_id="nope,srv-c", name="web", status="SHUTOFF", limit=1)
+        )
+    )
+    assert response.count == 2
+    missing, found = response.servers
+    assert (missing.id, missing.name, missing.status, missing.flavor) == ("nope", None, None, None)
+    assert missing.fault["code"] == 404
+    assert (found.id, found.status, found.fault) == ("srv-c", "ACTIVE", None)
+
+
 # --- changing the OS (ChangeServerOsWithCloudInit, ChangeServerOsWithoutCloudInit), unchanged --------------
 
 from huaweicloudsdkecs.v2 import (  # noqa: E402  (appended section: its own imports)

@@ -15,6 +15,7 @@ from . import __version__
 from . import reconcile as rc
 from . import settings as settings_module
 from .cloud.client import ClientConfig, EcsClient
+from .cloud.looks import ServerLooks
 from .kube import GROUP, PLURAL, VERSION, Kube, NotFound, load_config, until_available
 from .leader import LeaderElector, default_identity
 from .metrics import Metrics
@@ -129,6 +130,8 @@ class App:
             await asyncio.wait({self._electing})
         if self.elector is not None:
             await self.elector.release()  # every runner has stopped: a standby may take over at once
+        if self.supervisor.deps.looks is not None:
+            await self.supervisor.deps.looks.aclose()
         await self.cloud.aclose()
         await self.kube.aclose()
         await asyncio.to_thread(self.metrics.close)  # waits for its serving thread
@@ -150,7 +153,8 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         observer=metrics,
     )
     events = KopfEvents()
-    deps = Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=events)
+    looks = ServerLooks(cloud, observer=metrics)
+    deps = Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=events, looks=looks)
     supervisor = Supervisor(deps, list_all=lambda: kube.list_reinstalls_at(settings.namespaces))
     sets = SetSupervisor(deps, settings.namespaces)
     # What every resource records, before any runner starts (a standby keeps it current from the watch); this

@@ -93,6 +93,21 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.look_rounds = Counter(
+            "ecs_reinstall_server_look_calls_total",
+            "Batched server reads (one list call for up to 100 servers) by kind: due (a look could wait no longer), "
+            "eager (a round while budget was spare), skipped (an eager round not sent: calls were queued for the "
+            "rate limit, so looks waited until due)",
+            ["kind"],
+            registry=r,
+        )
+        self.servers_looked = Counter(
+            "ecs_reinstall_servers_looked_total",
+            "Servers read through batched list calls",
+            registry=r,
+        )
+        for kind in ("due", "eager", "skipped"):
+            self.look_rounds.labels(kind)
         self.in_flight = Gauge(
             "ecs_reinstall_steps_in_flight",
             "Reconcile steps (Kubernetes and cloud I/O) in progress",
@@ -183,6 +198,11 @@ class Metrics:
 
     def on_throttled(self, operation: str) -> None:
         self.throttled.labels(operation).inc()
+
+    # --- batched server reads (cloud.looks.LookObserver) -------------------------------------------------
+    def on_look_round(self, kind: str, servers: int) -> None:
+        self.look_rounds.labels(kind).inc()
+        self.servers_looked.inc(servers)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serves /metrics on `port` (0: not at all) until `close`."""

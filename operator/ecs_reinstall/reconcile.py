@@ -516,7 +516,8 @@ def on_intent(
         failure=None,
         **images,
     )
-    return Transition(patch=patch, event=Event("Normal", "Submitting", message))
+    # No Event: the Submitted one follows within the second, with the job ID (Events cost a write each).
+    return Transition(patch=patch)
 
 
 def on_already_at_revision(ctx: Context, status: Mapping, server_id: str, tag: tuple[str, str]) -> Transition:
@@ -923,6 +924,18 @@ def still_running_after_timeout(status: Mapping) -> bool:
         and bool(status.get("jobId"))
         and str(status.get("jobStatus") or "") in _RUNNING_JOB_STATES
     )
+
+
+def job_read_deadline(ctx: Context, status: Mapping, delay: float) -> float:
+    """Seconds from now by which a job followed through its server's state (cloud/looks.py) is read even if the
+    server still looks busy: six poll intervals (a minute at least), or just past the timeout, never before
+    `delay`. The server only tells when reading the job is worth a call; the job stays the witness."""
+    cap = max(delay, 6 * ctx.poll_interval, 60.0)
+    started = parse_timestamp(status.get("submittedAt"))
+    if started is not None:
+        to_timeout = (started - ctx.now).total_seconds() + ctx.timeout + 1
+        cap = min(cap, max(delay, to_timeout))
+    return cap
 
 
 def after_timeout_delay(ctx: Context) -> float:

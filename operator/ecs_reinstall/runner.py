@@ -34,7 +34,8 @@ from . import spec as spec_model
 from . import tenancy, witnesses
 from .cloud.clock import CloudClock
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
-from .cloud.models import CloudTarget, InstanceAction, Job, Server
+from .cloud.looks import ServerLooks
+from .cloud.models import CloudTarget, InstanceAction, Job, JobStatus, Server
 from .inputs import MissingInput, credentials_source, forget_credentials, resolve, resolve_target
 from .inputs import forget as forget_inputs
 from .kube import FINALIZER, Conflict, Kube, KubeError, NotFound, has_finalizer, until_available
@@ -55,6 +56,8 @@ ACTION_LOG_RETRY_SECONDS = 300.0
 TOMBSTONES = 10_000
 # Status codes with which the cloud refuses the caller's credentials or permissions (AK/SK, token, IAM policy).
 AUTH_STATUSES = frozenset({401, 403})
+# How long the read of a server before its POST waits for others to go out in the same call (see cloud/looks.py).
+GATHER_SECONDS = 0.05
 
 
 def _utcnow() -> datetime:
@@ -111,6 +114,8 @@ class Deps:
     # (it answered 403/404)
     action_log_off: dict[str, float] = field(default_factory=dict)
     gate: asyncio.Semaphore | None = None
+    # Many servers read in one call (cloud/looks.py); without it, one GET per read and job polls on a timer.
+    looks: ServerLooks | None = None
     now: Callable[[], datetime] = _utcnow
     rng: random.Random = field(default_factory=random.Random)
 
@@ -183,6 +188,10 @@ class Runner:
         self._waiting_for_server: str | None = None  # set while another resource holds our server
         self._learnt: Learnt | None = None
         self._told_deletion_waits = False
+        # The job was read still running while its server looked idle (a cloud that frees the server before the
+        # job ends): the server cannot tell when to read this job, so it is polled on a timer.
+        self._idle_before_job_end: str | None = None
+        self._looked_idle: str | None = None  # the job whose server the last look found idle
         # A graceful stop lets a POST that is on its way finish and its answer be written (see Supervisor.stop).
         self.sending = False
         self.stopping = False
@@ -263,7 +272,7 @@ class Runner:
                 if transition.delay and self._waiting_for_server:
                     server_id, self._waiting_for_server = self._waiting_for_server, None
                     await self.deps.ownership.wait_released(server_id, transition.delay)
-                elif transition.delay:
+                elif transition.delay and not await self._look_until_settled(transition.delay):
                     await asyncio.sleep(transition.delay)
         except Gone:
             self.log.info("resource deleted; stopping")
@@ -436,6 +445,43 @@ class Runner:
             )
         return rc.with_image_after(transition, server.image_id)
 
+    async def _read_server(self, target: CloudTarget, server_id: str) -> Server:
+        """The server, read with others in one call when the operator batches reads; a server the batch does not
+        find is read alone, for the cloud's own error."""
+        if self.deps.looks is not None:
+            server = await self.deps.looks.look(target, server_id, within=GATHER_SECONDS)
+            if server is not None:
+                return server
+        return await self.deps.cloud.get_server(target, server_id)
+
+    async def _look_until_settled(self, delay: float) -> bool:
+        """Waits for the job being followed to be worth a read: its server idle (or gone) again, seen through the
+        batched looks, or `delay` stretched to the job read's own deadline (`rc.job_read_deadline`). False when
+        it does not apply (no batching, no job followed, or the server cannot tell): the caller sleeps `delay`."""
+        status = self.status
+        job_id = str(status.get("jobId") or "")
+        looks, target = self.deps.looks, self._target
+        if looks is None or target is None or not job_id or self._idle_before_job_end == job_id:
+            return False
+        if rc.next_step(status) != rc.Step.POLL_JOB:
+            return False
+        ctx = self._context(self._spec_or_none(self.body))
+        loop = asyncio.get_running_loop()
+        until = loop.time() + rc.job_read_deadline(ctx, status, delay)
+        within = delay
+        while True:
+            left = until - loop.time()
+            if left <= 0:
+                return True
+            try:
+                server = await looks.look(target, self.server_id, within=min(within, left))
+            except CloudError:
+                return True  # the job read tells (and waits on errors its own way)
+            if server is None or not server.busy:
+                self._looked_idle = job_id
+                return True
+            within = rc.poll_delay(ctx.poll_interval, self.deps.rng)
+
     async def _follow_after_timeout(
         self, spec: spec_model.ReinstallSpec | None, status: Mapping
     ) -> rc.Transition:
@@ -517,7 +563,7 @@ class Runner:
                 )
                 return wait, basis
             try:
-                server = await self.deps.cloud.get_server(resolved.target, spec.server_id)
+                server = await self._read_server(resolved.target, spec.server_id)
             except TerminalError as exc:
                 if exc.http_status in AUTH_STATUSES:
                     return self._credentials_refused(ctx, status, spec, exc, sent=False), basis
@@ -812,6 +858,9 @@ class Runner:
             if isinstance(exc, CloudError) and exc.retry_after:
                 delay = max(delay, exc.retry_after)
             return rc.on_poll_error(ctx, status, self._refused_while_following(spec, exc), delay)
+        looked_idle, self._looked_idle = self._looked_idle, None
+        if looked_idle == job.job_id and job.status == JobStatus.RUNNING:
+            self._idle_before_job_end = job.job_id
         return rc.on_job(ctx, status, job)
 
     async def _poll_server(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:

@@ -37,7 +37,7 @@ async def test_a_change_of_os_on_v2_and_v1_records_the_image_before_and_after(ha
         assert record["kind"] == "change_os" and record["imageid"] == image and record["api"] == api
         assert (await harness.ecs.admin.get_server(server(n)))["image_id"] == image
     events = {e["reason"] for e in await harness.events()}
-    assert {"Submitting", "Succeeded"} <= events
+    assert {"Submitted", "Succeeded"} <= events
     metrics = await harness.metrics_text()
     assert 'operation="change_os"' in metrics and 'operation="change_os_v1"' in metrics
 

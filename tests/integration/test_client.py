@@ -199,6 +199,21 @@ async def test_get_server_fields(ecs_emulator, client):
     assert rebuilding.status == "REBUILD" and rebuilding.rebuilding and rebuilding.busy
 
 
+async def test_get_servers_reads_many_in_one_list_call_as_a_get_would(ecs_emulator, client):
+    await ecs_emulator.admin.add_server("idle", status="SHUTOFF", updated="2024-05-01T10:00:00Z")
+    await ecs_emulator.admin.add_server("busy", status="ACTIVE", task_state="resize_prep")
+    target = target_of(ecs_emulator)
+    await client.reinstall(target, "idle", password_body())
+
+    found = await client.get_servers(target, ["busy", "missing", "idle"], slot_taken=False)
+    assert list(found) == ["busy", "missing", "idle"]
+    assert found["missing"] is None
+    assert found["idle"] == await client.get_server(target, "idle")  # the same server, field by field
+    assert found["idle"].rebuilding and found["busy"].busy
+    with pytest.raises(ValueError, match="1 to 100"):
+        await client.get_servers(target, [f"s{i}" for i in range(101)])
+
+
 # --- errors --------------------------------------------------------------------------------------------------
 
 

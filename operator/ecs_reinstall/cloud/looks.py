@@ -1,0 +1,221 @@
+"""Looks at many servers in one call: the list API's `server_id=` filter instead of one GET per server.
+
+A fleet rollout reads each server before its POST (is it idle, whose is it) and then waits for its job to end. One
+GET per server per poll would cost more calls than a script that polls every job (and, under a cloud rate
+limit, starve the POSTs), while one list call answers for up to 100 servers. So reads are gathered per target
+(endpoint, project, access key) and sent together:
+
+- a look asks for a server `within` some seconds: it goes out with the first list call that leaves before then
+  (the most overdue first, 100 a call, a few calls at once);
+- while budget is spare, a round of every pending look leaves every `eager_interval` (1 s at the least), so
+  that a fleet's finished jobs are seen within a second or two instead of up to a poll interval later. Those
+  rounds cost at most half the calls that polling each job every interval would, at most 10% of the rate limit
+  and `EAGER_CALLS_PER_SECOND`; and none leaves while other calls queue for the rate limiter or while servers
+  are being read before their POSTs (submissions come first: only looks that are due go out then, each server
+  still looked at within its poll interval).
+
+A look answers the server (None: the cloud does not know the ID) or raises the call's `CloudError` (every look
+of that call gets it). The job, not the server, stays the witness of a reinstall's outcome: a look only tells the
+runner when reading the job is worth a call (see runner.Runner._look_until_settled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ecs_reinstall.cloud.client import LIST_BY_ID
+from ecs_reinstall.cloud.models import CloudTarget, Server
+from ecs_reinstall.cloud.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+EAGER_MIN_SECONDS = 1.0  # the shortest time between two rounds of every pending look
+EAGER_CALLS_PER_SECOND = 10.0  # list calls a second that eager rounds may cost, per target
+EAGER_SHARE_OF_POLLING = 0.5  # eager rounds cost at most this share of the calls of polling each job
+EAGER_SHARE_OF_LIMIT = 0.1  # ... and of the rate limit
+CALLS_AT_ONCE = 4  # list calls in flight at once
+RIPE_SHARE = 0.1  # a look due within this share of its interval may leave now, with a full call
+
+
+class ServerReader(Protocol):
+    def limiter(self, target: CloudTarget) -> TokenBucket: ...
+
+    async def get_servers(
+        self, target: CloudTarget, server_ids: Sequence[str], *, slot_taken: bool = False
+    ) -> dict[str, Server | None]: ...
+
+
+class LookObserver(Protocol):
+    def on_look_round(self, kind: str, servers: int) -> None: ...
+
+
+@dataclass
+class _Want:
+    due: float
+    interval: float
+    futures: list[asyncio.Future[Server | None]] = field(default_factory=list)
+
+
+class _Queue:
+    """The looks pending at one target, and the task that sends them."""
+
+    def __init__(self, target: CloudTarget) -> None:
+        self.target = target
+        self.wants: dict[str, _Want] = {}
+        self.kicked = asyncio.Event()
+        self.last_round = -math.inf
+        self.last_urgent = -math.inf  # when a look due within a second (a read before a POST) last came
+        self.sending: set[asyncio.Task[None]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+
+class ServerLooks:
+    def __init__(
+        self,
+        reader: ServerReader,
+        *,
+        observer: LookObserver | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._reader = reader
+        self._observer = observer
+        self._clock = clock
+        self._queues: dict[tuple[str, str, str], _Queue] = {}
+        self._slots = asyncio.Semaphore(CALLS_AT_ONCE)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def look(self, target: CloudTarget, server_id: str, *, within: float) -> Server | None:
+        """The server as the cloud reports it, read at the latest `within` seconds from now."""
+        key = (target.endpoint, target.project_id, target.credentials.access_key)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue(target)
+        queue.target = target  # the newest credentials read for this key
+        now = self._now()
+        if within < EAGER_MIN_SECONDS:
+            queue.last_urgent = now
+        want = queue.wants.get(server_id)
+        if want is None:
+            want = queue.wants[server_id] = _Want(due=now + within, interval=max(within, 0.001))
+        else:
+            want.due = min(want.due, now + within)
+            want.interval = min(want.interval, max(within, 0.001))
+        future: asyncio.Future[Server | None] = asyncio.get_running_loop().create_future()
+        want.futures.append(future)
+        queue.kicked.set()
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.create_task(self._send_when_due(key, queue), name=f"server-looks {key[0]}")
+        try:
+            return await future
+        finally:
+            if future.cancelled() or not future.done():  # the look is not wanted any more
+                want.futures.remove(future)
+                if not want.futures and queue.wants.get(server_id) is want:
+                    del queue.wants[server_id]
+
+    def eager_interval(self, queue: _Queue) -> float:
+        """Seconds between two rounds of every pending look (see the module's docstring)."""
+        calls = math.ceil(len(queue.wants) / LIST_BY_ID)
+        if calls == 0:
+            return math.inf
+        polling = sum(1.0 / want.interval for want in queue.wants.values())  # job reads a second, if polled
+        rounds = min(
+            1.0 / EAGER_MIN_SECONDS,
+            EAGER_CALLS_PER_SECOND / calls,
+            EAGER_SHARE_OF_LIMIT * self._reader.limiter(queue.target).qps / calls,
+            EAGER_SHARE_OF_POLLING * polling / calls,
+        )
+        return 1.0 / rounds
+
+    async def _send_when_due(self, key: tuple[str, str, str], queue: _Queue) -> None:
+        try:
+            while queue.wants:
+                now = self._now()
+                due = min(want.due for want in queue.wants.values())
+                eager_at = queue.last_round + self.eager_interval(queue)
+                # a call's worth of looks that are nearly due (within a tenth of their interval) need not wait
+                ripe = sum(1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval)
+                wake = now if ripe >= LIST_BY_ID else min(due, eager_at)
+                if wake > now:
+                    queue.kicked.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(queue.kicked.wait(), wake - now)
+                    continue
+                limiter = self._reader.limiter(queue.target)
+                eager = ripe < LIST_BY_ID and due > now
+                if eager and (limiter.waiting or now - queue.last_urgent < EAGER_MIN_SECONDS):
+                    # Budget short (calls queue for the rate limit) or submissions under way (reads before
+                    # POSTs): no eager round, the looks go out when due (their poll interval).
+                    queue.last_round = now
+                    self._observe("skipped", 0)
+                    continue
+                # A round: every pending look when eager; else those due or ripe, topped up to whole calls.
+                order = sorted(queue.wants, key=lambda server_id: queue.wants[server_id].due)
+                if not eager:
+                    ripe_or_due = sum(
+                        1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval
+                    )
+                    order = order[: math.ceil(max(ripe_or_due, 1) / LIST_BY_ID) * LIST_BY_ID]
+                queue.last_round = now
+                for first in range(0, len(order), LIST_BY_ID):
+                    await self._slots.acquire()
+                    try:
+                        await limiter.acquire()
+                    except BaseException:
+                        self._slots.release()
+                        raise
+                    chunk = [
+                        server_id
+                        for server_id in order[first : first + LIST_BY_ID]
+                        if server_id in queue.wants
+                    ]
+                    if not chunk:  # every look of it was cancelled while waiting for the token
+                        self._slots.release()
+                        continue
+                    wants = {server_id: queue.wants.pop(server_id) for server_id in chunk}
+                    self._observe("eager" if eager else "due", len(chunk))
+                    task = asyncio.create_task(self._send(queue.target, wants))
+                    queue.sending.add(task)
+                    task.add_done_callback(queue.sending.discard)
+        finally:
+            if not queue.wants and not queue.sending and self._queues.get(key) is queue:
+                del self._queues[key]
+
+    async def _send(self, target: CloudTarget, wants: dict[str, _Want]) -> None:
+        try:
+            found = await self._reader.get_servers(target, list(wants), slot_taken=True)
+        except Exception as exc:  # every look of this call gets the error, whatever it is
+            for want in wants.values():
+                for future in want.futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        finally:
+            self._slots.release()
+        for server_id, want in wants.items():
+            for future in want.futures:
+                if not future.done():
+                    future.set_result(found.get(server_id))
+
+    def _observe(self, kind: str, servers: int) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.on_look_round(kind, servers)
+            except Exception:
+                log.exception("look observer failed")
+
+    async def aclose(self) -> None:
+        tasks = [q.task for q in self._queues.values() if q.task] + [
+            t for q in self._queues.values() for t in q.sending
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

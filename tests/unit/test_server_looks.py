@@ -1,0 +1,142 @@
+"""cloud/looks.py: server reads gathered into list calls of up to 100 IDs, eager rounds only while budget is spare."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ecs_reinstall.cloud.errors import Operation, TransientError
+from ecs_reinstall.cloud.looks import ServerLooks
+from ecs_reinstall.cloud.models import CloudTarget, Credentials, Server
+from ecs_reinstall.cloud.ratelimit import TokenBucket
+
+TARGET = CloudTarget("https://ecs.example", "p1", Credentials("AK", "SK"))
+
+
+class Reader:
+    """Answers every list call from `servers`; records the IDs of each call."""
+
+    def __init__(self, qps: float = 1000.0, burst: int = 1000) -> None:
+        self.calls: list[list[str]] = []
+        self.servers: dict[str, Server] = {}
+        self.bucket = TokenBucket(qps, burst)
+        self.fail: Exception | None = None
+
+    def limiter(self, target: CloudTarget) -> TokenBucket:
+        return self.bucket
+
+    async def get_servers(self, target, server_ids, *, slot_taken=False):
+        assert slot_taken, "looks take the rate limit's token before choosing the IDs"
+        self.calls.append(list(server_ids))
+        await asyncio.sleep(0)
+        if self.fail is not None:
+            raise self.fail
+        return {server_id: self.servers.get(server_id) for server_id in server_ids}
+
+
+def _server(server_id: str, status: str = "REBUILD") -> Server:
+    return Server(id=server_id, status=status)
+
+
+async def test_reads_asked_together_go_out_in_one_call_per_hundred():
+    reader = Reader()
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(250)}
+    looks = ServerLooks(reader)
+    found = await asyncio.gather(*(looks.look(TARGET, f"s{i}", within=0.05) for i in range(250)))
+    assert [server.id for server in found] == [f"s{i}" for i in range(250)]
+    assert sorted(len(call) for call in reader.calls) == [50, 100, 100]
+    assert sorted(i for call in reader.calls for i in call) == sorted(f"s{i}" for i in range(250))
+    await looks.aclose()
+
+
+async def test_an_unknown_server_is_none_and_an_error_reaches_every_look_of_its_call():
+    reader = Reader()
+    reader.servers = {"a": _server("a", "ACTIVE")}
+    looks = ServerLooks(reader)
+    a, b = await asyncio.gather(looks.look(TARGET, "a", within=0.01), looks.look(TARGET, "b", within=0.01))
+    assert a is not None and a.status == "ACTIVE" and b is None
+    reader.fail = TransientError(operation=Operation.LIST_SERVERS, http_status=500)
+    results = await asyncio.gather(
+        looks.look(TARGET, "a", within=0.01), looks.look(TARGET, "b", within=0.01), return_exceptions=True
+    )
+    assert all(isinstance(result, TransientError) for result in results)
+    await looks.aclose()
+
+
+async def test_a_look_goes_out_no_later_than_asked():
+    reader = Reader()
+    reader.servers = {"a": _server("a")}
+    looks = ServerLooks(reader)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await looks.look(TARGET, "a", within=0.2)
+    assert 0.15 <= loop.time() - started < 0.5
+    await looks.aclose()
+
+
+async def test_eager_rounds_look_at_a_fleet_sooner_than_its_poll_interval():
+    """100 servers polled every 10 s: a round of all of them leaves every second (one call), far more often than
+    their interval and still cheaper than polling each job."""
+    reader = Reader()
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(100)}
+    looks = ServerLooks(reader)
+
+    async def follow(server_id: str) -> int:
+        seen = 0
+        for _ in range(3):
+            await looks.look(TARGET, server_id, within=10.0)
+            seen += 1
+        return seen
+
+    counts = await asyncio.wait_for(asyncio.gather(*(follow(f"s{i}") for i in range(100))), timeout=4.5)
+    assert counts == [3] * 100
+    assert len(reader.calls) <= 4  # three rounds of one call each (a straggler round at most)
+    await looks.aclose()
+
+
+async def test_a_single_slow_poll_is_not_looked_at_more_often_than_half_its_interval_allows():
+    """One server polled every 4 s: eager rounds would cost more than half of polling its job, so none goes
+    out; the look waits until it is due."""
+    reader = Reader()
+    reader.servers = {"a": _server("a")}
+    looks = ServerLooks(reader)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await looks.look(TARGET, "a", within=0.01)  # a first round
+    await looks.look(TARGET, "a", within=4.0)
+    assert loop.time() - started >= 3.9
+    assert len(reader.calls) == 2
+    await looks.aclose()
+
+
+async def test_no_eager_round_while_calls_queue_for_the_rate_limit():
+    """Budget short: submissions waiting for tokens come first; looks go out only when due."""
+    reader = Reader(qps=1000.0, burst=1)
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(100)}
+    looks = ServerLooks(reader)
+    await asyncio.gather(*(looks.look(TARGET, f"s{i}", within=0.01) for i in range(100)))
+    reader.calls.clear()
+    # someone waits for the rate limiter the whole time
+    reader.bucket.pause(2.5)
+    waiter = asyncio.create_task(reader.bucket.acquire())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(looks.look(TARGET, f"s{i}", within=2.0) for i in range(100)))
+    assert loop.time() - started >= 1.9  # not sooner: no eager round while the POST waited
+    waiter.cancel()
+    await looks.aclose()
+
+
+async def test_a_cancelled_look_is_not_sent():
+    reader = Reader()
+    reader.servers = {"a": _server("a"), "b": _server("b")}
+    looks = ServerLooks(reader)
+    cancelled = asyncio.create_task(looks.look(TARGET, "a", within=0.3))
+    await asyncio.sleep(0.05)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert (await looks.look(TARGET, "b", within=0.05)).id == "b"
+    assert reader.calls == [["b"]]
+    await looks.aclose()

@@ -496,13 +496,17 @@ def on_intent(
     *,
     image_before: str | None = None,
     image: str | None = None,
+    credentials: str | None = None,
 ) -> Transition:
     """Written just before the POST (conditionally, like every write): if we die after this, the next runner
-    probes. `image_before`: the server's image as just read; `image`: the one a change of OS moves it to."""
+    probes. `image_before`: the server's image as just read; `image`: the one a change of OS moves it to;
+    `credentials`: where the credentials come from (a Secret's name, never its content)."""
     if image:
         message = f"Submitting the change of server {server_id}'s OS to image {image}"
     else:
         message = f"Submitting the reinstall of server {server_id}"
+    if credentials:
+        message += f" with the credentials of {credentials}"
     images = {"imageBefore": image_before} if image_before else {}
     patch = _status(
         ctx,

@@ -113,7 +113,10 @@ class Deps:
     # (endpoint, project, access key) -> monotonic time until which the action log is taken as unavailable
     # (it answered 403/404)
     action_log_off: dict[str, float] = field(default_factory=dict)
-    gate: asyncio.Semaphore | None = None
+    gate: asyncio.Semaphore | None = None  # steps that may send a request (PREPARE)
+    # Steps that follow a request already sent (job reads, outcome probes): a gate of their own, so that a job that
+    # ended is read at once instead of queueing behind a fleet's submissions (they are one call each, and few).
+    follow_gate: asyncio.Semaphore | None = None
     # Many servers read in one call (cloud/looks.py); without it, one GET per read and job polls on a timer.
     looks: ServerLooks | None = None
     now: Callable[[], datetime] = _utcnow
@@ -122,6 +125,8 @@ class Deps:
     def __post_init__(self) -> None:
         if self.gate is None:
             self.gate = asyncio.Semaphore(self.settings.max_concurrency)
+        if self.follow_gate is None:
+            self.follow_gate = asyncio.Semaphore(self.settings.max_concurrency)
 
     def note(self, body: Mapping) -> None:
         """A persisted version of a resource, newer than any seen before: the one place that learns from it."""
@@ -247,8 +252,9 @@ class Runner:
                         return
                     if deleting:
                         self._deletion_waits()
-                    assert self.deps.gate is not None
-                    async with self.deps.gate:
+                    gate = self.deps.gate if step == rc.Step.PREPARE else self.deps.follow_gate
+                    assert gate is not None
+                    async with gate:
                         self.deps.metrics.in_flight.inc()
                         try:
                             decided = await self._do(step, basis)
@@ -621,17 +627,18 @@ class Runner:
             # The attempt's ID is a UUID: it is also the request's X-Client-Token.
             attempt = rc.new_attempt(str(uuid.uuid4()), server, spec_model.api_version(spec), now, cloud_now)
             intent = rc.on_intent(
-                ctx, status, attempt, spec.server_id, image_before=server.image_id, image=spec.image_id
+                ctx,
+                status,
+                attempt,
+                spec.server_id,
+                image_before=server.image_id,
+                image=spec.image_id,
+                credentials=credentials_source(self.deps.settings, self.namespace, spec),
             )
             if not await self._apply(intent, basis):
                 return None  # someone wrote in between (another operator instance?): decide again, never POST
             if self.ghost:
                 return None  # deleted meanwhile: a deleted resource never sends a request
-        self.log.info(
-            "submitting the reinstall of server %s with the credentials of %s",
-            spec.server_id,
-            credentials_source(self.deps.settings, self.namespace, spec),
-        )
         after_intent = self.body
         return await self._submit(spec, resolved.target, resolved.inputs, after_intent), after_intent
 

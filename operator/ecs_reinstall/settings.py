@@ -122,7 +122,10 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ca_bundle": ("CA bundle file to verify the ECS endpoint's TLS certificate", str),
     "qps": ("cloud API calls per second, per endpoint and project", float),
     "burst": ("cloud API burst size, per endpoint and project", int),
-    "max_concurrency": ("most reconcile steps in flight at once", int),
+    "max_concurrency": (
+        "most reconcile steps in flight at once (submissions; as many following sent requests)",
+        int,
+    ),
     "log_format": ("log format: json or text", str),
     "log_level": ("log level: DEBUG, INFO, WARNING, ERROR", str),
     "metrics_port": ("Prometheus metrics port (path /metrics); 0 disables", int),

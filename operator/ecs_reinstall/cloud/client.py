@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
+import orjson
 
 from ecs_reinstall import __version__
 from ecs_reinstall.cloud.clock import CloudClock
@@ -624,7 +625,7 @@ def _job_id(operation: Operation, response: httpx.Response) -> str:
 
 def _parse_read(operation: Operation, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
     try:
-        return parse(response.json())
+        return parse(orjson.loads(response.content))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # A proxy's page or a truncated answer may not happen again: let the read be retried.
         raise TransientError(

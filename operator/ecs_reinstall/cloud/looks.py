@@ -36,7 +36,7 @@ from ecs_reinstall.cloud.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 EAGER_MIN_SECONDS = 1.0  # the shortest time between two rounds of every pending look
-EAGER_CALLS_PER_SECOND = 10.0  # list calls a second that eager rounds may cost, per target
+EAGER_CALLS_PER_SECOND = 5.0  # list calls a second that eager rounds may cost, per target
 EAGER_SHARE_OF_POLLING = 0.5  # eager rounds cost at most this share of the calls of polling each job
 EAGER_SHARE_OF_LIMIT = 0.1  # ... and of the rate limit
 CALLS_AT_ONCE = 4  # list calls in flight at once

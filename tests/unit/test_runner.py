@@ -14,7 +14,9 @@ import pytest
 
 from ecs_reinstall.cloud.clock import CloudClock
 from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError, TransientError
+from ecs_reinstall.cloud.looks import ServerLooks
 from ecs_reinstall.cloud.models import ActionEvent, CloudTarget, InstanceAction, Job, JobStatus, Server
+from ecs_reinstall.cloud.ratelimit import TokenBucket
 from ecs_reinstall.kube import FINALIZER, Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
 from ecs_reinstall.runner import Deps, Runner, Supervisor
@@ -1112,3 +1114,86 @@ async def test_a_resource_deleted_during_a_watch_gap_leaves_the_metrics_at_the_n
     supervisor.leading = True
     await supervisor.resync()
     assert deps.metrics.registry.get_sample_value(*pending) == 0
+
+
+# --- following a job through bulk server reads (cloud/looks.py) -----------------------------------------------
+
+
+class LookingCloud(FakeCloud):
+    """A cloud read in bulk: the server rebuilds while the job runs (`job_status`), as ECS reports it."""
+
+    def __init__(self, journal: list) -> None:
+        super().__init__(journal)
+        self.job_status = JobStatus.RUNNING
+        self.bucket = TokenBucket(1000.0, 1000)
+
+    def limiter(self, target):
+        return self.bucket
+
+    async def get_servers(self, target, server_ids, *, slot_taken=False):
+        self.journal.append(("list", tuple(server_ids)))
+        return {server_id: self.server for server_id in server_ids}
+
+    async def get_job(self, target, job_id) -> Job:
+        self.journal.append(("get_job",))
+        return Job(job_id=job_id, job_type="rebuild", status=self.job_status)
+
+
+def submitted_status(job_id: str = "job-1") -> dict:
+    """A resource whose job was accepted a moment ago."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "phase": "Reinstalling",
+        "jobId": job_id,
+        "jobStatus": "INIT",
+        "submittedAt": now,
+        "attempt": {"id": "a"},
+    }
+
+
+async def test_a_running_job_is_read_only_once_its_server_is_idle_again():
+    journal: list = []
+    kube = FakeKube(journal, submitted_status())
+    cloud = LookingCloud(journal)
+    cloud.server = Server(id=SERVER, status="REBUILD", task_state="rebuilding")
+    deps, _ = make(journal, kube, cloud)
+    deps.looks = ServerLooks(cloud)
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    await until(lambda: journal.count(("get_job",)) == 1, "the first read of the job")
+    await until(lambda: journal.count(("list", (SERVER,))) >= 3, "three looks at the rebuilding server")
+    assert journal.count(("get_job",)) == 1  # no job read while the server is busy
+    cloud.job_status, cloud.server = JobStatus.SUCCESS, Server(id=SERVER, status="ACTIVE")
+    await asyncio.wait_for(task, timeout=10)
+    assert journal.count(("get_job",)) == 2 and kube.body["status"]["phase"] == "Succeeded"
+    await deps.looks.aclose()
+
+
+async def test_a_server_idle_before_its_job_ends_makes_the_job_polled_on_a_timer():
+    """A cloud that frees the server before the job ends: the looks cannot tell when to read the job any more, so
+    it is polled (every interval) rather than read at every look."""
+    journal: list = []
+    kube = FakeKube(journal, submitted_status())
+    cloud = LookingCloud(journal)
+    cloud.server = Server(id=SERVER, status="ACTIVE")  # idle at once, the job RUNNING
+    deps, _ = make(journal, kube, cloud)
+    deps.looks = ServerLooks(cloud)
+    task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
+    await until(lambda: journal.count(("get_job",)) >= 4, "the job polled")
+    looks = sum(1 for entry in journal if entry[0] == "list")
+    assert looks <= 2, journal  # one look found it idle with the job running: no more looks for this job
+    cloud.job_status = JobStatus.SUCCESS
+    await asyncio.wait_for(task, timeout=10)
+    assert kube.body["status"]["phase"] == "Succeeded"
+    await deps.looks.aclose()
+
+
+async def test_a_job_read_never_waits_behind_submissions():
+    """Every submission slot taken (a fleet being submitted): a resource whose job ended is still read now."""
+    journal: list = []
+    kube = FakeKube(journal, submitted_status())
+    cloud = FakeCloud(journal)
+    deps, _ = make(journal, kube, cloud, max_concurrency=1)
+    assert deps.gate is not None
+    async with deps.gate:  # held by a submission for the whole test
+        await run(deps, kube)
+    assert journal.count(("get_job",)) == 1 and kube.body["status"]["phase"] == "Succeeded"

@@ -35,7 +35,7 @@ from . import tenancy, witnesses
 from .cloud.clock import CloudClock
 from .cloud.errors import AmbiguousError, CloudError, TerminalError, ThrottledError
 from .cloud.looks import ServerLooks
-from .cloud.models import CloudTarget, InstanceAction, Job, JobStatus, Server
+from .cloud.models import CloudTarget, InstanceAction, Job, Server
 from .inputs import MissingInput, credentials_source, forget_credentials, resolve, resolve_target
 from .inputs import forget as forget_inputs
 from .kube import FINALIZER, Conflict, Kube, KubeError, NotFound, has_finalizer, until_available
@@ -196,7 +196,10 @@ class Runner:
         # The job was read still running while its server looked idle (a cloud that frees the server before the
         # job ends): the server cannot tell when to read this job, so it is polled on a timer.
         self._idle_before_job_end: str | None = None
-        self._looked_idle: str | None = None  # the job whose server the last look found idle
+        self._looked_idle: str | None = (
+            None  # the job whose server the last look found idle after its rebuild
+        )
+        self._seen_busy: str | None = None  # the job whose server a look found rebuilding
         # A graceful stop lets a POST that is on its way finish and its answer be written (see Supervisor.stop).
         self.sending = False
         self.stopping = False
@@ -452,18 +455,24 @@ class Runner:
         return rc.with_image_after(transition, server.image_id)
 
     async def _read_server(self, target: CloudTarget, server_id: str) -> Server:
-        """The server, read with others in one call when the operator batches reads; a server the batch does not
-        find is read alone, for the cloud's own error."""
+        """The server, read with others in one call when the operator batches reads. A server the batch does not
+        find, or a list call that failed, is read alone: the decision rests on this server's own answer."""
         if self.deps.looks is not None:
-            server = await self.deps.looks.look(target, server_id, within=GATHER_SECONDS)
-            if server is not None:
-                return server
+            try:
+                server = await self.deps.looks.look(target, server_id, within=GATHER_SECONDS)
+            except CloudError as exc:
+                self.log.debug("bulk read of server %s failed (%s); reading it alone", server_id, _short(exc))
+            else:
+                if server is not None:
+                    return server
         return await self.deps.cloud.get_server(target, server_id)
 
     async def _look_until_settled(self, delay: float) -> bool:
-        """Waits for the job being followed to be worth a read: its server idle (or gone) again, seen through the
-        batched looks, or `delay` stretched to the job read's own deadline (`rc.job_read_deadline`). False when
-        it does not apply (no batching, no job followed, or the server cannot tell): the caller sleeps `delay`."""
+        """Waits for the job being followed to be worth a read: its server idle (or gone) again after it was seen
+        busy, through the batched looks; else at `delay`, when the server never showed the rebuild (not started
+        yet, or a cloud that does not show it); at the latest at the job read's own deadline
+        (`rc.job_read_deadline`). False when it does not apply (no batching, no job followed, the server cannot
+        tell, or the looks failed): the caller sleeps `delay`, and the job is polled."""
         status = self.status
         job_id = str(status.get("jobId") or "")
         looks, target = self.deps.looks, self._target
@@ -473,20 +482,34 @@ class Runner:
             return False
         ctx = self._context(self._spec_or_none(self.body))
         loop = asyncio.get_running_loop()
-        until = loop.time() + rc.job_read_deadline(ctx, status, delay)
+        started = loop.time()
+        poll_at, until = started + delay, started + rc.job_read_deadline(ctx, status, delay)
         within = delay
         while True:
-            left = until - loop.time()
+            now = loop.time()
+            left = until - now
             if left <= 0:
                 return True
             try:
-                server = await looks.look(target, self.server_id, within=min(within, left))
+                look = looks.look(target, self.server_id, within=min(within, left))
+                server = await asyncio.wait_for(look, timeout=max(left, 1.0))
+            except TimeoutError:
+                return True  # the deadline passed (a cloud that does not answer): the job read decides
             except CloudError:
-                return True  # the job read tells (and waits on errors its own way)
-            if server is None or not server.busy:
-                self._looked_idle = job_id
+                if loop.time() - started >= delay:
+                    return True
+                await asyncio.sleep(started + delay - loop.time())
+                return True  # as a plain poll: the job read tells (and waits on errors its own way)
+            if server is not None and server.busy:
+                self._seen_busy = job_id
+            elif server is None or self._seen_busy == job_id:
+                self._looked_idle = job_id  # gone, or idle again after the rebuild: the job has ended
                 return True
+            elif loop.time() >= poll_at:
+                return True  # idle, never seen rebuilding: no hint either way, read at the poll interval
             within = rc.poll_delay(ctx.poll_interval, self.deps.rng)
+            if self._seen_busy != job_id:
+                within = min(within, max(poll_at - loop.time(), 0.01))
 
     async def _follow_after_timeout(
         self, spec: spec_model.ReinstallSpec | None, status: Mapping
@@ -851,6 +874,7 @@ class Runner:
 
     async def _poll_job(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:
         ctx = self._context(spec)
+        looked_idle, self._looked_idle = self._looked_idle, None
         try:
             target = await self._ensure_target(spec)
             job = await self.deps.cloud.get_job(target, status["jobId"])
@@ -865,9 +889,9 @@ class Runner:
             if isinstance(exc, CloudError) and exc.retry_after:
                 delay = max(delay, exc.retry_after)
             return rc.on_poll_error(ctx, status, self._refused_while_following(spec, exc), delay)
-        looked_idle, self._looked_idle = self._looked_idle, None
-        if looked_idle == job.job_id and job.status == JobStatus.RUNNING:
-            self._idle_before_job_end = job.job_id
+        if looked_idle == status["jobId"] and not job.status.is_terminal:
+            # the server was idle again after the rebuild while the job runs on: it cannot tell this job's end
+            self._idle_before_job_end = looked_idle
         return rc.on_job(ctx, status, job)
 
     async def _poll_server(self, spec: spec_model.ReinstallSpec | None, status: Mapping) -> rc.Transition:

@@ -15,7 +15,15 @@ import pytest
 from ecs_reinstall.cloud.clock import CloudClock
 from ecs_reinstall.cloud.errors import AmbiguousError, TerminalError, ThrottledError, TransientError
 from ecs_reinstall.cloud.looks import ServerLooks
-from ecs_reinstall.cloud.models import ActionEvent, CloudTarget, InstanceAction, Job, JobStatus, Server
+from ecs_reinstall.cloud.models import (
+    ActionEvent,
+    CloudTarget,
+    Credentials,
+    InstanceAction,
+    Job,
+    JobStatus,
+    Server,
+)
 from ecs_reinstall.cloud.ratelimit import TokenBucket
 from ecs_reinstall.kube import FINALIZER, Conflict, NotFound
 from ecs_reinstall.metrics import Metrics
@@ -1169,21 +1177,41 @@ async def test_a_running_job_is_read_only_once_its_server_is_idle_again():
 
 
 async def test_a_server_idle_before_its_job_ends_makes_the_job_polled_on_a_timer():
-    """A cloud that frees the server before the job ends: the looks cannot tell when to read the job any more, so
-    it is polled (every interval) rather than read at every look."""
+    """A cloud that frees the server before the job ends: once a look found it idle again after the rebuild while
+    the job still ran, the looks cannot tell this job's end, so it is polled (every interval) without looks."""
     journal: list = []
     kube = FakeKube(journal, submitted_status())
     cloud = LookingCloud(journal)
-    cloud.server = Server(id=SERVER, status="ACTIVE")  # idle at once, the job RUNNING
+    cloud.server = Server(id=SERVER, status="REBUILD", task_state="rebuilding")
     deps, _ = make(journal, kube, cloud)
     deps.looks = ServerLooks(cloud)
     task = asyncio.create_task(Runner(deps, copy.deepcopy(kube.body)).run())
-    await until(lambda: journal.count(("get_job",)) >= 4, "the job polled")
-    looks = sum(1 for entry in journal if entry[0] == "list")
-    assert looks <= 2, journal  # one look found it idle with the job running: no more looks for this job
+    await until(lambda: journal.count(("list", (SERVER,))) >= 2, "looks at the rebuilding server")
+    cloud.server = Server(id=SERVER, status="ACTIVE")  # idle again, the job still RUNNING
+    await until(lambda: journal.count(("get_job",)) >= 2, "the job read once the server was idle")
+    looks = journal.count(("list", (SERVER,)))
+    await until(lambda: journal.count(("get_job",)) >= 6, "the job polled")
+    assert journal.count(("list", (SERVER,))) == looks, journal  # polled on a timer, no more looks
     cloud.job_status = JobStatus.SUCCESS
     await asyncio.wait_for(task, timeout=10)
     assert kube.body["status"]["phase"] == "Succeeded"
+    await deps.looks.aclose()
+
+
+async def test_an_idle_server_never_seen_rebuilding_tells_nothing():
+    """Idle from the first look (the rebuild not shown yet, or a cloud that never shows it): the job is read at
+    the poll interval, not at every look."""
+    journal: list = []
+    kube = FakeKube(journal, submitted_status())
+    cloud = LookingCloud(journal)
+    cloud.server = Server(id=SERVER, status="ACTIVE")
+    deps, _ = make(journal, kube, cloud)
+    deps.looks = ServerLooks(cloud)
+    runner = Runner(deps, copy.deepcopy(kube.body))
+    runner._target = CloudTarget("http://127.0.0.1:1", "p", Credentials("AK", "SK"))
+    started = asyncio.get_running_loop().time()
+    assert await runner._look_until_settled(0.5)  # returns at the interval: time to read the job
+    assert asyncio.get_running_loop().time() - started >= 0.45
     await deps.looks.aclose()
 
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ecs_reinstall.cloud.errors import Operation, TransientError
-from ecs_reinstall.cloud.looks import ServerLooks
+from ecs_reinstall.cloud.errors import Operation, TerminalError, TransientError
+from ecs_reinstall.cloud.looks import LooksUnavailable, ServerLooks
 from ecs_reinstall.cloud.models import CloudTarget, Credentials, Server
 from ecs_reinstall.cloud.ratelimit import TokenBucket
 
@@ -139,4 +139,78 @@ async def test_a_cancelled_look_is_not_sent():
         await cancelled
     assert (await looks.look(TARGET, "b", within=0.05)).id == "b"
     assert reader.calls == [["b"]]
+    await looks.aclose()
+
+
+async def test_a_refused_list_call_turns_bulk_reads_off_for_that_target_only():
+    reader = Reader()
+    reader.servers = {"a": _server("a")}
+    looks = ServerLooks(reader)
+    reader.fail = TerminalError(operation=Operation.LIST_SERVERS, http_status=403, code="Ecs.0319")
+    with pytest.raises(TerminalError):
+        await looks.look(TARGET, "a", within=0.01)
+    with pytest.raises(LooksUnavailable):  # not tried again: the caller reads the server alone
+        await looks.look(TARGET, "a", within=0.01)
+    reader.fail = None
+    other = CloudTarget("https://ecs.example", "p1", Credentials("AK2", "SK2"))
+    assert (await looks.look(other, "a", within=0.01)).id == "a"
+    await looks.aclose()
+
+
+async def test_looks_share_a_call_only_with_the_very_same_credentials():
+    """Same access key, another secret key (a tenant's Secret with someone else's AK): never one call for both,
+    or one would be signed with the other's secret."""
+    reader = Reader()
+    reader.servers = {"a": _server("a"), "b": _server("b")}
+    signed: list[str] = []
+    real = reader.get_servers
+
+    async def get_servers(target, server_ids, *, slot_taken=False):
+        signed.append(target.credentials.secret_key)
+        return await real(target, server_ids, slot_taken=slot_taken)
+
+    reader.get_servers = get_servers
+    looks = ServerLooks(reader)
+    mine = CloudTarget("https://ecs.example", "p1", Credentials("AK", "SK-mine"))
+    theirs = CloudTarget("https://ecs.example", "p1", Credentials("AK", "SK-theirs"))
+    await asyncio.gather(looks.look(mine, "a", within=0.05), looks.look(theirs, "b", within=0.05))
+    assert sorted(signed) == ["SK-mine", "SK-theirs"] and sorted(reader.calls) == [["a"], ["b"]]
+    await looks.aclose()
+
+
+async def test_a_target_that_hangs_holds_no_other_target():
+    reader = Reader()
+    reader.servers = {"a": _server("a")}
+    hung = asyncio.Event()
+    real = reader.get_servers
+
+    async def get_servers(target, server_ids, *, slot_taken=False):
+        if target.endpoint == "https://hung.example":
+            await hung.wait()
+        return await real(target, server_ids, slot_taken=slot_taken)
+
+    reader.get_servers = get_servers
+    looks = ServerLooks(reader)
+    stuck = CloudTarget("https://hung.example", "p1", Credentials("AK", "SK"))
+    waiting = [asyncio.create_task(looks.look(stuck, f"s{i}", within=0.01)) for i in range(500)]
+    await asyncio.sleep(0.1)  # every call slot of the hung endpoint is taken
+    assert (await asyncio.wait_for(looks.look(TARGET, "a", within=0.01), timeout=2)).id == "a"
+    hung.set()
+    await asyncio.gather(*waiting)
+    await looks.aclose()
+
+
+async def test_one_server_looked_at_again_and_again_is_paced_by_its_interval():
+    """The pacing of a target outlives each call: a look asked right after the last one answered still waits
+    until due (an eager round for one server would cost more than polling its job)."""
+    reader = Reader()
+    reader.servers = {"a": _server("a")}
+    looks = ServerLooks(reader)
+    loop = asyncio.get_running_loop()
+    await looks.look(TARGET, "a", within=0.01)
+    started = loop.time()
+    for _ in range(3):
+        await looks.look(TARGET, "a", within=0.5)
+    assert loop.time() - started >= 1.4
+    assert len(reader.calls) == 4
     await looks.aclose()

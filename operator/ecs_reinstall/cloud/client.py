@@ -623,9 +623,17 @@ def _job_id(operation: Operation, response: httpx.Response) -> str:
     return job_id
 
 
+def _loads(content: bytes) -> Any:
+    """orjson, and the standard library for what orjson is stricter about (a lone surrogate escape, 1e400)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return json.loads(content)
+
+
 def _parse_read(operation: Operation, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
     try:
-        return parse(orjson.loads(response.content))
+        return parse(_loads(response.content))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # A proxy's page or a truncated answer may not happen again: let the read be retried.
         raise TransientError(
@@ -763,15 +771,19 @@ LIST_BY_ID = 100  # server IDs per list call: the SDK's docs advise no more, to 
 
 
 def parse_servers_by_id(data: Mapping[str, Any]) -> dict[str, Server]:
-    """The servers of a `server_id=` list answer, by ID; an entry without a status (an ID the cloud does not
-    know: only `id` and `fault` are set) is left out."""
+    """The servers of a `server_id=` list answer, by ID. An entry without a status (an ID the cloud does not
+    know: only `id` and `fault` are set) is left out, and so is one that does not parse: one odd entry must not
+    spoil the call for the others (the caller reads a server left out alone)."""
     servers = data.get("servers") if isinstance(data, Mapping) else None
     if not isinstance(servers, list):
         raise UnexpectedResponse("the server list answer has no servers list")
     found: dict[str, Server] = {}
     for item in servers:
         if isinstance(item, Mapping) and item.get("id") and item.get("status"):
-            found[str(item["id"])] = parse_server({"server": item})
+            try:
+                found[str(item["id"])] = parse_server({"server": item})
+            except (ValueError, TypeError, KeyError, AttributeError):
+                log.warning("server %s in a list answer does not parse; left out", str(item["id"])[:64])
     return found
 
 

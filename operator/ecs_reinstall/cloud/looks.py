@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ecs_reinstall.cloud.client import LIST_BY_ID
-from ecs_reinstall.cloud.models import CloudTarget, Server
+from ecs_reinstall.cloud.errors import TerminalError, TransientError
+from ecs_reinstall.cloud.models import CloudTarget, Credentials, Server
 from ecs_reinstall.cloud.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ EAGER_MIN_SECONDS = 1.0  # the shortest time between two rounds of every pending
 EAGER_CALLS_PER_SECOND = 5.0  # list calls a second that eager rounds may cost, per target
 EAGER_SHARE_OF_POLLING = 0.5  # eager rounds cost at most this share of the calls of polling each job
 EAGER_SHARE_OF_LIMIT = 0.1  # ... and of the rate limit
-CALLS_AT_ONCE = 4  # list calls in flight at once
+CALLS_AT_ONCE = 4  # list calls in flight at once, per target: one endpoint that hangs holds only its own
+OFF_SECONDS = 300.0  # how long a target whose list call was refused (403, 400, ...) is not read in bulk
+IDLE_SECONDS = 600.0  # a target without looks for this long is forgotten (with the credentials it holds)
 RIPE_SHARE = 0.1  # a look due within this share of its interval may leave now, with a full call
 
 
@@ -62,17 +65,33 @@ class _Want:
     futures: list[asyncio.Future[Server | None]] = field(default_factory=list)
 
 
+class LooksUnavailable(TransientError):
+    """The list call was refused at this target lately (an IAM policy without the list permission, a gateway
+    that refuses the filter): read the server alone."""
+
+    def __init__(self) -> None:
+        super().__init__(operation="list_servers", message="bulk server reads are unavailable at this target")
+
+
+_Key = tuple[str, str, Credentials]  # endpoint, project, the whole credentials: a call is signed with them
+
+
 class _Queue:
     """The looks pending at one target, and the task that sends them."""
 
     def __init__(self, target: CloudTarget) -> None:
         self.target = target
+        self.slots = asyncio.Semaphore(CALLS_AT_ONCE)
         self.wants: dict[str, _Want] = {}
         self.kicked = asyncio.Event()
         self.last_round = -math.inf
         self.last_urgent = -math.inf  # when a look due within a second (a read before a POST) last came
         self.sending: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
+        self.last_used = -math.inf
+
+    def idle(self) -> bool:
+        return not self.wants and not self.sending and (self.task is None or self.task.done())
 
 
 class ServerLooks:
@@ -86,20 +105,27 @@ class ServerLooks:
         self._reader = reader
         self._observer = observer
         self._clock = clock
-        self._queues: dict[tuple[str, str, str], _Queue] = {}
-        self._slots = asyncio.Semaphore(CALLS_AT_ONCE)
+        self._queues: dict[_Key, _Queue] = {}
+        self._off: dict[_Key, float] = {}  # target -> until when its list calls are not tried
+        self._swept = -math.inf
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     async def look(self, target: CloudTarget, server_id: str, *, within: float) -> Server | None:
-        """The server as the cloud reports it, read at the latest `within` seconds from now."""
-        key = (target.endpoint, target.project_id, target.credentials.access_key)
+        """The server as the cloud reports it, read at the latest `within` seconds from now (None: the cloud does
+        not know it). Raises the list call's `CloudError`, or `LooksUnavailable` while this target refuses them:
+        the caller then reads the server alone."""
+        # Only looks signed with the very same credentials share a call: never one tenant's with another's key.
+        key = (target.endpoint, target.project_id, target.credentials)
+        now = self._now()
+        if self._off.get(key, -math.inf) > now:
+            raise LooksUnavailable()
+        self._sweep(now)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue(target)
-        queue.target = target  # the newest credentials read for this key
-        now = self._now()
+        queue.last_used = now
         if within < EAGER_MIN_SECONDS:
             queue.last_urgent = now
         want = queue.wants.get(server_id)
@@ -112,7 +138,9 @@ class ServerLooks:
         want.futures.append(future)
         queue.kicked.set()
         if queue.task is None or queue.task.done():
-            queue.task = asyncio.create_task(self._send_when_due(key, queue), name=f"server-looks {key[0]}")
+            queue.task = asyncio.create_task(
+                self._send_when_due(key, queue), name=f"server-looks {target.endpoint}"
+            )
         try:
             return await future
         finally:
@@ -135,71 +163,89 @@ class ServerLooks:
         )
         return 1.0 / rounds
 
-    async def _send_when_due(self, key: tuple[str, str, str], queue: _Queue) -> None:
-        try:
-            while queue.wants:
-                now = self._now()
-                due = min(want.due for want in queue.wants.values())
-                eager_at = queue.last_round + self.eager_interval(queue)
-                # a call's worth of looks that are nearly due (within a tenth of their interval) need not wait
-                ripe = sum(1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval)
-                wake = now if ripe >= LIST_BY_ID else min(due, eager_at)
-                if wake > now:
-                    queue.kicked.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(queue.kicked.wait(), wake - now)
-                    continue
-                limiter = self._reader.limiter(queue.target)
-                eager = ripe < LIST_BY_ID and due > now
-                if eager and (limiter.waiting or now - queue.last_urgent < EAGER_MIN_SECONDS):
-                    # Budget short (calls queue for the rate limit) or submissions under way (reads before
-                    # POSTs): no eager round, the looks go out when due (their poll interval).
-                    queue.last_round = now
-                    self._observe("skipped", 0)
-                    continue
-                # A round: every pending look when eager; else those due or ripe, topped up to whole calls.
-                order = sorted(queue.wants, key=lambda server_id: queue.wants[server_id].due)
-                if not eager:
-                    ripe_or_due = sum(
-                        1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval
-                    )
-                    order = order[: math.ceil(max(ripe_or_due, 1) / LIST_BY_ID) * LIST_BY_ID]
+    async def _send_when_due(self, key: _Key, queue: _Queue) -> None:
+        while queue.wants:
+            now = self._now()
+            due = min(want.due for want in queue.wants.values())
+            eager_at = queue.last_round + self.eager_interval(queue)
+            # a call's worth of looks that are nearly due (within a tenth of their interval) need not wait
+            ripe = sum(1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval)
+            wake = now if ripe >= LIST_BY_ID else min(due, eager_at)
+            if wake > now:
+                queue.kicked.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.kicked.wait(), wake - now)
+                continue
+            limiter = self._reader.limiter(queue.target)
+            eager = ripe < LIST_BY_ID and due > now
+            if eager and (limiter.waiting or now - queue.last_urgent < EAGER_MIN_SECONDS):
+                # Budget short (calls queue for the rate limit) or submissions under way (reads before
+                # POSTs): no eager round, the looks go out when due (their poll interval).
                 queue.last_round = now
-                for first in range(0, len(order), LIST_BY_ID):
-                    await self._slots.acquire()
-                    try:
-                        await limiter.acquire()
-                    except BaseException:
-                        self._slots.release()
-                        raise
-                    chunk = [
-                        server_id
-                        for server_id in order[first : first + LIST_BY_ID]
-                        if server_id in queue.wants
-                    ]
-                    if not chunk:  # every look of it was cancelled while waiting for the token
-                        self._slots.release()
-                        continue
-                    wants = {server_id: queue.wants.pop(server_id) for server_id in chunk}
-                    self._observe("eager" if eager else "due", len(chunk))
-                    task = asyncio.create_task(self._send(queue.target, wants))
-                    queue.sending.add(task)
-                    task.add_done_callback(queue.sending.discard)
-        finally:
-            if not queue.wants and not queue.sending and self._queues.get(key) is queue:
-                del self._queues[key]
+                self._observe("skipped", 0)
+                continue
+            # A round: every pending look when eager; else those due or ripe, topped up to whole calls.
+            order = sorted(queue.wants, key=lambda server_id: queue.wants[server_id].due)
+            if not eager:
+                ripe_or_due = sum(
+                    1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval
+                )
+                order = order[: math.ceil(max(ripe_or_due, 1) / LIST_BY_ID) * LIST_BY_ID]
+            queue.last_round = now
+            urgent = queue.last_urgent
+            for first in range(0, len(order), LIST_BY_ID):
+                if eager and first and (limiter.waiting or queue.last_urgent != urgent):
+                    break  # submissions started meanwhile: the rest of the round waits until due
+                await queue.slots.acquire()
+                try:
+                    await limiter.acquire()
+                except BaseException:
+                    queue.slots.release()
+                    raise
+                chunk = [
+                    server_id for server_id in order[first : first + LIST_BY_ID] if server_id in queue.wants
+                ]
+                if not chunk:  # every look of it was cancelled while waiting for the token
+                    queue.slots.release()
+                    continue
+                wants = {server_id: queue.wants.pop(server_id) for server_id in chunk}
+                self._observe("eager" if eager else "due", len(chunk))
+                task = asyncio.create_task(self._send(key, queue, wants))
+                queue.sending.add(task)
+                task.add_done_callback(queue.sending.discard)
 
-    async def _send(self, target: CloudTarget, wants: dict[str, _Want]) -> None:
+    def _sweep(self, now: float) -> None:
+        """Targets unused for `IDLE_SECONDS` are forgotten, with the credentials they hold; a target in use keeps
+        its pacing (when its last round left) from one look to the next."""
+        if now - self._swept < 60.0:
+            return
+        self._swept = now
+        for key, queue in list(self._queues.items()):
+            if queue.idle() and now - queue.last_used > IDLE_SECONDS:
+                del self._queues[key]
+        for key, until in list(self._off.items()):
+            if until <= now:
+                del self._off[key]
+
+    async def _send(self, key: _Key, queue: _Queue, wants: dict[str, _Want]) -> None:
         try:
-            found = await self._reader.get_servers(target, list(wants), slot_taken=True)
+            found = await self._reader.get_servers(queue.target, list(wants), slot_taken=True)
         except Exception as exc:  # every look of this call gets the error, whatever it is
+            if isinstance(exc, TerminalError):  # refused, not failing: do not try again for a while
+                log.warning(
+                    "bulk server reads at %s are refused (%s); reading servers one by one for %.0f s",
+                    queue.target.endpoint,
+                    exc.code or exc.http_status,
+                    OFF_SECONDS,
+                )
+                self._off[key] = self._now() + OFF_SECONDS
             for want in wants.values():
                 for future in want.futures:
                     if not future.done():
                         future.set_exception(exc)
             return
         finally:
-            self._slots.release()
+            queue.slots.release()
         for server_id, want in wants.items():
             for future in want.futures:
                 if not future.done():
@@ -213,9 +259,8 @@ class ServerLooks:
                 log.exception("look observer failed")
 
     async def aclose(self) -> None:
-        tasks = [q.task for q in self._queues.values() if q.task] + [
-            t for q in self._queues.values() for t in q.sending
-        ]
+        queues = list(self._queues.values())
+        tasks = [q.task for q in queues if q.task] + [t for q in queues for t in q.sending]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

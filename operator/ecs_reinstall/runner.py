@@ -196,9 +196,8 @@ class Runner:
         # The job was read still running while its server looked idle (a cloud that frees the server before the
         # job ends): the server cannot tell when to read this job, so it is polled on a timer.
         self._idle_before_job_end: str | None = None
-        self._looked_idle: str | None = (
-            None  # the job whose server the last look found idle after its rebuild
-        )
+        # the job whose server the last look found idle after its rebuild
+        self._looked_idle: str | None = None
         self._seen_busy: str | None = None  # the job whose server a look found rebuilding
         # A graceful stop lets a POST that is on its way finish and its answer be written (see Supervisor.stop).
         self.sending = False
@@ -473,6 +472,7 @@ class Runner:
         yet, or a cloud that does not show it); at the latest at the job read's own deadline
         (`rc.job_read_deadline`). False when it does not apply (no batching, no job followed, the server cannot
         tell, or the looks failed): the caller sleeps `delay`, and the job is polled."""
+        basis = self.body
         status = self.status
         job_id = str(status.get("jobId") or "")
         looks, target = self.deps.looks, self._target
@@ -486,8 +486,9 @@ class Runner:
         poll_at, until = started + delay, started + rc.job_read_deadline(ctx, status, delay)
         within = delay
         while True:
-            now = loop.time()
-            left = until - now
+            if self.body is not basis:
+                return True  # the resource changed (a hand edit, a deletion): decide again from it now
+            left = until - loop.time()
             if left <= 0:
                 return True
             try:

@@ -1225,3 +1225,25 @@ async def test_a_job_read_never_waits_behind_submissions():
     async with deps.gate:  # held by a submission for the whole test
         await run(deps, kube)
     assert journal.count(("get_job",)) == 1 and kube.body["status"]["phase"] == "Succeeded"
+
+
+async def test_a_resource_changed_while_its_server_is_looked_at_is_decided_again_at_once():
+    """A hand edit (or any newer version) while the runner waits for the job's end: it stops waiting and
+    decides from the new version, as it did after each poll."""
+    journal: list = []
+    kube = FakeKube(journal, submitted_status())
+    cloud = LookingCloud(journal)
+    cloud.server = Server(id=SERVER, status="REBUILD", task_state="rebuilding")
+    deps, _ = make(journal, kube, cloud)
+    deps.looks = ServerLooks(cloud)
+    runner = Runner(deps, copy.deepcopy(kube.body))
+    runner._target = CloudTarget("http://127.0.0.1:1", "p", Credentials("AK", "SK"))
+    waiting = asyncio.create_task(runner._look_until_settled(30.0))
+    await until(lambda: journal.count(("list", (SERVER,))) >= 2, "looks at the rebuilding server")
+    assert not waiting.done()
+    edited = copy.deepcopy(kube.body)
+    edited["metadata"]["resourceVersion"] = "99"
+    edited["status"]["phase"] = "Pending"
+    runner.observe(edited)
+    assert await asyncio.wait_for(waiting, timeout=2)
+    await deps.looks.aclose()

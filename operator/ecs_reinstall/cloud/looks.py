@@ -3,7 +3,7 @@
 A fleet rollout reads each server before its POST (is it idle, whose is it) and then waits for its job to end. One
 GET per server per poll would cost more calls than a script that polls every job (and, under a cloud rate
 limit, starve the POSTs), while one list call answers for up to 100 servers. So reads are gathered per target
-(endpoint, project, access key) and sent together:
+(endpoint, project and the very same credentials: a call is signed with them) and sent together:
 
 - a look asks for a server `within` some seconds: it goes out with the first list call that leaves before then
   (the most overdue first, 100 a call, a few calls at once);
@@ -15,8 +15,10 @@ limit, starve the POSTs), while one list call answers for up to 100 servers. So 
   still looked at within its poll interval).
 
 A look answers the server (None: the cloud does not know the ID) or raises the call's `CloudError` (every look
-of that call gets it). The job, not the server, stays the witness of a reinstall's outcome: a look only tells the
-runner when reading the job is worth a call (see runner.Runner._look_until_settled).
+of that call gets it; a refused call also turns bulk reads off at that target for `OFF_SECONDS`, when looks raise
+`LooksUnavailable`). Callers read a server alone when a look fails: nothing is decided on a failed list call.
+The job, not the server, stays the witness of a reinstall's outcome: a look only tells the runner when reading
+the job is worth a call (see runner.Runner._look_until_settled).
 """
 
 from __future__ import annotations

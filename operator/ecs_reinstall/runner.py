@@ -486,7 +486,7 @@ class Runner:
         poll_at, until = started + delay, started + rc.job_read_deadline(ctx, status, delay)
         within = delay
         while True:
-            if self.body is not basis:
+            if _rv(self.body) != _rv(basis):
                 return True  # the resource changed (a hand edit, a deletion): decide again from it now
             left = until - loop.time()
             if left <= 0:

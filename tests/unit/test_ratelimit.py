@@ -112,6 +112,43 @@ async def test_pause_holds_everyone_then_resumes_without_burst(fake):
     assert granted == pytest.approx([start + 2.0, start + 2.1, start + 2.2])
 
 
+async def test_one_refusal_at_the_edge_of_the_limit_holds_nobody_and_drops_the_saved_tokens(fake):
+    limiter = bucket(fake, qps=10, burst=5)
+    start = fake.now
+    limiter.refused(1.0)  # one 429, Retry-After 1 s: calls reached the gateway a little bunched
+    assert limiter.paused_for() == 0
+    granted = await times_of(limiter, fake, 2)
+    assert granted == pytest.approx([start + 0.1, start + 0.2])  # the steady rate at once, no burst
+
+
+@pytest.mark.parametrize(
+    ("refusals", "retry_after", "held"),
+    [
+        (1, 1.0, 0.0),  # an isolated refusal
+        (2, 1.0, 0.0),
+        (3, 1.0, 1.0),  # the third within the second: the limit is really reached
+        (1, 1.5, 1.5),  # the cloud asks for more than a second: honoured for everyone
+        (1, 30.0, 30.0),
+    ],
+)
+def test_refusals_hold_everyone_when_many_or_long(fake, refusals, retry_after, held):
+    limiter = bucket(fake, qps=10, burst=5)
+    refuse(limiter, refusals, pause=retry_after)
+    assert limiter.paused_for() == held
+
+
+def test_refusals_two_seconds_apart_are_each_isolated(fake):
+    limiter = bucket(fake, qps=10, burst=5)
+    for _ in range(5):
+        refuse(limiter, 2)
+        assert limiter.paused_for() == 0
+        fake.now += 2.0
+    refuse(limiter, 1)
+    fake.now += 0.5  # the last second counts across the turn of a second
+    refuse(limiter, 2)
+    assert limiter.paused_for() == 1.0
+
+
 async def test_pause_while_waiters_sleep_delays_them(fake):
     limiter = bucket(fake, qps=1, burst=1)
     start = fake.now
@@ -236,9 +273,9 @@ def adaptive(fake: FakeTime, qps: float = 100.0, burst: int = 5) -> TokenBucket:
 
 
 def refuse(limiter: TokenBucket, times: int, pause: float = 1.0) -> None:
-    """`times` calls answered 429 (the client pauses the bucket on each)."""
+    """`times` calls answered 429 (the client tells the bucket of each)."""
     for _ in range(times):
-        limiter.pause(pause)
+        limiter.refused(pause)
 
 
 async def test_adaptive_rate_halves_once_a_second_when_a_quarter_of_the_calls_are_refused(fake):
@@ -266,6 +303,21 @@ async def test_scattered_refusals_only_pause(fake):
         assert limiter.qps == 1000, f"cut after second {second}"
     refuse(limiter, 2)  # fewer than 3 refusals never cut, even when they are all the calls
     assert limiter.qps == 1000
+
+
+async def test_a_few_refusals_just_after_a_second_turns_are_weighed_against_the_whole_last_second(fake):
+    """Counted per fresh second, 3 refusals among the first calls of a second looked like a quarter refused and
+    halved the rate at a cloud limit equal to ours (the benchmark's matched run took 8 s to grow back)."""
+    limiter = adaptive(fake, qps=50, burst=50)
+    for _ in range(50):
+        fake.now += 0.02
+        await limiter.acquire()
+    fake.now += 0.01  # a new second has just begun: two calls in it so far
+    await limiter.acquire()
+    await limiter.acquire()
+    refuse(limiter, 3)
+    assert limiter.qps == 50  # 3 of about 50 in the last second: held once, not cut
+    assert limiter.paused_for() == 1.0
 
 
 async def test_adaptive_rate_grows_back_ten_percent_a_second_up_to_the_setting(fake):

@@ -424,8 +424,7 @@ class EcsClient:
             if error.kind is ErrorKind.THROTTLED:
                 self._observe_throttled(operation)
             if is_rate_limit(error.http_status, error.code):
-                pause = min(self.config.backoff_max, error.retry_after or self.config.throttle_pause)
-                bucket.pause(pause)
+                bucket.refused(min(self.config.backoff_max, error.retry_after or self.config.throttle_pause))
             raise
         finally:
             log.debug(

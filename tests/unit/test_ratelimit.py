@@ -282,16 +282,16 @@ async def test_adaptive_rate_halves_once_a_second_when_a_quarter_of_the_calls_ar
     limiter = adaptive(fake, qps=100, burst=100)
     for _ in range(100):
         await limiter.acquire()
-    refuse(limiter, 24)  # under a quarter of the second's 100 calls: a pause, no cut
-    assert limiter.qps == 100
-    refuse(limiter, 10)  # a quarter and more, the calls in flight answering 429 together: one cut
-    assert limiter.qps == 50
+    refuse(limiter, 24)  # under a quarter of the second's 100 calls: no cut, nobody held
+    assert limiter.qps == 100 and limiter.paused_for() == 0
+    refuse(limiter, 10)  # a quarter and more, the calls in flight answering 429 together: one cut, and a pause
+    assert limiter.qps == 50 and limiter.paused_for() == 1.0
     fake.now += 1.0
     refuse(limiter, 3)  # a second later, still refused: another cut
     assert limiter.qps == 25 and limiter.max_qps == 100
 
 
-async def test_scattered_refusals_only_pause(fake):
+async def test_scattered_refusals_neither_cut_nor_hold(fake):
     """A gateway refusing a few calls whatever the rate (5% here) must not sink the rate: cutting on each
     refusal brought the chaos run, which injects such 429s, down to a few calls a second."""
     limiter = adaptive(fake, qps=1000, burst=1000)
@@ -299,6 +299,7 @@ async def test_scattered_refusals_only_pause(fake):
         for _ in range(100):
             await limiter.acquire()  # the burst refills within the second: no waiting
         refuse(limiter, 5, pause=0.01)
+        assert limiter.paused_for() == 0
         fake.now += 1.0
         assert limiter.qps == 1000, f"cut after second {second}"
     refuse(limiter, 2)  # fewer than 3 refusals never cut, even when they are all the calls
@@ -316,18 +317,34 @@ async def test_a_few_refusals_just_after_a_second_turns_are_weighed_against_the_
     await limiter.acquire()
     await limiter.acquire()
     refuse(limiter, 3)
-    assert limiter.qps == 50  # 3 of about 50 in the last second: held once, not cut
-    assert limiter.paused_for() == 1.0
+    assert limiter.qps == 50  # 3 of about 50 in the last second: not cut
+    assert limiter.paused_for() == 0  # nor held: an adaptive bucket holds everyone when it cuts
+
+
+@pytest.mark.parametrize(
+    ("calls", "cut_to"),
+    [
+        (100, 50.0),  # 75 accepted when a quarter was refused: never more than halfway down at once
+        (50, 0.9 * 37),  # 37 accepted by the 13th refusal: a little below that
+        (10, 25.0),  # 7 accepted: never below a quarter of the rate at once (a moment refusing all is no estimate)
+    ],
+)
+async def test_adaptive_cut_goes_to_a_little_below_what_the_cloud_accepted(fake, calls, cut_to):
+    limiter = adaptive(fake, qps=100, burst=100)
+    for _ in range(calls):
+        await limiter.acquire()
+    refuse(limiter, calls, pause=0.01)  # the cut comes at the refusal that makes a quarter; once a second
+    assert limiter.qps == pytest.approx(cut_to)
 
 
 async def test_adaptive_rate_grows_back_ten_percent_a_second_up_to_the_setting(fake):
     limiter = adaptive(fake, qps=100)
-    refuse(limiter, 3, pause=2.0)
+    refuse(limiter, 3, pause=2.0)  # nothing accepted: the deepest cut, a quarter
     fake.now += 2.0  # time paused earns nothing
-    assert limiter.tokens == 1 and limiter.qps == 50
+    assert limiter.tokens == 1 and limiter.qps == 25
     fake.now += 5.0
     assert limiter.tokens == 5  # refilled at (about) the lowered rate, up to the burst
-    assert limiter.qps == pytest.approx(50 * 1.1**5)
+    assert limiter.qps == pytest.approx(25 * 1.1**5)
     fake.now += 60.0
     assert limiter.tokens == 5 and limiter.qps == 100  # never above what was configured
 
@@ -338,8 +355,8 @@ async def test_adaptive_rate_paces_calls_at_the_lowered_rate(fake):
     refuse(limiter, 3)
     granted = await times_of(limiter, fake, 3)
     assert granted[0] == pytest.approx(start + 1.0)  # the probe at the end of the pause
-    assert granted[1] - granted[0] == pytest.approx(0.2, rel=0.02)  # 5 calls/s, not 10
-    assert granted[2] - granted[1] == pytest.approx(0.2 / 1.1**0.2, rel=0.02)  # growing back
+    assert granted[1] - granted[0] == pytest.approx(0.4, rel=0.02)  # 2.5 calls/s, not 10
+    assert granted[2] - granted[1] == pytest.approx(0.4 / 1.1**0.4, rel=0.02)  # growing back
 
 
 async def test_adaptive_rate_never_falls_below_one_call_a_second(fake):

@@ -7,13 +7,14 @@ of each caller discovering it alone; after a pause the bucket resumes at the ste
 One refusal alone with a short Retry-After (up to a second) holds nobody: at a `qps` equal to the cloud's limit,
 calls that reach the gateway a little bunched (network and scheduling jitter) are refused now and then, and holding
 a whole fleet's submissions for a second on each cost 3 s of a 20 s rollout in the benchmark. The bucket only drops
-its saved tokens then, and the refused call waits its Retry-After alone (the retry policy); a third refusal within
-the second, or a longer Retry-After, holds everyone.
+its saved tokens then, and the refused call waits its Retry-After alone (the retry policy). A longer Retry-After
+holds everyone, and so does a third refusal within a second (with `adaptive`: a cut of the rate, below).
 
 With `adaptive`, the rate itself also learns the cloud's limit (like TCP's congestion window): refusals of a quarter
-or more of the last second's calls (3 at least) halve it, once a second at most, and every second without such a
-cut lets it grow back by 10%, up to the configured `qps`. Scattered refusals (a busy gateway refusing a few calls in
-any case) only pause; cutting on each of them would sink the rate to a few calls a second. A `--qps` set above what
+or more of the last second's calls (3 at least) cut it, once a second at most, to a little below the rate the cloud
+accepted in that second (between a half and a quarter of the rate), and every second without such a cut lets it
+grow back by 10%, up to the configured `qps`. Scattered refusals (a busy gateway refusing a few calls in
+any case) are neither cuts nor pauses; cutting on each of them would sink the rate to a few calls a second. A `--qps` set above what
 the cloud allows then costs a few 429s per episode instead of a steady stream of them, and the calls refused never
 count against the budget of anyone else sharing the account's limit.
 
@@ -44,6 +45,8 @@ _WINDOW = 1.0
 _CUT_SHARE = 0.25
 _CUT_MIN_REFUSALS = 3
 _CUT = 0.5
+_DEEPEST_CUT = 0.25
+_ACCEPTED_MARGIN = 0.9  # a cut goes a little below the rate the cloud accepted
 _GROWTH_PER_SECOND = 1.10
 _MIN_QPS = 1.0
 # Fewer than _CUT_MIN_REFUSALS refusals in a window, each with a Retry-After up to this, hold nobody (see above).
@@ -68,7 +71,7 @@ class TokenBucket:
         self.qps = float(qps)  # the current rate: below max_qps after throttling when adaptive
         self.adaptive = adaptive
         self._last_cut = float("-inf")
-        self._calls = _LastSecond(clock())  # counted when adaptive only: what a cut compares refusals with
+        self._calls = _LastSecond(clock())  # tokens granted (adaptive only): what refusals are weighed against
         self._refused = _LastSecond(clock())
         self.burst = int(burst)
         self._clock = clock
@@ -103,12 +106,12 @@ class TokenBucket:
         if self._waiters or now < self._paused_until or self._tokens < 1 - _EPSILON:
             return False
         self._tokens -= 1
+        if self.adaptive:
+            self._calls.add(now)
         return True
 
     async def acquire(self) -> None:
         """Wait for a token, first come first served."""
-        if self.adaptive:
-            self._calls.add(self._clock())
         if self.try_acquire():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -133,14 +136,15 @@ class TokenBucket:
     def refused(self, retry_after: float) -> None:
         """A call was answered 429 with `retry_after` seconds (the client's default when the cloud gave none)."""
         now = self._clock()
+        self._refill(now)  # the growth until now comes before any cut
         refused = self._refused.add(now)
-        if refused < _CUT_MIN_REFUSALS and retry_after <= _EDGE_RETRY_AFTER:
-            self._refill(now)
+        # An adaptive bucket answers many refusals with a cut (and a pause), a fixed one with a pause only.
+        cut = self.adaptive and self._adapt(now, refused)
+        many = refused >= _CUT_MIN_REFUSALS and not self.adaptive
+        if cut or many or retry_after > _EDGE_RETRY_AFTER:
+            self.pause(retry_after)
+        else:
             self._tokens = 0.0  # at the edge of the cloud's limit: no burst now, and nobody held
-            return
-        self.pause(retry_after)
-        if self.adaptive:
-            self._adapt(now, refused)
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for `seconds`; pauses never shorten each other.
@@ -155,12 +159,19 @@ class TokenBucket:
         self._paused_until = max(self._paused_until, now + seconds)
         self._tokens = 1.0
 
-    def _adapt(self, now: float, refused: float) -> None:
-        """Cut the rate when the last second's refusals show that the rate is too high."""
-        too_many = refused >= max(_CUT_MIN_REFUSALS, _CUT_SHARE * self._calls.count(now))
+    def _adapt(self, now: float, refused: float) -> bool:
+        """Cut the rate when the last second's refusals show that the rate is too high; True if it did."""
+        calls = self._calls.count(now)
+        too_many = refused >= max(_CUT_MIN_REFUSALS, _CUT_SHARE * calls)
         if too_many and now - self._last_cut >= _WINDOW:
             self._last_cut = now
-            self.qps = max(min(_MIN_QPS, self.max_qps), self.qps * _CUT)
+            # What the cloud took in the last second is the best guess of its limit; a cut goes at most halfway
+            # down and at least a quarter of the way (a moment when it refuses everything is no estimate).
+            accepted = _ACCEPTED_MARGIN * max(0.0, calls - refused)
+            cut = min(self.qps * _CUT, max(self.qps * _DEEPEST_CUT, accepted))
+            self.qps = max(min(_MIN_QPS, self.max_qps), cut)
+            return True
+        return False
 
     def _refill(self, now: float) -> None:
         start = max(self._stamp, self._paused_until)
@@ -193,6 +204,8 @@ class TokenBucket:
             elif self._tokens >= 1 - _EPSILON:
                 self._tokens = max(0.0, self._tokens - 1)
                 waiters.popleft().set_result(None)
+                if self.adaptive:
+                    self._calls.add(now)
             else:
                 await self._sleep((1 - self._tokens) / self.qps)
 

@@ -284,7 +284,9 @@ async def test_adaptive_rate_halves_once_a_second_when_a_quarter_of_the_calls_ar
         await limiter.acquire()
     refuse(limiter, 24)  # under a quarter of the second's 100 calls: no cut, nobody held
     assert limiter.qps == 100 and limiter.paused_for() == 0
-    refuse(limiter, 10)  # a quarter and more, the calls in flight answering 429 together: one cut, and a pause
+    refuse(
+        limiter, 10
+    )  # a quarter and more, the calls in flight answering 429 together: one cut, and a pause
     assert limiter.qps == 50 and limiter.paused_for() == 1.0
     fake.now += 1.0
     refuse(limiter, 3)  # a second later, still refused: another cut
@@ -326,7 +328,10 @@ async def test_a_few_refusals_just_after_a_second_turns_are_weighed_against_the_
     [
         (100, 50.0),  # 75 accepted when a quarter was refused: never more than halfway down at once
         (50, 0.9 * 37),  # 37 accepted by the 13th refusal: a little below that
-        (10, 25.0),  # 7 accepted: never below a quarter of the rate at once (a moment refusing all is no estimate)
+        (
+            10,
+            25.0,
+        ),  # 7 accepted: never below a quarter of the rate at once (a moment refusing all is no estimate)
     ],
 )
 async def test_adaptive_cut_goes_to_a_little_below_what_the_cloud_accepted(fake, calls, cut_to):

@@ -71,7 +71,9 @@ class TokenBucket:
         self.qps = float(qps)  # the current rate: below max_qps after throttling when adaptive
         self.adaptive = adaptive
         self._last_cut = float("-inf")
-        self._calls = _LastSecond(clock())  # tokens granted (adaptive only): what refusals are weighed against
+        self._calls = _LastSecond(
+            clock()
+        )  # tokens granted (adaptive only): what refusals are weighed against
         self._refused = _LastSecond(clock())
         self.burst = int(burst)
         self._clock = clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import logging
 import shutil
@@ -12,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import time
+import weakref
 from datetime import UTC, datetime
 
 import httpx
@@ -212,6 +214,28 @@ async def test_get_servers_reads_many_in_one_list_call_as_a_get_would(ecs_emulat
     assert found["idle"].rebuilding and found["busy"].busy
     with pytest.raises(ValueError, match="1 to 100"):
         await client.get_servers(target, [f"s{i}" for i in range(101)])
+
+
+async def test_a_read_answer_is_freed_as_soon_as_it_is_parsed_without_the_cycle_collector(
+    ecs_emulator, client
+):
+    """httpx binds a response and its stream to each other: left so, every answer (a list call's is 100 servers)
+    waited for the cycle collector, which cost CPU and memory at fleet scale."""
+    await ecs_emulator.admin.add_server("srv-1", status="SHUTOFF")
+    answers: list[weakref.ref[httpx.Response]] = []
+
+    async def keep(response: httpx.Response) -> None:
+        answers.append(weakref.ref(response))
+
+    client._http.event_hooks["response"].append(keep)
+    gc.disable()
+    try:
+        await client.get_servers(target_of(ecs_emulator), ["srv-1"])
+        await client.get_server(target_of(ecs_emulator), "srv-1")
+        assert len(answers) == 2
+        assert [answer() for answer in answers] == [None, None]
+    finally:
+        gc.enable()
 
 
 # --- errors --------------------------------------------------------------------------------------------------

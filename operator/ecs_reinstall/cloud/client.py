@@ -66,6 +66,7 @@ from ecs_reinstall.cloud.retry import Backoff
 from ecs_reinstall.cloud.signing import sign_request
 
 log = logging.getLogger("ecs_reinstall.cloud")
+_READ = httpx.ByteStream(b"")  # what a response's stream becomes once its body is read (see _attempt)
 _T = TypeVar("_T")
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -404,6 +405,10 @@ class EcsClient:
                     started = time.monotonic()
                     sent_at = time.time()
                     response = await self._http.send(request)
+                    # The body is read and the stream closed; httpx's response and its bound stream refer to
+                    # each other, so only the cycle collector would free them and the body (100 servers' worth,
+                    # for a list call): unbound, they go when the caller drops the response.
+                    response.stream = _READ
                     self.clock.observe(target.endpoint, response.headers.get("date"), sent_at, time.time())
             except httpx.HTTPError as exc:
                 # from None: the library's exception may quote a header value (a credential); the classified

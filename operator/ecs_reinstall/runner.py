@@ -38,7 +38,7 @@ from .cloud.looks import ServerLooks
 from .cloud.models import CloudTarget, InstanceAction, Job, Server
 from .inputs import MissingInput, credentials_source, forget_credentials, resolve, resolve_target
 from .inputs import forget as forget_inputs
-from .kube import FINALIZER, Conflict, Kube, KubeError, NotFound, has_finalizer, until_available
+from .kube import FINALIZER, Conflict, Kube, KubeError, NotFound, has_finalizer, lean, until_available
 from .metrics import Metrics
 from .ownership import Holder, Ownership, holds
 from .settings import Settings
@@ -1115,6 +1115,7 @@ class Supervisor:
         return True
 
     def observe(self, event_type: str | None, body: Mapping) -> None:
+        body = lean(body)  # it may be kept (the newest version of a resource in flight)
         meta = body.get("metadata", {})
         uid = meta.get("uid")
         if not uid:

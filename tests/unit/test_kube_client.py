@@ -9,7 +9,7 @@ import kubernetes
 import pytest
 from aiohttp import web
 
-from ecs_reinstall.kube import Conflict, Kube, KubeError, KubeUnavailable, NotFound
+from ecs_reinstall.kube import Conflict, Kube, KubeError, KubeUnavailable, NotFound, lean
 
 SECRET_VALUE = "s3cret-Value!"
 
@@ -184,3 +184,20 @@ async def test_list_reinstalls_per_namespace_or_cluster_wide(server):
     finally:
         await kube.aclose()
     assert all(s["method"] == "GET" and s["type"] is None for s in seen)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (
+            {"metadata": {"name": "a", "managedFields": [{"manager": "kubectl"}]}, "spec": {"x": 1}},
+            {"metadata": {"name": "a"}, "spec": {"x": 1}},
+        ),
+        ({"metadata": {"name": "a"}, "status": {}}, {"metadata": {"name": "a"}, "status": {}}),
+        ({"kind": "Status"}, {"kind": "Status"}),
+    ],
+)
+def test_lean_drops_managed_fields_and_leaves_the_given_object_as_it_was(given, kept):
+    before = json.dumps(given, sort_keys=True)
+    assert lean(given) == kept
+    assert json.dumps(given, sort_keys=True) == before  # kopf's watch event, say, is not ours to change

@@ -175,12 +175,18 @@ def _by_operation(run: Mapping) -> str:
 
 
 def _poll_stretch(run: Mapping) -> str:
-    """The operator's own account of stretching its poll cadence, when the run reports one (else nothing)."""
-    stretch = run.get("poll_stretch")
-    if not isinstance(stretch, Mapping):
+    """The operator's own account of how it shared the budget between submissions and looks: its metric
+    `ecs_reinstall_server_look_calls_total` by kind (due: looks at their poll interval, eager: rounds while
+    budget was spare, skipped: eager rounds held back because calls queued for the rate limit)."""
+    metrics = run.get("operator_metrics") or {}
+    counts = {
+        kind: metrics.get(f'ecs_reinstall_server_look_calls_total{{kind="{kind}"}}')
+        for kind in ("due", "eager", "skipped")
+    }
+    if all(value is None for value in counts.values()):
         return ""
-    text = ", ".join(f"{key} {_fmt(value)}" for key, value in stretch.items()) or "none"
-    return f"; poll cadence stretched: {text}"
+    due, eager, skipped = (int(counts[kind] or 0) for kind in ("due", "eager", "skipped"))
+    return f"; server looks: {due} calls when due, {eager} in eager rounds, {skipped} eager rounds held back"
 
 
 def _peer_targets(entry: Mapping) -> list[dict]:

@@ -94,6 +94,9 @@ def server_of(body: Mapping) -> str:
 class Ownership:
     def __init__(self) -> None:
         self._views: dict[str, _View] = {}  # uid -> newest persisted view
+        self._holding: dict[
+            str, set[str]
+        ] = {}  # server ID -> uids whose view holds it (`holder` reads only these)
         self._ghosts: set[str] = set()  # uids of deleted resources that still hold their server
         self._reserved: dict[str, Holder] = {}  # server ID -> the resource about to write its intent
         self._released: dict[str, asyncio.Event] = {}
@@ -113,7 +116,7 @@ class Ownership:
         holding = holds(body.get("status"))
         created = str((body.get("metadata") or {}).get("creationTimestamp") or "")
         view = _View(holder, server_of(body), holding, rv, created, body if holding else None)
-        self._views[holder.uid] = view
+        self._put(holder.uid, view)
         if old is not None and old.holding and not holding:
             self._wake(old.server_id)
 
@@ -126,14 +129,14 @@ class Ownership:
         if view.holding:
             self._ghosts.add(uid)
             return view.body
-        del self._views[uid]
+        self._put(uid, None)
         self._wake(view.server_id)
         return None
 
     def settled(self, uid: str) -> None:
         """A ghost's request has come to an end (or was proven never taken): its hold ends."""
         self._ghosts.discard(uid)
-        view = self._views.pop(uid, None)
+        view = self._put(uid, None)
         if view is not None:
             self._wake(view.server_id)
 
@@ -152,6 +155,21 @@ class Ownership:
         ]
         return [body for uid in vanished if (body := self.deleted(uid)) is not None]
 
+    def _put(self, uid: str, view: _View | None) -> _View | None:
+        """Sets (or, with None, forgets) the view of `uid`, and keeps the index of who holds what; the old view."""
+        old = self._views.pop(uid, None) if view is None else self._views.get(uid)
+        if old is not None and old.holding:
+            uids = self._holding.get(old.server_id)
+            if uids is not None:
+                uids.discard(uid)
+                if not uids:
+                    del self._holding[old.server_id]
+        if view is not None:
+            self._views[uid] = view
+            if view.holding:
+                self._holding.setdefault(view.server_id, set()).add(uid)
+        return old
+
     def ghosts(self) -> list[Mapping]:
         return [body for uid in self._ghosts if (body := self._views[uid].body) is not None]
 
@@ -162,7 +180,7 @@ class Ownership:
         holds it (two never should; the oldest is a stable answer if a hand edit makes it so), else a
         reservation; None if nobody."""
         holding = sorted(
-            (v for v in self._views.values() if v.server_id == server_id and v.holding),
+            (self._views[uid] for uid in self._holding.get(server_id, ())),
             key=lambda v: (v.created, v.holder.uid),
         )
         for view in holding:

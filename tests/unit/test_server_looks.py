@@ -214,3 +214,32 @@ async def test_one_server_looked_at_again_and_again_is_paced_by_its_interval():
     assert loop.time() - started >= 1.4
     assert len(reader.calls) == 4
     await looks.aclose()
+
+
+async def test_a_look_due_later_than_the_sender_wakes_does_not_wake_it():
+    """Each pass of the sender weighs every pending look: woken by every new look, a fleet of N cost N passes
+    over N looks (quadratic; seconds of CPU at 5000). Only a look due sooner than its wake-up wakes it."""
+
+    class Counting(ServerLooks):
+        passes = 0
+
+        def eager_interval(self, queue):
+            Counting.passes += 1
+            return super().eager_interval(queue)
+
+    reader = Reader()
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(2001)}
+    looks = Counting(reader)
+    first = asyncio.create_task(looks.look(TARGET, "s0", within=0.5))
+    await asyncio.sleep(0.01)
+    later = []
+    for i in range(1, 2001):  # one by one, as runners ask, each due after the first
+        later.append(asyncio.create_task(looks.look(TARGET, f"s{i}", within=5.0)))
+        await asyncio.sleep(0)
+    assert Counting.passes < 10
+    soon = asyncio.create_task(looks.look(TARGET, "s1", within=0.01))  # due sooner: wakes the sender
+    assert (await soon).id == "s1"
+    assert (await first).id == "s0"
+    for task in later:
+        task.cancel()
+    await looks.aclose()

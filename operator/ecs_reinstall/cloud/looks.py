@@ -86,6 +86,9 @@ class _Queue:
         self.slots = asyncio.Semaphore(CALLS_AT_ONCE)
         self.wants: dict[str, _Want] = {}
         self.kicked = asyncio.Event()
+        # While the sender sleeps, when it will wake (-inf while it runs): a new look wakes it only if due sooner.
+        # Waking it for every look cost a pass over every pending look per look: quadratic in a fleet.
+        self.sleeps_until = -math.inf
         self.last_round = -math.inf
         self.last_urgent = -math.inf  # when a look due within a second (a read before a POST) last came
         self.sending: set[asyncio.Task[None]] = set()
@@ -138,7 +141,8 @@ class ServerLooks:
             want.interval = min(want.interval, max(within, 0.001))
         future: asyncio.Future[Server | None] = asyncio.get_running_loop().create_future()
         want.futures.append(future)
-        queue.kicked.set()
+        if want.due < queue.sleeps_until:
+            queue.kicked.set()
         if queue.task is None or queue.task.done():
             queue.task = asyncio.create_task(
                 self._send_when_due(key, queue), name=f"server-looks {target.endpoint}"
@@ -175,8 +179,12 @@ class ServerLooks:
             wake = now if ripe >= LIST_BY_ID else min(due, eager_at)
             if wake > now:
                 queue.kicked.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.kicked.wait(), wake - now)
+                queue.sleeps_until = wake
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(queue.kicked.wait(), wake - now)
+                finally:
+                    queue.sleeps_until = -math.inf
                 continue
             limiter = self._reader.limiter(queue.target)
             eager = ripe < LIST_BY_ID and due > now

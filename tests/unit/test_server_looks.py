@@ -243,3 +243,20 @@ async def test_a_look_due_later_than_the_sender_wakes_does_not_wake_it():
     for task in later:
         task.cancel()
     await looks.aclose()
+
+
+async def test_looks_asked_one_by_one_still_get_eager_rounds():
+    """The first look alone makes eager rounds rare (one look: polling it costs little); the later ones, which
+    make them frequent, do not wake the sender (see above): it weighs them again within a second."""
+    reader = Reader()
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(100)}
+    looks = ServerLooks(reader)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    pending = []
+    for i in range(100):
+        pending.append(asyncio.create_task(looks.look(TARGET, f"s{i}", within=10.0)))
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*pending)
+    assert loop.time() - started < 3.0  # an eager round, not the poll interval (10 s)
+    await looks.aclose()

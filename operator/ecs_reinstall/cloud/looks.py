@@ -176,7 +176,9 @@ class ServerLooks:
             eager_at = queue.last_round + self.eager_interval(queue)
             # a call's worth of looks that are nearly due (within a tenth of their interval) need not wait
             ripe = sum(1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval)
-            wake = now if ripe >= LIST_BY_ID else min(due, eager_at)
+            # A new look wakes the sender only when it is due sooner, not when it makes eager rounds more frequent
+            # (that needs a pass over every look): the sender looks again at least every EAGER_MIN_SECONDS.
+            wake = now if ripe >= LIST_BY_ID else min(due, eager_at, now + EAGER_MIN_SECONDS)
             if wake > now:
                 queue.kicked.clear()
                 queue.sleeps_until = wake

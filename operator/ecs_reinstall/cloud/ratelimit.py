@@ -12,11 +12,11 @@ holds everyone, and so does a third refusal within a second (with `adaptive`: a 
 
 With `adaptive`, the rate itself also learns the cloud's limit (like TCP's congestion window): refusals of a quarter
 or more of the last second's calls (3 at least) cut it, once a second at most, to a little below the rate the cloud
-accepted in that second (between a half and a quarter of the rate), and every second without such a cut lets it
+accepted in that second (kept between a quarter and a half of the rate), and every second without such a cut lets it
 grow back by 10%, up to the configured `qps`. Scattered refusals (a busy gateway refusing a few calls in
-any case) are neither cuts nor pauses; cutting on each of them would sink the rate to a few calls a second. A `--qps` set above what
-the cloud allows then costs a few 429s per episode instead of a steady stream of them, and the calls refused never
-count against the budget of anyone else sharing the account's limit.
+any case) are neither cuts nor pauses; cutting on each of them would sink the rate to a few calls a second. A
+`--qps` set above what the cloud allows then costs a few 429s per episode instead of a steady stream of them, and
+the calls refused never count against the budget of anyone else sharing the account's limit.
 
 Waiters are served strictly first come, first served: they queue as futures, and a single releaser task wakes
 them one token at a time, so thousands of waiters cost one timer and O(1) work per token. The clock and the
@@ -40,7 +40,8 @@ Sleep = Callable[[float], Awaitable[None]]
 _EPSILON = 1e-9
 
 # Adaptive rate: refusals of at least _CUT_SHARE of the calls of the last _WINDOW seconds, and _CUT_MIN_REFUSALS
-# at least, cut the rate by _CUT (once per window); the growth per second without a cut; the floor.
+# at least, cut the rate (once per window) to _ACCEPTED_MARGIN of what the cloud accepted, kept between
+# _DEEPEST_CUT and _CUT of the rate; the growth per second without a cut; the floor.
 _WINDOW = 1.0
 _CUT_SHARE = 0.25
 _CUT_MIN_REFUSALS = 3
@@ -49,7 +50,8 @@ _DEEPEST_CUT = 0.25
 _ACCEPTED_MARGIN = 0.9  # a cut goes a little below the rate the cloud accepted
 _GROWTH_PER_SECOND = 1.10
 _MIN_QPS = 1.0
-# Fewer than _CUT_MIN_REFUSALS refusals in a window, each with a Retry-After up to this, hold nobody (see above).
+# A refusal with a Retry-After up to this holds nobody, unless it brings a cut (adaptive) or is the third within a
+# second (a fixed rate): see above.
 _EDGE_RETRY_AFTER = 1.0
 
 
@@ -71,9 +73,8 @@ class TokenBucket:
         self.qps = float(qps)  # the current rate: below max_qps after throttling when adaptive
         self.adaptive = adaptive
         self._last_cut = float("-inf")
-        self._calls = _LastSecond(
-            clock()
-        )  # tokens granted (adaptive only): what refusals are weighed against
+        # tokens granted (counted when adaptive only): what refusals are weighed against
+        self._calls = _LastSecond(clock())
         self._refused = _LastSecond(clock())
         self.burst = int(burst)
         self._clock = clock
@@ -167,8 +168,9 @@ class TokenBucket:
         too_many = refused >= max(_CUT_MIN_REFUSALS, _CUT_SHARE * calls)
         if too_many and now - self._last_cut >= _WINDOW:
             self._last_cut = now
-            # What the cloud took in the last second is the best guess of its limit; a cut goes at most halfway
-            # down and at least a quarter of the way (a moment when it refuses everything is no estimate).
+            # What the cloud took in the last second is the best guess of its limit. A cut keeps between a quarter
+            # and a half of the rate: at least halving (as before), and never deeper than a quarter at once (a
+            # moment when the cloud refuses everything is no estimate).
             accepted = _ACCEPTED_MARGIN * max(0.0, calls - refused)
             cut = min(self.qps * _CUT, max(self.qps * _DEEPEST_CUT, accepted))
             self.qps = max(min(_MIN_QPS, self.max_qps), cut)

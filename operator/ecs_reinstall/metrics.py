@@ -96,8 +96,8 @@ class Metrics:
         self.look_rounds = Counter(
             "ecs_reinstall_server_look_calls_total",
             "Batched server reads (one list call for up to 100 servers) by kind: due (a look could wait no longer), "
-            "eager (a round while budget was spare), skipped (an eager round not sent: calls were queued for the "
-            "rate limit, so looks waited until due)",
+            "eager (a round while budget was spare), skipped (an eager round held back, counted once while held: "
+            "calls were queued for the rate limit, so looks waited until due)",
             ["kind"],
             registry=r,
         )

@@ -260,3 +260,63 @@ async def test_looks_asked_one_by_one_still_get_eager_rounds():
     await asyncio.gather(*pending)
     assert loop.time() - started < 3.0  # an eager round, not the poll interval (10 s)
     await looks.aclose()
+
+
+async def test_calls_of_due_looks_do_not_put_off_the_eager_rounds():
+    """1000 servers polled every 60 s (an eager round of all of them every 2 s), and one look due every 0.6 s (a
+    fleet whose polls are spread). Each due look leaves in a call topped up with the 99 looks due soonest: not a
+    round of every look, so it must not put the next eager round off. It once did, and a job that ended was seen
+    only when its look came up in a topped-up call (about 6 s here) instead of within an eager round."""
+    reader = Reader()
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(1000)}
+    reader.servers["due"] = _server("due", "ACTIVE")
+    looks = ServerLooks(reader)
+    loop = asyncio.get_running_loop()
+    answered: dict[str, float] = {}
+
+    async def follow(server_id: str) -> None:
+        while True:
+            await looks.look(TARGET, server_id, within=60.0)
+            answered[server_id] = loop.time()
+
+    asked: set[asyncio.Task] = set()
+
+    async def due_looks() -> None:
+        while True:
+            task = asyncio.create_task(looks.look(TARGET, "due", within=1.0))
+            asked.add(task)
+            task.add_done_callback(asked.discard)
+            await asyncio.sleep(0.6)
+
+    followers = [asyncio.create_task(follow(f"s{i}")) for i in range(1000)]
+    dues = asyncio.create_task(due_looks())
+    await asyncio.sleep(3.0)
+    last = max(answered, key=answered.get)  # just answered: the furthest from a topped-up call
+    reader.servers[last] = _server(last, "ACTIVE")
+    ended = loop.time()
+    while answered[last] < ended:  # any answer after the end sees it (the reader answers from `servers`)
+        assert loop.time() - ended < 3.5, "the end is seen only in a topped-up call, not in an eager round"
+        await asyncio.sleep(0.05)
+    for task in [*followers, dues]:
+        task.cancel()
+    await asyncio.gather(*followers, dues, return_exceptions=True)
+    await looks.aclose()
+
+
+async def test_an_eager_round_held_back_is_tried_again_soon():
+    """Calls queue for the rate limit for a moment when the round is due (a burst of job reads): the round leaves
+    soon after, not a whole eager interval later."""
+    reader = Reader(qps=1000.0, burst=1)
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(100)}
+    looks = ServerLooks(reader)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(looks.look(TARGET, f"s{i}", within=0.01) for i in range(100)))  # a round of all
+    started = loop.time()  # the next eager round is due a second from now (100 looks, polled every 10 s)
+    pending = asyncio.gather(*(looks.look(TARGET, f"s{i}", within=10.0) for i in range(100)))
+    await asyncio.sleep(0.9)
+    reader.bucket.pause(0.2)  # from 0.9 to 1.1 s, a call waits for the rate limiter
+    waiter = asyncio.create_task(reader.bucket.acquire())
+    await pending
+    assert loop.time() - started < 1.7  # tried again within a quarter second of 1.1 s, not at 2 s
+    await waiter
+    await looks.aclose()

@@ -46,6 +46,7 @@ CALLS_AT_ONCE = 4  # list calls in flight at once, per target: one endpoint that
 OFF_SECONDS = 300.0  # how long a target whose list call was refused (403, 400, ...) is not read in bulk
 IDLE_SECONDS = 600.0  # a target without looks for this long is forgotten (with the credentials it holds)
 RIPE_SHARE = 0.1  # a look due within this share of its interval may leave now, with a full call
+EAGER_RETRY_SECONDS = 0.25  # an eager round held back (budget short) is tried again this soon
 
 
 class ServerReader(Protocol):
@@ -89,7 +90,8 @@ class _Queue:
         # While the sender sleeps, when it will wake (-inf while it runs): a new look wakes it only if due sooner.
         # Waking it for every look cost a pass over every pending look per look: quadratic in a fleet.
         self.sleeps_until = -math.inf
-        self.last_round = -math.inf
+        self.last_round = -math.inf  # when the last round of every pending look left (or was tried)
+        self.holding = False  # whether the last eager round tried was held back
         self.last_urgent = -math.inf  # when a look due within a second (a read before a POST) last came
         self.sending: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
@@ -173,7 +175,8 @@ class ServerLooks:
         while queue.wants:
             now = self._now()
             due = min(want.due for want in queue.wants.values())
-            eager_at = queue.last_round + self.eager_interval(queue)
+            interval = self.eager_interval(queue)
+            eager_at = queue.last_round + interval
             # a call's worth of looks that are nearly due (within a tenth of their interval) need not wait
             ripe = sum(1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval)
             # A new look wakes the sender only when it is due sooner, not when it makes eager rounds more frequent
@@ -192,9 +195,12 @@ class ServerLooks:
             eager = ripe < LIST_BY_ID and due > now
             if eager and (limiter.waiting or now - queue.last_urgent < EAGER_MIN_SECONDS):
                 # Budget short (calls queue for the rate limit) or submissions under way (reads before
-                # POSTs): no eager round, the looks go out when due (their poll interval).
-                queue.last_round = now
-                self._observe("skipped", 0)
+                # POSTs): no eager round now, the looks go out when due (their poll interval), and the round is
+                # tried again shortly (a burst of job reads queues for a second, not for a whole round).
+                queue.last_round = now - interval + min(EAGER_RETRY_SECONDS, interval)
+                if not queue.holding:
+                    self._observe("skipped", 0)
+                queue.holding = True
                 continue
             # A round: every pending look when eager; else those due or ripe, topped up to whole calls.
             order = sorted(queue.wants, key=lambda server_id: queue.wants[server_id].due)
@@ -203,7 +209,11 @@ class ServerLooks:
                     1 for want in queue.wants.values() if want.due - now <= RIPE_SHARE * want.interval
                 )
                 order = order[: math.ceil(max(ripe_or_due, 1) / LIST_BY_ID) * LIST_BY_ID]
-            queue.last_round = now
+            # Only a round of every pending look puts off the next eager one. Rounds of the looks due (one a
+            # second in a fleet whose polls are spread) used to, and the fleet's ends waited for their polls.
+            if eager or len(order) == len(queue.wants):
+                queue.last_round = now
+                queue.holding = False
             urgent = queue.last_urgent
             for first in range(0, len(order), LIST_BY_ID):
                 if eager and first and (limiter.waiting or queue.last_urgent != urgent):

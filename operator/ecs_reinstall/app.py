@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import kopf
-from kopf._core.engines import posting
 
 from . import __version__
-from . import reconcile as rc
 from . import settings as settings_module
 from .cloud.client import ClientConfig, EcsClient
 from .cloud.looks import ServerLooks
+from .events import KubeEvents
 from .kube import GROUP, PLURAL, VERSION, Kube, NotFound, load_config, until_available
 from .leader import LeaderElector, default_identity
 from .metrics import Metrics
@@ -24,59 +23,6 @@ from .sets import SetSupervisor
 from .settings import Settings
 
 log = logging.getLogger("ecs_reinstall.app")
-
-
-def post_event(body: Mapping, event: rc.Event) -> None:
-    """Queues a Kubernetes Event through kopf's poster (messages are built from non-secret facts only)."""
-    kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
-
-
-class KopfEvents:
-    """`post_event` for runners wherever they were started. kopf's poster takes Events from a queue that kopf names
-    only in the context of its per-object workers (context variables set while it processes a watch event), which
-    runners started by the watch inherit. Runners started by `Supervisor.lead` (from the startup handler, or from
-    the leader election task) run outside it: their Events go through the queue learnt from the first watch event
-    (`learn`, called by the track handler) and wait for it, in order, if none has come yet (it comes: the watch
-    lists every resource those runners serve)."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._sink: tuple[asyncio.AbstractEventLoop, object] | None = None
-        self._pending: list[tuple[Mapping, rc.Event]] = []
-        self._limit = limit
-
-    def learn(self) -> None:
-        """Called in kopf's per-object context: remembers kopf's Event queue, and posts what waited for it."""
-        if self._sink is not None:
-            return
-        loop, queue = posting.event_queue_loop_var.get(None), posting.event_queue_var.get(None)
-        if loop is None or queue is None:
-            return
-        self._sink = (loop, queue)
-        pending, self._pending = self._pending, []
-        for body, event in pending:
-            self(body, event)
-
-    def __call__(self, body: Mapping, event: rc.Event) -> None:
-        if posting.event_queue_var.get(None) is not None:
-            post_event(body, event)
-        elif self._sink is not None:
-            loop, queue = self._sink
-
-            def post() -> None:
-                posting.event_queue_loop_var.set(loop)
-                posting.event_queue_var.set(queue)  # type: ignore[arg-type]
-                post_event(body, event)
-
-            contextvars.copy_context().run(post)
-        elif len(self._pending) < self._limit:
-            self._pending.append((body, event))
-        else:
-            log.warning("dropped Event %s for %s: kopf's poster is not known yet", event.reason, _ref(body))
-
-
-def _ref(body: Mapping) -> str:
-    meta = body.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 @dataclass
@@ -88,7 +34,7 @@ class App:
     supervisor: Supervisor
     sets: SetSupervisor
     elector: LeaderElector | None = None  # None: leader election off, this process leads from the start
-    events: KopfEvents = field(default_factory=KopfEvents)
+    events: KubeEvents | None = None  # None in tests that build an App by hand
     _electing: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     async def lead(self, on_lost: Callable[[str], None]) -> None:
@@ -132,6 +78,8 @@ class App:
             await self.elector.release()  # every runner has stopped: a standby may take over at once
         if self.supervisor.deps.looks is not None:
             await self.supervisor.deps.looks.aclose()
+        if self.events is not None:
+            await self.events.aclose()  # what the runners said as they stopped
         await self.cloud.aclose()
         await self.kube.aclose()
         await asyncio.to_thread(self.metrics.close)  # waits for its serving thread
@@ -152,7 +100,7 @@ async def start(settings: Settings, *, kubeconfig: str | None = None, metrics: M
         ),
         observer=metrics,
     )
-    events = KopfEvents()
+    events = KubeEvents(kube, instance=settings.pod_name or socket.gethostname())
     looks = ServerLooks(cloud, observer=metrics)
     deps = Deps(settings=settings, kube=kube, cloud=cloud, metrics=metrics, post_event=events, looks=looks)
     supervisor = Supervisor(deps, list_all=lambda: kube.list_reinstalls_at(settings.namespaces))

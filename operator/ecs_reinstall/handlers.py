@@ -15,9 +15,8 @@ from typing import Any
 import kopf
 
 from . import app as app_module
+from .events import COMPONENT
 from .kube import GROUP, PLURAL, SET_PLURAL, VERSION
-
-EVENT_COMPONENT = "ecs-reinstall-operator"
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -44,9 +43,9 @@ def only_event_handlers(registry: kopf.OperatorRegistry) -> bool:
 
 @kopf.on.startup(id="start")
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: object) -> None:
-    settings.posting.level = logging.WARNING  # only our explicit Events are posted, not log lines
-    # `kubectl describe` shows Events "From: ecs-reinstall-operator", with the Pod that posted them
-    settings.posting.reporting_component = EVENT_COMPONENT
+    # Our Events are posted by events.KubeEvents; kopf posts only its own warnings (a handler that failed)
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = COMPONENT
     settings.posting.reporting_instance = memo.config.pod_name or socket.gethostname()
     if only_event_handlers(kopf.get_default_registry()):
         settings.persistence.diffbase_storage = NoDiffBase()
@@ -84,7 +83,6 @@ async def stop(memo: kopf.Memo, **_: object) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="track")
 async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
-    memo.app.events.learn()  # kopf's Event queue, for runners started outside a watch event (see app.KopfEvents)
     memo.app.supervisor.observe(event.get("type"), event["object"])
     memo.app.sets.child_changed(event["object"])
 
@@ -92,7 +90,6 @@ async def track(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
 @kopf.on.event(GROUP, VERSION, SET_PLURAL, id="track-sets")
 async def track_sets(event: kopf.RawEvent, memo: kopf.Memo, **_: object) -> None:
     """EcsReinstallSet events (served only when its CRD is applied at start: kopf does not scan for it later)."""
-    memo.app.events.learn()
     memo.app.sets.observe(event.get("type"), event["object"])
 
 

@@ -408,6 +408,12 @@ class Kube:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}"
         return await self._request("POST", path, dict(body), "application/json")
 
+    async def create_event(self, namespace: str, body: Mapping) -> dict:
+        """Creates a core/v1 Event (see events.py)."""
+        return await self._request(
+            "POST", f"/api/v1/namespaces/{_q(namespace)}/events", dict(body), "application/json"
+        )
+
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:

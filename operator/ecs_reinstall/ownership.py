@@ -111,7 +111,9 @@ class Ownership:
             return
         old = self._views.get(holder.uid)
         rv = _rv(body)
-        if old is not None and rv < old.rv:
+        # Older: a late watch event. The same version: our write's echo; the view (and the body it keeps, the
+        # runner's too) stays: one body per resource in flight, not two.
+        if old is not None and (rv < old.rv or (rv == old.rv and rv)):
             return
         holding = holds(body.get("status"))
         created = str((body.get("metadata") or {}).get("creationTimestamp") or "")

@@ -206,8 +206,10 @@ class Runner:
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def observe(self, body: Mapping) -> None:
-        """A newer version from the watch stream (our own writes come back here too)."""
-        if not self.ghost and _rv(body) >= _rv(self.body):
+        """A newer version from the watch stream. Our own writes come back here too, at the version we already
+        hold: the answer to our write is kept and the echo dropped (at fleet scale, one body less per resource)."""
+        rv, held = _rv(body), _rv(self.body)
+        if not self.ghost and (rv > held or rv == held == 0):
             self.body = body
 
     def become_ghost(self) -> None:

@@ -421,7 +421,7 @@ class Harness:
         return [self.api.sanitize_for_serialization(e) for e in result.items]
 
     async def wait_for_events(self, name: str, reasons: set[str], *, timeout: float = 15) -> set[str]:
-        """The reasons of the Events about `name`, once they include `reasons` (kopf posts them in the background)."""
+        """The reasons of the Events about `name`, once they include `reasons` (the operator posts them in the background)."""
         deadline = time.monotonic() + timeout
         while True:
             seen = {e["reason"] for e in await self.events() if e["involvedObject"]["name"] == name}

@@ -70,6 +70,26 @@ async def test_a_status_write_without_its_precondition_is_refused_before_any_cal
     assert seen == []
 
 
+async def test_an_event_is_created_in_its_namespace(server):
+    host, seen, answers = server
+    path = "/api/v1/namespaces/team a/events"  # as the server decodes it (sent as team%20a)
+    answers[path] = (201, {"metadata": {"name": "web.abcde"}})
+    kube = make_kube(host)
+    try:
+        created = await kube.create_event("team a", {"kind": "Event", "reason": "Submitted"})
+    finally:
+        await kube.aclose()
+    assert created["metadata"]["name"] == "web.abcde"
+    assert [(s["method"], s["path"], s["type"], s["body"]) for s in seen] == [
+        (
+            "POST",
+            "/api/v1/namespaces/team a/events",
+            "application/json",
+            {"kind": "Event", "reason": "Submitted"},
+        )
+    ]
+
+
 async def test_auth_user_agent_and_a_guarded_merge_patch(server):
     host, seen, answers = server
     answers[STATUS_PATH] = (200, {"metadata": {"resourceVersion": "8"}, "status": {"phase": "Submitting"}})

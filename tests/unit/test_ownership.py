@@ -83,6 +83,21 @@ def test_a_resource_deleted_while_holding_stays_a_ghost_until_settled():
     assert own.holder(SERVER) is None and own.ghosts() == []
 
 
+def test_the_echo_of_a_version_already_known_is_not_kept_beside_it():
+    """Our write's answer and its watch echo are the same version: the answer is kept (the runner holds it too),
+    the echo goes; at fleet scale a second body per resource in flight was 23 MiB of 264 at N=5000."""
+    own = Ownership()
+    answer = body("u1", RUNNING, rv=5)
+    own.observe(answer)
+    own.observe(body("u1", RUNNING, rv=5))  # the echo: equal, another object
+    assert own.deleted("u1") is answer
+    own = Ownership()
+    own.observe(body("u2", INTENT, rv=4))
+    newer = body("u2", RUNNING, rv=6)
+    own.observe(newer)
+    assert own.deleted("u2") is newer
+
+
 def test_a_resource_deleted_without_a_request_holds_nothing():
     own = Ownership()
     own.observe(body("u1", {"phase": "Pending"}))

@@ -320,6 +320,10 @@ async def test_the_supervisor_starts_one_runner_per_live_resource_and_stops_it_o
     (runner,) = [entry[0] for entry in supervisor._runners.values()]
     assert runner.body["metadata"]["uid"] == kube.body["metadata"]["uid"]
     assert "managedFields" not in runner.body["metadata"]
+    held = runner.body
+    assert int(held["metadata"]["resourceVersion"]) > 0
+    supervisor.observe("MODIFIED", copy.deepcopy(kube.body))  # the same version again (an echo)
+    assert runner.body is held  # kept once, not a second body beside it
     supervisor.observe("MODIFIED", kube.body)
     assert supervisor.active == 1
     supervisor.observe("DELETED", kube.body)

@@ -1,0 +1,151 @@
+"""events.KubeEvents: Events queued by runners and sets are posted in order by one task; one the API server
+refuses is dropped, one it cannot take now is tried again; a flood is cut; a stop posts what is queued."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from ecs_reinstall import events as events_module
+from ecs_reinstall import reconcile as rc
+from ecs_reinstall.events import MAX_MESSAGE, KubeEvents, event_body, reference
+from ecs_reinstall.kube import Conflict, KubeError, KubeUnavailable
+
+
+def body(name: str, namespace: str = "ns") -> dict:
+    return {
+        "apiVersion": "ecs.reinstall.dev/v1alpha1",
+        "kind": "EcsReinstall",
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}", "resourceVersion": "7"},
+        "spec": {"serverId": "s-1"},
+    }
+
+
+def event(reason: str, message: str = "") -> rc.Event:
+    return rc.Event(type="Normal", reason=reason, message=message or f"{reason} happened")
+
+
+class Sink:
+    """The API server's side: records what was created; `answers` are raised in turn before accepting."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.created: list[tuple[str, dict]] = []
+        self.answers: list[Exception] = []
+        self.delay = delay
+        self.in_flight = self.most_in_flight = 0
+
+    async def create_event(self, namespace: str, body: dict) -> dict:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        if self.answers:
+            raise self.answers.pop(0)
+        self.created.append((namespace, body))
+        return body
+
+
+async def drained(events: KubeEvents) -> None:
+    for _ in range(200):
+        if not events.queued and (events._task is None or events._task.done()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("Events still queued")
+
+
+def test_the_event_is_a_core_v1_event_about_the_object() -> None:
+    now = datetime(2026, 12, 2, 4, 5, 6, 789000, tzinfo=UTC)
+    made = event_body(
+        reference(body("web")),
+        event("Submitted"),
+        component="ecs-reinstall-operator",
+        instance="pod-1",
+        now=now,
+    )
+    assert made["metadata"] == {"namespace": "ns", "generateName": "web."}
+    assert made["involvedObject"] == {
+        "apiVersion": "ecs.reinstall.dev/v1alpha1",
+        "kind": "EcsReinstall",
+        "namespace": "ns",
+        "name": "web",
+        "uid": "uid-web",
+    }
+    assert (made["type"], made["reason"], made["message"]) == ("Normal", "Submitted", "Submitted happened")
+    assert made["source"] == {"component": "ecs-reinstall-operator"}  # "From" in kubectl describe
+    assert (made["reportingComponent"], made["reportingInstance"]) == ("ecs-reinstall-operator", "pod-1")
+    assert made["firstTimestamp"] == made["lastTimestamp"] == "2026-12-02T04:05:06Z"
+    assert made["eventTime"] == "2026-12-02T04:05:06.789000Z"
+    assert "spec" not in str(made) and "s-1" not in str(made)  # nothing of the object but its reference
+
+
+def test_a_long_message_is_cut_in_the_middle_and_a_long_name_in_the_event_name() -> None:
+    now = datetime.now(UTC)
+    message = "head " + "x" * 3000 + " tail"
+    made = event_body(
+        reference(body("n" * 253)), event("Failed", message), component="c", instance="i", now=now
+    )
+    assert len(made["message"]) <= MAX_MESSAGE
+    assert (
+        made["message"].startswith("head ")
+        and made["message"].endswith(" tail")
+        and " ... " in made["message"]
+    )
+    assert len(made["metadata"]["generateName"]) == 201  # + 5 characters from the API server: within 253
+
+
+async def test_events_are_posted_a_few_at_once_stamped_in_order_without_holding_the_caller() -> None:
+    sink = Sink(delay=0.01)
+    events = KubeEvents(sink, instance="pod-1")
+    for i in range(10):
+        events(body(f"r{i}", namespace=f"ns{i % 2}"), event(f"Reason{i}"))  # returns at once
+    assert not sink.created
+    await drained(events)
+    assert sink.most_in_flight == 4  # AT_ONCE, not one by one
+    posted = sorted(sink.created, key=lambda created: created[1]["eventTime"])
+    assert [(ns, b["reason"], b["involvedObject"]["name"]) for ns, b in posted] == [
+        (f"ns{i % 2}", f"Reason{i}", f"r{i}") for i in range(10)
+    ]
+
+
+async def test_an_unavailable_api_is_tried_again_and_a_refusal_is_dropped(monkeypatch) -> None:
+    monkeypatch.setattr(events_module, "RETRY_DELAYS", (0.01, 0.01))
+    sink = Sink()
+    events = KubeEvents(sink, instance="pod-1")
+    sink.answers = [KubeUnavailable(503, "Service Unavailable"), Conflict(409, "AlreadyExists")]
+    events(body("a"), event("Submitted"))  # accepted at the third try (the second's generated name was taken)
+    await drained(events)
+    sink.answers = [KubeError(403, "Forbidden")]
+    events(body("b"), event("Submitted"))  # refused: dropped, not tried again
+    events(body("c"), event("Succeeded"))  # the next one goes on
+    await drained(events)
+    sink.answers = [KubeUnavailable(503, "x")] * 3
+    events(body("d"), event("Submitted"))  # unavailable three times: dropped
+    await drained(events)
+    assert [b["involvedObject"]["name"] for _, b in sink.created] == ["a", "c"]
+
+
+async def test_a_flood_is_cut_at_the_limit() -> None:
+    sink = Sink(delay=0.01)
+    events = KubeEvents(sink, instance="pod-1", limit=3)
+    for i in range(10):
+        events(body(f"r{i}"), event("Submitted"))
+    await drained(events)
+    assert len(sink.created) == 3 and events.dropped == 7
+
+
+async def test_a_stop_posts_what_is_queued_within_its_time() -> None:
+    sink = Sink(delay=0.01)
+    events = KubeEvents(sink, instance="pod-1")
+    for i in range(5):
+        events(body(f"r{i}"), event("DeletionWaitsForRequest"))
+    await events.aclose()
+    assert len(sink.created) == 5
+
+    slow = Sink(delay=10.0)
+    events = KubeEvents(slow, instance="pod-1")
+    events(body("r"), event("Submitted"))
+    started = asyncio.get_running_loop().time()
+    await events.aclose(timeout=0.1)  # does not wait for an API server that hangs
+    assert asyncio.get_running_loop().time() - started < 1.0 and not slow.created

@@ -1,12 +1,13 @@
 """Kubernetes Events about the operator's resources, posted in the background by the operator's own client.
 
-A runner or the set supervisor queues an Event and goes on; one task posts them, in the order they were queued,
-as core/v1 Events that `kubectl describe` shows "From: ecs-reinstall-operator". An Event helps, it never decides
-anything: one the API server refuses is logged and dropped, one it cannot take now (unavailable, or the name it
-generated was taken) is tried again twice, and at most `limit` wait (past that they are counted and dropped, and the log says so).
+A runner or the set supervisor queues an Event and goes on; one task posts them, a few at once, as core/v1
+Events that `kubectl describe` shows "From: ecs-reinstall-operator", each stamped when it happened. An Event
+helps, it never decides anything: one the API server refuses is logged and dropped, one it cannot take now
+(unavailable, or the name it generated was taken) is tried again twice, and at most `limit` wait (past that
+they are counted and dropped, and the log says so).
 
 kopf posted them before, through a queue it names only inside its per-object workers: runners started elsewhere
-had to borrow it, and every Event paid for kopf's own client. Messages are built from non-secret facts only
+had to borrow it through kopf's private context variables. Messages are built from non-secret facts only
 (reconcile.Event): nothing here reads a Secret.
 """
 
@@ -122,7 +123,10 @@ class KubeEvents:
         # API server's answers. Each is stamped when it happened, so `kubectl` shows them in their order.
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(AT_ONCE, len(self._queue)))]
-            await asyncio.gather(*(self._post(*entry) for entry in batch))
+            results = await asyncio.gather(*(self._post(*entry) for entry in batch), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):  # a bug: the Events after it still go out
+                    log.error("posting an Event failed", exc_info=result)
 
     async def _post(self, ref: Ref, event: rc.Event, now: datetime) -> None:
         body = event_body(ref, event, component=self._component, instance=self._instance, now=now)

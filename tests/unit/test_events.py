@@ -149,3 +149,14 @@ async def test_a_stop_posts_what_is_queued_within_its_time() -> None:
     started = asyncio.get_running_loop().time()
     await events.aclose(timeout=0.1)  # does not wait for an API server that hangs
     assert asyncio.get_running_loop().time() - started < 1.0 and not slow.created
+
+
+async def test_an_unexpected_failure_is_logged_and_the_next_events_still_go(caplog) -> None:
+    sink = Sink()
+    events = KubeEvents(sink, instance="pod-1")
+    sink.answers = [RuntimeError("a bug")]
+    for name in "abcde":  # two rounds: the first one's failure must not end the posting task
+        events(body(name), event("Submitted"))
+    await drained(events)
+    assert sorted(b["involvedObject"]["name"] for _, b in sink.created) == ["b", "c", "d", "e"]
+    assert "posting an Event failed" in caplog.text

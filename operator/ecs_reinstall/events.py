@@ -1,7 +1,7 @@
 """Kubernetes Events about the operator's resources, posted in the background by the operator's own client.
 
-A runner or the set supervisor queues an Event and goes on; one task posts them, a few at once, as core/v1
-Events that `kubectl describe` shows "From: ecs-reinstall-operator", each stamped when it happened. An Event
+A runner or the set supervisor queues an Event and goes on; a few tasks post them, as core/v1 Events that
+`kubectl describe` shows "From: ecs-reinstall-operator", each stamped when it happened (to the second there). An Event
 helps, it never decides anything: one the API server refuses is logged and dropped, one it cannot take now
 (unavailable, or the name it generated was taken) is tried again twice, and at most `limit` wait (past that
 they are counted and dropped, and the log says so).
@@ -14,7 +14,6 @@ had to borrow it through kopf's private context variables. Messages are built fr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "ecs-reinstall-operator"
 MAX_MESSAGE = 1024  # as kopf and client-go cut them: the API server refuses far longer ones
-AT_ONCE = 4  # Events posted at once
+AT_ONCE = 4  # Events posted at once (one task each)
 RETRY_DELAYS = (0.5, 2.0)  # an Event the API server cannot take now is tried again after these
 CLOSE_SECONDS = 5.0  # how long a stop waits for the Events still queued
 
@@ -60,15 +59,13 @@ def reference(obj: Mapping) -> Ref:
 
 def event_body(ref: Ref, event: rc.Event, *, component: str, instance: str, now: datetime) -> dict:
     """The core/v1 Event about the object `ref` names (an EcsReinstall or an EcsReinstallSet)."""
-    message = event.message
-    if len(message) > MAX_MESSAGE:
-        message = message[: MAX_MESSAGE // 2 - 2] + " ... " + message[-(MAX_MESSAGE // 2 - 3) :]
+    message = _cut(event.message, MAX_MESSAGE)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        # named after the object, as client-go does (the API server adds 5 characters; 253 at most)
-        "metadata": {"namespace": ref.namespace, "generateName": f"{(ref.name or 'object')[:200]}."},
+        # named after the object, as client-go does (the API server keeps 58 characters and adds 5)
+        "metadata": {"namespace": ref.namespace, "generateName": f"{(ref.name or 'object')[:57]}."},
         "involvedObject": {
             "apiVersion": ref.api_version,
             "kind": ref.kind,
@@ -82,12 +79,23 @@ def event_body(ref: Ref, event: rc.Event, *, component: str, instance: str, now:
         "action": event.reason,
         "source": {"component": component},  # the "From" column of `kubectl describe`
         "reportingComponent": component,
-        "reportingInstance": instance,
+        "reportingInstance": instance[:128],  # the API server's limit
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "count": 1,
     }
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` bytes of UTF-8 (the API server counts bytes), cut in the middle: both ends tell."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    half = (limit - 5) // 2
+    head = data[:half].decode(errors="ignore")
+    tail = data[len(data) - half :].decode(errors="ignore")
+    return f"{head} ... {tail}"
 
 
 class KubeEvents:
@@ -101,32 +109,40 @@ class KubeEvents:
         self._instance = instance
         self._limit = limit
         self._queue: deque[tuple[Ref, rc.Event, datetime]] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.dropped = 0
 
     def __call__(self, obj: Mapping, event: rc.Event) -> None:
-        if len(self._queue) >= self._limit:
+        if self._closed or len(self._queue) >= self._limit:
             if not self.dropped % 1000:
-                log.warning("%d Events waiting to be posted: dropping the newest ones", len(self._queue))
+                why = "stopping" if self._closed else f"{len(self._queue)} Events waiting to be posted"
+                log.warning("%s: dropping Event %s (and more, if any)", why, event.reason)
             self.dropped += 1
             return
         self._queue.append((reference(obj), event, datetime.now(UTC)))  # stamped when it happened
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._post_queued(), name="post Events")
+        # A few posters at once (one at a time, a fleet's Events queued by the thousand behind the API server's
+        # answers), each taking the next Event when done: one Event slow to post holds no other.
+        # (a worker that has just ended may not have left `_workers` yet: its done-callback is still to run)
+        if sum(not worker.done() for worker in self._workers) < min(AT_ONCE, len(self._queue)):
+            worker = asyncio.get_running_loop().create_task(self._post_queued(), name="post Events")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def posting(self) -> bool:
+        return bool(self._queue) or any(not worker.done() for worker in self._workers)
+
     async def _post_queued(self) -> None:
-        # A few at once: one at a time, a fleet's Events (two per reinstall) queued by the thousand behind the
-        # API server's answers. Each is stamped when it happened, so `kubectl` shows them in their order.
         while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(AT_ONCE, len(self._queue)))]
-            results = await asyncio.gather(*(self._post(*entry) for entry in batch), return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):  # a bug: the Events after it still go out
-                    log.error("posting an Event failed", exc_info=result)
+            try:
+                await self._post(*self._queue.popleft())
+            except Exception:  # a bug: the Events after it still go out
+                log.exception("posting an Event failed")
 
     async def _post(self, ref: Ref, event: rc.Event, now: datetime) -> None:
         body = event_body(ref, event, component=self._component, instance=self._instance, now=now)
@@ -145,13 +161,14 @@ class KubeEvents:
                 return
 
     async def aclose(self, timeout: float = CLOSE_SECONDS) -> None:
-        """Posts what is queued, for `timeout` seconds at most, then stops."""
-        task, self._task = self._task, None
-        if task is None or task.done():
+        """Posts what is queued, for `timeout` seconds at most, then stops; Events queued later are dropped."""
+        self._closed = True
+        workers = set(self._workers)
+        if not workers:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        if not task.done():
-            log.warning("stopping with %d Events or more not posted", len(self._queue) + 1)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        _, pending = await asyncio.wait(workers, timeout=timeout)
+        if pending:
+            log.warning("stopping with %d Events or more not posted", len(self._queue) + len(pending))
+            for worker in pending:
+                worker.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

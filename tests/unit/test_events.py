@@ -49,7 +49,7 @@ class Sink:
 
 async def drained(events: KubeEvents) -> None:
     for _ in range(200):
-        if not events.queued and (events._task is None or events._task.done()):
+        if not events.posting:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("Events still queued")
@@ -80,19 +80,22 @@ def test_the_event_is_a_core_v1_event_about_the_object() -> None:
     assert "spec" not in str(made) and "s-1" not in str(made)  # nothing of the object but its reference
 
 
-def test_a_long_message_is_cut_in_the_middle_and_a_long_name_in_the_event_name() -> None:
+def test_a_long_message_is_cut_in_the_middle_to_the_api_servers_byte_limit() -> None:
     now = datetime.now(UTC)
-    message = "head " + "x" * 3000 + " tail"
-    made = event_body(
-        reference(body("n" * 253)), event("Failed", message), component="c", instance="i", now=now
+    for filler in ("x", "é", "服"):  # 1, 2 and 3 bytes a character: the API server counts bytes
+        message = "head " + filler * 3000 + " tail"
+        made = event_body(
+            reference(body("n" * 253)), event("Failed", message), component="c", instance="i" * 300, now=now
+        )
+        assert len(made["message"].encode()) <= MAX_MESSAGE
+        assert made["message"].startswith("head ") and made["message"].endswith(" tail")
+        assert " ... " in made["message"]
+    assert made["metadata"]["generateName"] == "n" * 57 + "."  # the API server keeps 58 and adds 5
+    assert made["reportingInstance"] == "i" * 128
+    short = event_body(
+        reference(body("web")), event("Failed", "déjà vu"), component="c", instance="i", now=now
     )
-    assert len(made["message"]) <= MAX_MESSAGE
-    assert (
-        made["message"].startswith("head ")
-        and made["message"].endswith(" tail")
-        and " ... " in made["message"]
-    )
-    assert len(made["metadata"]["generateName"]) == 201  # + 5 characters from the API server: within 253
+    assert short["message"] == "déjà vu"
 
 
 async def test_events_are_posted_a_few_at_once_stamped_in_order_without_holding_the_caller() -> None:
@@ -143,12 +146,15 @@ async def test_a_stop_posts_what_is_queued_within_its_time() -> None:
     await events.aclose()
     assert len(sink.created) == 5
 
+    events(body("late"), event("Submitted"))  # after the stop: dropped, nothing left running
+    assert events.dropped == 1 and not events.posting
+
     slow = Sink(delay=10.0)
     events = KubeEvents(slow, instance="pod-1")
     events(body("r"), event("Submitted"))
     started = asyncio.get_running_loop().time()
     await events.aclose(timeout=0.1)  # does not wait for an API server that hangs
-    assert asyncio.get_running_loop().time() - started < 1.0 and not slow.created
+    assert asyncio.get_running_loop().time() - started < 1.0 and not slow.created and not events.posting
 
 
 async def test_an_unexpected_failure_is_logged_and_the_next_events_still_go(caplog) -> None:
@@ -160,3 +166,16 @@ async def test_an_unexpected_failure_is_logged_and_the_next_events_still_go(capl
     await drained(events)
     assert sorted(b["involvedObject"]["name"] for _, b in sink.created) == ["b", "c", "d", "e"]
     assert "posting an Event failed" in caplog.text
+
+
+async def test_an_event_slow_to_post_holds_no_other(monkeypatch) -> None:
+    monkeypatch.setattr(events_module, "RETRY_DELAYS", (0.3, 0.3))
+    sink = Sink()
+    events = KubeEvents(sink, instance="pod-1")
+    sink.answers = [KubeUnavailable(503, "x")]  # the first one waits 0.3 s for its second try
+    for i in range(9):
+        events(body(f"r{i}"), event("Submitted"))
+    await asyncio.sleep(0.15)
+    assert sorted(b["involvedObject"]["name"] for _, b in sink.created) == [f"r{i}" for i in range(1, 9)]
+    await drained(events)
+    assert len(sink.created) == 9

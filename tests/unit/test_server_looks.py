@@ -320,3 +320,27 @@ async def test_an_eager_round_held_back_is_tried_again_soon():
     assert loop.time() - started < 1.7  # tried again within a quarter second of 1.1 s, not at 2 s
     await waiter
     await looks.aclose()
+
+
+async def test_a_hold_is_counted_once_however_often_the_round_is_tried():
+    class Kinds:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_look_round(self, kind: str, servers: int) -> None:
+            self.seen.append(kind)
+
+    kinds = Kinds()
+    reader = Reader(qps=1000.0, burst=1)
+    reader.servers = {f"s{i}": _server(f"s{i}") for i in range(100)}
+    looks = ServerLooks(reader, observer=kinds)
+    await asyncio.gather(*(looks.look(TARGET, f"s{i}", within=0.01) for i in range(100)))
+    kinds.seen.clear()
+    pending = asyncio.gather(*(looks.look(TARGET, f"s{i}", within=10.0) for i in range(100)))
+    await asyncio.sleep(0.9)
+    reader.bucket.pause(0.8)  # the eager round is tried at about 1.0, 1.25, 1.5 and 1.75 s: held each time
+    waiter = asyncio.create_task(reader.bucket.acquire())
+    await pending
+    await waiter
+    assert kinds.seen == ["skipped", "eager"]
+    await looks.aclose()

@@ -235,6 +235,7 @@ class ServerLooks:
                 task = asyncio.create_task(self._send(key, queue, wants))
                 queue.sending.add(task)
                 task.add_done_callback(queue.sending.discard)
+        queue.holding = False  # no look left: a hold (if any) ended with them
 
     def _sweep(self, now: float) -> None:
         """Targets unused for `IDLE_SECONDS` are forgotten, with the credentials they hold; a target in use keeps

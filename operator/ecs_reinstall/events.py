@@ -99,7 +99,7 @@ def _cut(text: str, limit: int) -> str:
 
 
 class KubeEvents:
-    """`post_event` for runners and sets (runner.EventPoster): queues, and one task posts, `AT_ONCE` at a time."""
+    """`post_event` for runners and sets (runner.EventPoster): queues, and up to `AT_ONCE` tasks post."""
 
     def __init__(
         self, kube: EventSink, *, instance: str, component: str = COMPONENT, limit: int = 10_000
@@ -121,8 +121,8 @@ class KubeEvents:
             self.dropped += 1
             return
         self._queue.append((reference(obj), event, datetime.now(UTC)))  # stamped when it happened
-        # A few posters at once (one at a time, a fleet's Events queued by the thousand behind the API server's
-        # answers), each taking the next Event when done: one Event slow to post holds no other.
+        # A few posters at once (with one, a fleet's Events queued by the thousand behind the API server's answers),
+        # each taking the next Event when done: one Event slow to post holds no other.
         # (a worker that has just ended may not have left `_workers` yet: its done-callback is still to run)
         if sum(not worker.done() for worker in self._workers) < min(AT_ONCE, len(self._queue)):
             worker = asyncio.get_running_loop().create_task(self._post_queued(), name="post Events")

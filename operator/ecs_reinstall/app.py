@@ -33,8 +33,8 @@ class App:
     metrics: Metrics
     supervisor: Supervisor
     sets: SetSupervisor
+    events: KubeEvents
     elector: LeaderElector | None = None  # None: leader election off, this process leads from the start
-    events: KubeEvents | None = None  # None in tests that build an App by hand
     _electing: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     async def lead(self, on_lost: Callable[[str], None]) -> None:
@@ -78,8 +78,7 @@ class App:
             await self.elector.release()  # every runner has stopped: a standby may take over at once
         if self.supervisor.deps.looks is not None:
             await self.supervisor.deps.looks.aclose()
-        if self.events is not None:
-            await self.events.aclose()  # what the runners said as they stopped
+        await self.events.aclose()  # what the runners said as they stopped
         await self.cloud.aclose()
         await self.kube.aclose()
         await asyncio.to_thread(self.metrics.close)  # waits for its serving thread

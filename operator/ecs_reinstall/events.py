@@ -1,9 +1,9 @@
 """Kubernetes Events about the operator's resources, posted in the background by the operator's own client.
 
 A runner or the set supervisor queues an Event and goes on; a few tasks post them, as core/v1 Events that
-`kubectl describe` shows "From: ecs-reinstall-operator", each stamped when it happened (to the second there). An Event
-helps, it never decides anything: one the API server refuses is logged and dropped, one it cannot take now
-(unavailable, or the name it generated was taken) is tried again twice, and at most `limit` wait (past that
+`kubectl describe` shows "From: ecs-reinstall-operator", each stamped when it happened (to the second there).
+An Event helps, it never decides anything: one the API server refuses is logged and dropped, one it cannot take
+now (unavailable, or the name it generated was taken) is tried again twice, and at most `limit` wait (past that
 they are counted and dropped, and the log says so).
 
 kopf posted them before, through a queue it names only inside its per-object workers: runners started elsewhere
@@ -121,17 +121,13 @@ class KubeEvents:
             self.dropped += 1
             return
         self._queue.append((reference(obj), event, datetime.now(UTC)))  # stamped when it happened
-        # A few posters at once (with one, a fleet's Events queued by the thousand behind the API server's answers),
-        # each taking the next Event when done: one Event slow to post holds no other.
+        # A few posters at once (with one, a fleet's Events queued by the thousand behind the API server's
+        # answers), each taking the next Event when done: one Event slow to post holds no other.
         # (a worker that has just ended may not have left `_workers` yet: its done-callback is still to run)
         if sum(not worker.done() for worker in self._workers) < min(AT_ONCE, len(self._queue)):
             worker = asyncio.get_running_loop().create_task(self._post_queued(), name="post Events")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     @property
     def posting(self) -> bool:

@@ -175,7 +175,11 @@ async def test_an_event_slow_to_post_holds_no_other(monkeypatch) -> None:
     sink.answers = [KubeUnavailable(503, "x")]  # the first one waits 0.3 s for its second try
     for i in range(9):
         events(body(f"r{i}"), event("Submitted"))
-    await asyncio.sleep(0.15)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while len(sink.created) < 8:  # the other eight, before the first one's second try (0.3 s)
+        assert loop.time() - started < 0.25, "the Events after a slow one waited for it"
+        await asyncio.sleep(0.01)
     assert sorted(b["involvedObject"]["name"] for _, b in sink.created) == [f"r{i}" for i in range(1, 9)]
     await drained(events)
     assert len(sink.created) == 9
